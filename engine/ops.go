@@ -1,0 +1,378 @@
+package engine
+
+import (
+	"strconv"
+
+	"github.com/memhive/memhive/slab"
+)
+
+// Mode is a storage command's mode.
+type Mode uint8
+
+// Storage modes, as memcached's set, add, replace, append, prepend, cas.
+const (
+	ModeSet Mode = iota
+	ModeAdd
+	ModeReplace
+	ModeAppend
+	ModePrepend
+	ModeCAS
+)
+
+// Status is the outcome of a command.
+type Status uint8
+
+// Outcomes; the protocol layer maps each to its reply.
+const (
+	Stored     Status = iota // STORED
+	NotStored                // NOT_STORED: condition not met (add on a hit, replace on a miss, ...)
+	Exists                   // EXISTS: CAS mismatch
+	NotFound                 // NOT_FOUND
+	Deleted                  // DELETED
+	Touched                  // TOUCHED
+	OK                       // incr/decr done
+	NonNumeric               // incr/decr on a value that is not a decimal number
+	TooLarge                 // key+value over the item size limit
+	NoMemory                 // nothing could be evicted to make room
+)
+
+// Ref is a live item found by Get or GetAndTouch. It holds its stripe's
+// lock: read what is needed, then call Release, without calling the engine
+// in between. Key and Value alias item memory and are valid until Release.
+type Ref struct {
+	s  *stripe
+	it slab.Handle
+}
+
+// Key is the item's key.
+func (r Ref) Key() []byte { return r.s.items.Key(r.it) }
+
+// Value is the item's value.
+func (r Ref) Value() []byte { return r.s.items.Value(r.it) }
+
+// Flags is the item's client flags.
+func (r Ref) Flags() uint32 { return r.s.items.Flags(r.it) }
+
+// CAS is the item's CAS unique value.
+func (r Ref) CAS() uint64 { return r.s.items.CAS(r.it) }
+
+// Release unlocks the item's stripe.
+func (r Ref) Release() { r.s.mu.Unlock() }
+
+// Get looks a key up for a get/gets, counting cmd_get and hits or misses.
+// On a hit the returned Ref holds a lock until Release.
+func (e *Engine) Get(key []byte) (Ref, bool) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	s.mu.Lock()
+	s.st.cmdGet++
+	it := s.getLocked(h, key, now, true)
+	if it == 0 {
+		s.st.getMisses++
+		s.mu.Unlock()
+		return Ref{}, false
+	}
+	s.st.getHits++
+	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
+	s.touchLRULocked(it, now)
+	return Ref{s, it}, true
+}
+
+// GetAndTouch looks a key up and sets its expiry (gat, gats), counting
+// cmd_touch and touch hits or misses as memcached does.
+func (e *Engine) GetAndTouch(key []byte, exptime int64) (Ref, bool) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	exp := e.clock.RelTime(exptime)
+	s.mu.Lock()
+	s.st.cmdTouch++
+	it := s.getLocked(h, key, now, true)
+	if it == 0 {
+		s.st.touchMisses++
+		s.mu.Unlock()
+		return Ref{}, false
+	}
+	s.st.touchHits++
+	s.items.SetExptime(it, exp)
+	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
+	s.touchLRULocked(it, now)
+	return Ref{s, it}, true
+}
+
+// Touch sets a key's expiry without reading it.
+func (e *Engine) Touch(key []byte, exptime int64) Status {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	exp := e.clock.RelTime(exptime)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.cmdTouch++
+	it := s.getLocked(h, key, now, true)
+	if it == 0 {
+		s.st.touchMisses++
+		return NotFound
+	}
+	s.st.touchHits++
+	s.items.SetExptime(it, exp)
+	s.touchLRULocked(it, now)
+	return Touched
+}
+
+// Delete removes a key. A non-zero cas must match the item's (binary
+// protocol), else Exists.
+func (e *Engine) Delete(key []byte, cas uint64) Status {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.getLocked(h, key, now, false)
+	if it == 0 {
+		s.st.deleteMisses++
+		return NotFound
+	}
+	if cas != 0 && s.items.CAS(it) != cas {
+		return Exists
+	}
+	s.st.deleteHits++
+	s.removeLocked(it)
+	return Deleted
+}
+
+// Store runs a storage command. cas is the client's CAS value for ModeCAS;
+// for append and prepend a non-zero cas must match too (binary protocol; a
+// binary set, add or replace with a CAS is ModeCAS). It returns the
+// outcome and, when stored, the item's new CAS value.
+func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value []byte, cas uint64) (Status, uint64) {
+	if len(key)+len(value) > e.cfg.MaxItemSize {
+		return TooLarge, 0
+	}
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	exp := e.clock.RelTime(exptime)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.cmdSet++
+	old := s.getLocked(h, key, now, false)
+
+	if old == 0 {
+		switch mode {
+		case ModeCAS:
+			s.st.casMisses++
+			return NotFound, 0
+		case ModeReplace, ModeAppend, ModePrepend:
+			return NotStored, 0
+		}
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+	}
+
+	switch mode {
+	case ModeAdd:
+		s.touchLRULocked(old, now)
+		return NotStored, 0
+	case ModeCAS:
+		if oldCAS := s.items.CAS(old); cas != oldCAS {
+			s.st.casBadval++
+			return Exists, 0
+		}
+		s.st.casHits++
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+	case ModeSet, ModeReplace:
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+	case ModeAppend, ModePrepend:
+		if cas != 0 && cas != s.items.CAS(old) {
+			return Exists, 0
+		}
+		oldVal := s.items.Value(old)
+		if len(key)+len(oldVal)+len(value) > e.cfg.MaxItemSize {
+			return NotStored, 0
+		}
+		// Keep the old value across the allocation, which may evict it.
+		s.scratch = append(s.scratch[:0], oldVal...)
+		oflags, oexp := s.items.Flags(old), s.items.Exptime(old)
+		if mode == ModeAppend {
+			return s.storeNewLocked(h, key, oflags, oexp, now, s.scratch, value, false)
+		}
+		return s.storeNewLocked(h, key, oflags, oexp, now, value, s.scratch, false)
+	}
+	return NotStored, 0
+}
+
+// storeNewLocked allocates an item holding first+second, replaces any
+// item with the same key, and links it. A failed allocation on a set
+// drops the old item too, so that a stale value does not outlive a write
+// that was acknowledged as failed (memcached does the same).
+func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, first, second []byte, fetched bool) (Status, uint64) {
+	n := len(first) + len(second)
+	it := s.alloc.Alloc(slab.ItemSize(len(key), n))
+	if it == 0 {
+		if old := s.findLocked(h, key); old != 0 {
+			s.removeLocked(old)
+		}
+		s.st.storeNoMemory++
+		return NoMemory, 0
+	}
+	s.items.Init(it, 0, key, n, flags, exp, now)
+	v := s.items.Value(it)
+	copy(v, first)
+	copy(v[len(first):], second)
+	cas := s.nextCAS()
+	s.items.SetCAS(it, cas)
+	if fetched {
+		s.items.SetIFlags(it, slab.ItemFetched)
+	}
+	// The allocation may have evicted the old item; look it up again.
+	if old := s.findLocked(h, key); old != 0 {
+		s.removeLocked(old)
+	}
+	s.linkLocked(h, it)
+	return Stored, cas
+}
+
+// DeltaResult is what Delta reports besides its Status.
+type DeltaResult struct {
+	Value uint64 // the new value
+	CAS   uint64 // the item's new CAS value
+}
+
+// Delta runs incr (incr true) or decr: 64-bit unsigned, wrapping on incr,
+// stopping at 0 on decr. A non-zero cas must match. When create is set
+// (binary protocol, exptime not 0xffffffff) a missing key is created with
+// initial and exptime and Value reports initial.
+func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.getLocked(h, key, now, false)
+	if it == 0 {
+		if create {
+			var buf [20]byte
+			digits := strconv.AppendUint(buf[:0], initial, 10)
+			st, newCAS := s.storeNewLocked(h, key, 0, e.clock.RelTime(exptime), now, digits, nil, false)
+			if st != Stored {
+				return st, DeltaResult{}
+			}
+			return OK, DeltaResult{Value: initial, CAS: newCAS}
+		}
+		if incr {
+			s.st.incrMisses++
+		} else {
+			s.st.decrMisses++
+		}
+		return NotFound, DeltaResult{}
+	}
+	v := s.items.Value(it)
+	if cas != 0 && s.items.CAS(it) != cas {
+		return Exists, DeltaResult{}
+	}
+	cur, ok := parseCounter(v)
+	if !ok {
+		return NonNumeric, DeltaResult{}
+	}
+	if incr {
+		cur += delta
+		s.st.incrHits++
+	} else {
+		if delta > cur {
+			cur = 0
+		} else {
+			cur -= delta
+		}
+		s.st.decrHits++
+	}
+	var buf [20]byte
+	digits := strconv.AppendUint(buf[:0], cur, 10)
+	if len(digits) <= len(v) {
+		// In place, padded with spaces as memcached does: the length of
+		// the value does not change.
+		copy(v, digits)
+		for i := len(digits); i < len(v); i++ {
+			v[i] = ' '
+		}
+		newCAS := s.nextCAS()
+		s.items.SetCAS(it, newCAS)
+		s.touchLRULocked(it, now)
+		return OK, DeltaResult{Value: cur, CAS: newCAS}
+	}
+	fetched := s.items.IFlags(it)&slab.ItemFetched != 0
+	st, newCAS := s.storeNewLocked(h, key, s.items.Flags(it), s.items.Exptime(it), now, digits, nil, fetched)
+	if st != Stored {
+		return st, DeltaResult{}
+	}
+	return OK, DeltaResult{Value: cur, CAS: newCAS}
+}
+
+// parseCounter reads a value as memcached's safe_strtoull does: optional
+// leading white space, decimal digits, then the end or white space; a value
+// too large for 64 bits, or a negative one, is not a number.
+func parseCounter(v []byte) (uint64, bool) {
+	i := 0
+	for i < len(v) && isSpace(v[i]) {
+		i++
+	}
+	neg := false
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		neg = v[i] == '-'
+		i++
+	}
+	start := i
+	var n uint64
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		d := uint64(v[i] - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false // ERANGE
+		}
+		n = n*10 + d
+		i++
+	}
+	if i == start {
+		return 0, false
+	}
+	// The item's data is followed by "\r\n" in memcached, so running off the
+	// end of the value counts as white space.
+	if i < len(v) && !isSpace(v[i]) {
+		return 0, false
+	}
+	if neg {
+		// strtoull negates; memcached rejects a negative result only when
+		// it looks negative as a signed number.
+		n = -n
+		if int64(n) < 0 {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// FlushAll invalidates every item now (delay <= 0) or, with a delay, every
+// item stored before the delay runs out, as memcached's flush_all does.
+func (e *Engine) FlushAll(delay int64) {
+	now := e.clock.Now()
+	var newOldest uint32
+	if delay > 0 {
+		newOldest = e.clock.RelTime(delay)
+	} else {
+		newOldest = now
+	}
+	ol := newOldest - 1
+	e.oldestLive.Store(ol)
+	for i := range e.stripes {
+		s := &e.stripes[i]
+		s.mu.Lock()
+		s.st.cmdFlush++
+		if ol <= now {
+			s.oldestCAS = s.nextCAS()
+		}
+		s.mu.Unlock()
+	}
+}

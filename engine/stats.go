@@ -1,0 +1,152 @@
+package engine
+
+import "github.com/memhive/memhive/slab"
+
+// counters are one stripe's command counters, guarded by its lock. They
+// are summed when stats are read, so no counter is shared between cores.
+type counters struct {
+	cmdGet, getHits, getMisses, getExpired, getFlushed uint64
+	cmdSet, cmdTouch, touchHits, touchMisses, cmdFlush uint64
+	deleteHits, deleteMisses                           uint64
+	incrHits, incrMisses, decrHits, decrMisses         uint64
+	casHits, casMisses, casBadval                      uint64
+	storeNoMemory                                      uint64
+	totalItems, evictions, crawlerReclaimed            uint64
+	crawlerChecked                                     uint64
+}
+
+func (c *counters) add(o *counters) {
+	c.cmdGet += o.cmdGet
+	c.getHits += o.getHits
+	c.getMisses += o.getMisses
+	c.getExpired += o.getExpired
+	c.getFlushed += o.getFlushed
+	c.cmdSet += o.cmdSet
+	c.cmdTouch += o.cmdTouch
+	c.touchHits += o.touchHits
+	c.touchMisses += o.touchMisses
+	c.cmdFlush += o.cmdFlush
+	c.deleteHits += o.deleteHits
+	c.deleteMisses += o.deleteMisses
+	c.incrHits += o.incrHits
+	c.incrMisses += o.incrMisses
+	c.decrHits += o.decrHits
+	c.decrMisses += o.decrMisses
+	c.casHits += o.casHits
+	c.casMisses += o.casMisses
+	c.casBadval += o.casBadval
+	c.storeNoMemory += o.storeNoMemory
+	c.totalItems += o.totalItems
+	c.evictions += o.evictions
+	c.crawlerReclaimed += o.crawlerReclaimed
+	c.crawlerChecked += o.crawlerChecked
+}
+
+// Stats is a snapshot of the engine's counters, named as memcached's
+// "stats" fields.
+type Stats struct {
+	CmdGet, GetHits, GetMisses, GetExpired, GetFlushed uint64
+	CmdSet, CmdTouch, TouchHits, TouchMisses, CmdFlush uint64
+	DeleteHits, DeleteMisses                           uint64
+	IncrHits, IncrMisses, DecrHits, DecrMisses         uint64
+	CasHits, CasMisses, CasBadval                      uint64
+	StoreNoMemory                                      uint64
+	CurrItems, TotalItems                              uint64
+	Bytes                                              uint64 // bytes of item memory in use by live items
+	Evictions, Reclaimed, ExpiredUnfetched             uint64
+	EvictedUnfetched, EvictedActive                    uint64
+	CrawlerReclaimed, CrawlerItemsChecked              uint64
+	SlabsMoved                                         uint64
+	LimitMaxbytes                                      uint64
+	TotalPages, FreePages                              uint64
+	HashBuckets                                        uint64
+}
+
+// Stats sums every stripe's counters. It takes each stripe's lock in turn.
+func (e *Engine) Stats() Stats {
+	var c counters
+	var st Stats
+	var usage []slab.ClassUsage
+	for i := range e.stripes {
+		s := &e.stripes[i]
+		s.mu.Lock()
+		c.add(&s.st)
+		st.CurrItems += uint64(s.count)
+		st.Bytes += uint64(s.bytes)
+		st.HashBuckets += uint64(len(s.buckets))
+		usage = s.alloc.Usage(usage[:0])
+		s.mu.Unlock()
+		for _, u := range usage {
+			st.Reclaimed += u.Reclaimed
+			st.ExpiredUnfetched += u.ExpiredUnfetch
+			st.EvictedUnfetched += u.EvictedUnfetch
+			st.SlabsMoved += u.PagesMoved
+		}
+	}
+	st.CmdGet, st.GetHits, st.GetMisses, st.GetExpired, st.GetFlushed = c.cmdGet, c.getHits, c.getMisses, c.getExpired, c.getFlushed
+	st.CmdSet, st.CmdTouch, st.TouchHits, st.TouchMisses, st.CmdFlush = c.cmdSet, c.cmdTouch, c.touchHits, c.touchMisses, c.cmdFlush
+	st.DeleteHits, st.DeleteMisses = c.deleteHits, c.deleteMisses
+	st.IncrHits, st.IncrMisses, st.DecrHits, st.DecrMisses = c.incrHits, c.incrMisses, c.decrHits, c.decrMisses
+	st.CasHits, st.CasMisses, st.CasBadval = c.casHits, c.casMisses, c.casBadval
+	st.StoreNoMemory = c.storeNoMemory
+	st.TotalItems, st.Evictions = c.totalItems, c.evictions
+	st.CrawlerReclaimed, st.CrawlerItemsChecked = c.crawlerReclaimed, c.crawlerChecked
+	st.LimitMaxbytes = uint64(e.cfg.MemoryBytes)
+	st.TotalPages = uint64(e.pool.Total())
+	st.FreePages = uint64(e.pool.Free())
+	return st
+}
+
+// ClassStats is one size class summed over every stripe, for "stats slabs"
+// and "stats items". Classes that never held a page are left out by callers
+// as memcached does.
+type ClassStats struct {
+	ID int
+	slab.ClassUsage
+	OldestAtime uint32 // access time of the oldest LRU tail across stripes (0: none)
+}
+
+// SlabStats sums the size classes of every stripe.
+func (e *Engine) SlabStats() []ClassStats {
+	out := make([]ClassStats, len(e.classes.Sizes))
+	var usage []slab.ClassUsage
+	for i := range e.stripes {
+		s := &e.stripes[i]
+		s.mu.Lock()
+		usage = s.alloc.Usage(usage[:0])
+		s.mu.Unlock()
+		for id, u := range usage {
+			o := &out[id]
+			o.ID = id
+			o.ChunkSize, o.ChunksPerPage = u.ChunkSize, u.ChunksPerPage
+			o.Pages += u.Pages
+			o.UsedChunks += u.UsedChunks
+			o.FreeChunks += u.FreeChunks
+			o.Items += u.Items
+			o.Evicted += u.Evicted
+			o.EvictedNonzero += u.EvictedNonzero
+			o.EvictedUnfetch += u.EvictedUnfetch
+			o.OutOfMemory += u.OutOfMemory
+			o.PagesMoved += u.PagesMoved
+			o.Reclaimed += u.Reclaimed
+			o.ExpiredUnfetch += u.ExpiredUnfetch
+			o.CrawlerReclaims += u.CrawlerReclaims
+			if u.TailAtime != 0 && (o.OldestAtime == 0 || u.TailAtime < o.OldestAtime) {
+				o.OldestAtime = u.TailAtime
+			}
+		}
+	}
+	return out
+}
+
+// ResetStats zeroes every counter ("stats reset"); item counts and bytes,
+// which describe what is stored, are kept.
+func (e *Engine) ResetStats() {
+	for i := range e.stripes {
+		s := &e.stripes[i]
+		s.mu.Lock()
+		s.st = counters{}
+		s.alloc.ResetStats()
+		s.mu.Unlock()
+	}
+}

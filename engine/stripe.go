@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/memhive/memhive/slab"
+)
+
+const initialBuckets = 1 << 10
+
+// stripe is one lock stripe: a share of the key space with its own hash
+// chains, allocator and counters, all guarded by mu.
+type stripe struct {
+	mu      sync.Mutex
+	e       *Engine
+	id      uint64
+	items   slab.Items
+	alloc   *slab.Allocator
+	buckets []slab.Handle
+	bmask   uint64
+	count   int
+	bytes   int64
+
+	cas       uint64 // last CAS sequence number issued here
+	oldestCAS uint64 // memcached's settings.oldest_cas, for this stripe
+
+	scratch []byte // old value kept across an allocation (append, prepend)
+	st      counters
+
+	_ [64]byte // keep neighbouring stripes' locks off one cache line
+}
+
+// nextCAS issues a CAS value unique across the engine: a per-stripe
+// sequence interleaved with the stripe number, so no shared counter is
+// touched per request.
+func (s *stripe) nextCAS() uint64 {
+	s.cas++
+	return s.cas*uint64(len(s.e.stripes)) + s.id
+}
+
+// findLocked returns the item with key in h's chain, or 0.
+func (s *stripe) findLocked(h uint64, key []byte) slab.Handle {
+	for it := s.buckets[h&s.bmask]; it != 0; it = s.items.HNext(it) {
+		if bytes.Equal(s.items.Key(it), key) {
+			return it
+		}
+	}
+	return 0
+}
+
+// linkLocked inserts a fully written item into the index and its LRU.
+func (s *stripe) linkLocked(h uint64, it slab.Handle) {
+	b := h & s.bmask
+	s.items.SetHNext(it, s.buckets[b])
+	s.buckets[b] = it
+	s.alloc.Link(it)
+	s.count++
+	s.bytes += int64(slab.ItemSize(len(s.items.Key(it)), len(s.items.Value(it))))
+	s.st.totalItems++
+	if s.count > len(s.buckets)+len(s.buckets)/2 {
+		s.growLocked()
+	}
+}
+
+// unhashLocked removes it from its hash chain only.
+func (s *stripe) unhashLocked(it slab.Handle) {
+	key := s.items.Key(it)
+	b := hash(key) & s.bmask
+	prev := slab.Handle(0)
+	for cur := s.buckets[b]; cur != 0; cur = s.items.HNext(cur) {
+		if cur == it {
+			if prev == 0 {
+				s.buckets[b] = s.items.HNext(cur)
+			} else {
+				s.items.SetHNext(prev, s.items.HNext(cur))
+			}
+			break
+		}
+		prev = cur
+	}
+	s.count--
+	s.bytes -= int64(slab.ItemSize(len(key), len(s.items.Value(it))))
+}
+
+// removeLocked unlinks it from the index and LRU and frees its chunk.
+func (s *stripe) removeLocked(it slab.Handle) {
+	s.unhashLocked(it)
+	s.alloc.Unlink(it)
+	s.alloc.Free(it)
+}
+
+// Evicted implements slab.Index: it only has to drop the item from the
+// index; the allocator unlinks and frees it.
+func (s *stripe) Evicted(it slab.Handle) {
+	s.unhashLocked(it)
+	s.st.evictions++
+}
+
+// Moved implements slab.Index: the item at from was copied to to.
+func (s *stripe) Moved(from, to slab.Handle) {
+	b := hash(s.items.Key(to)) & s.bmask
+	if s.buckets[b] == from {
+		s.buckets[b] = to
+		return
+	}
+	for cur := s.buckets[b]; cur != 0; cur = s.items.HNext(cur) {
+		if s.items.HNext(cur) == from {
+			s.items.SetHNext(cur, to)
+			return
+		}
+	}
+}
+
+func (s *stripe) growLocked() {
+	old := s.buckets
+	s.buckets = make([]slab.Handle, len(old)*2)
+	s.bmask = uint64(len(s.buckets) - 1)
+	for _, head := range old {
+		for it := head; it != 0; {
+			next := s.items.HNext(it)
+			b := hash(s.items.Key(it)) & s.bmask
+			s.items.SetHNext(it, s.buckets[b])
+			s.buckets[b] = it
+			it = next
+		}
+	}
+}
+
+// validLocked tells whether a found item is still live. An expired or
+// flushed item is removed and counted; lookup says whether the caller is a
+// read (get, gat, touch), whose misses memcached counts by cause.
+func (s *stripe) validLocked(it slab.Handle, now uint32, lookup bool) bool {
+	if s.flushedLocked(it, now) {
+		s.removeLocked(it)
+		if lookup {
+			s.st.getFlushed++
+		}
+		return false
+	}
+	if exp := s.items.Exptime(it); exp != 0 && exp <= now {
+		s.alloc.CountReclaimed(it, false)
+		s.removeLocked(it)
+		if lookup {
+			s.st.getExpired++
+		}
+		return false
+	}
+	return true
+}
+
+func (s *stripe) flushedLocked(it slab.Handle, now uint32) bool {
+	ol := s.e.oldestLive.Load()
+	if ol == 0 || ol > now {
+		return false
+	}
+	if s.items.Atime(it) <= ol {
+		return true
+	}
+	return s.oldestCAS != 0 && s.items.CAS(it) < s.oldestCAS
+}
+
+// getLocked finds a live item, removing it if expired or flushed.
+func (s *stripe) getLocked(h uint64, key []byte, now uint32, lookup bool) slab.Handle {
+	it := s.findLocked(h, key)
+	if it == 0 || !s.validLocked(it, now, lookup) {
+		return 0
+	}
+	return it
+}
+
+// touchLRULocked records an access: at most one LRU move per item per
+// second keeps hot keys cheap to read.
+func (s *stripe) touchLRULocked(it slab.Handle, now uint32) {
+	if s.items.Atime(it) != now {
+		s.items.SetAtime(it, now)
+		s.alloc.Bump(it)
+	}
+}
