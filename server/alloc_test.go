@@ -1,0 +1,61 @@
+//go:build !race
+
+package server
+
+import "testing"
+
+// The request path, parse to reply, allocates nothing for a get hit, a set
+// and a binary get hit once a connection's buffers have grown.
+func TestRequestPathAllocatesNothing(t *testing.T) {
+	s := newTestServer(t)
+	cs := testConn()
+	binGet := []byte{0x80, 0x00, 0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'k', 'e', 'y'}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"ascii set", []byte("set key 0 0 5\r\nhello\r\n")},
+		{"ascii get hit", []byte("get key\r\n")},
+		{"ascii multi-get", []byte("gets key key nope\r\n")},
+		{"binary get hit", binGet},
+	} {
+		cs.proto = protoUnknown
+		run := func() {
+			n, closed := s.process(cs, tc.in)
+			if n != len(tc.in) || closed {
+				t.Fatalf("%s: consumed %d of %d, closed %v", tc.name, n, len(tc.in), closed)
+			}
+			cs.out = cs.out[:0]
+			cs.proto = protoUnknown
+		}
+		run()
+		if a := testing.AllocsPerRun(200, run); a != 0 {
+			t.Errorf("%s: %.1f allocations per request, want 0", tc.name, a)
+		}
+	}
+}
+
+func BenchmarkProcessASCIIGetHit(b *testing.B) {
+	s := newTestServer(b)
+	cs := testConn()
+	s.process(cs, []byte("set key 0 0 100\r\n"+string(make([]byte, 100))+"\r\n"))
+	in := []byte("get key\r\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for i := 0; i < b.N; i++ {
+		s.process(cs, in)
+		cs.out = cs.out[:0]
+	}
+}
+
+func BenchmarkProcessASCIISet(b *testing.B) {
+	s := newTestServer(b)
+	cs := testConn()
+	in := []byte("set key 0 0 100\r\n" + string(make([]byte, 100)) + "\r\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for i := 0; i < b.N; i++ {
+		s.process(cs, in)
+		cs.out = cs.out[:0]
+	}
+}

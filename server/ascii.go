@@ -1,0 +1,147 @@
+package server
+
+import (
+	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/engine"
+)
+
+var storeModes = [...]engine.Mode{
+	codec.CmdSet:     engine.ModeSet,
+	codec.CmdAdd:     engine.ModeAdd,
+	codec.CmdReplace: engine.ModeReplace,
+	codec.CmdAppend:  engine.ModeAppend,
+	codec.CmdPrepend: engine.ModePrepend,
+	codec.CmdCas:     engine.ModeCAS,
+}
+
+var storeReplies = [...]string{
+	engine.Stored:    codec.ReplyStored,
+	engine.NotStored: codec.ReplyNotStored,
+	engine.Exists:    codec.ReplyExists,
+	engine.NotFound:  codec.ReplyNotFound,
+	engine.TooLarge:  codec.ReplyTooLarge,
+	engine.NoMemory:  codec.ReplyOutOfMemoryStore,
+}
+
+// execASCII runs one parsed text request, appending its reply to cs.out.
+// It reports whether the connection must close.
+func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
+	out := cs.out
+	switch r.Cmd {
+	case codec.CmdGet, codec.CmdGets, codec.CmdGat, codec.CmdGats:
+		out = s.asciiRetrieve(out, r)
+	case codec.CmdSet, codec.CmdAdd, codec.CmdReplace, codec.CmdAppend, codec.CmdPrepend, codec.CmdCas:
+		st, _ := s.eng.Store(storeModes[r.Cmd], r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
+		if st == engine.TooLarge {
+			cs.stats.storeTooLarge.Add(1)
+		}
+		if !r.NoReply {
+			out = append(out, storeReplies[st]...)
+		}
+	case codec.CmdTouch:
+		st := s.eng.Touch(r.Key, r.Exptime)
+		if !r.NoReply {
+			if st == engine.Touched {
+				out = append(out, codec.ReplyTouched...)
+			} else {
+				out = append(out, codec.ReplyNotFound...)
+			}
+		}
+	case codec.CmdDelete:
+		st := s.eng.Delete(r.Key, 0)
+		if !r.NoReply {
+			if st == engine.Deleted {
+				out = append(out, codec.ReplyDeleted...)
+			} else {
+				out = append(out, codec.ReplyNotFound...)
+			}
+		}
+	case codec.CmdIncr, codec.CmdDecr:
+		st, res := s.eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, 0, false, 0, 0)
+		if !r.NoReply {
+			switch st {
+			case engine.OK:
+				out = codec.AppendUint(out, res.Value)
+			case engine.NotFound:
+				out = append(out, codec.ReplyNotFound...)
+			case engine.NonNumeric:
+				out = append(out, codec.ReplyNonNumeric...)
+			default:
+				out = append(out, codec.ReplyOutOfMemoryDelta...)
+			}
+		}
+	case codec.CmdFlushAll:
+		s.eng.FlushAll(r.Exptime)
+		if !r.NoReply {
+			out = append(out, codec.ReplyOK...)
+		}
+	case codec.CmdStats:
+		out = s.asciiStats(out, r.Keys)
+	case codec.CmdVersion:
+		out = append(out, codec.ReplyVersionPrefix...)
+		out = append(out, Version...)
+		out = append(out, "\r\n"...)
+	case codec.CmdVerbosity:
+		s.verbosity.Store(int32(r.Delta))
+		if !r.NoReply {
+			out = append(out, codec.ReplyOK...)
+		}
+	case codec.CmdQuit:
+		closeConn = true
+	case codec.CmdError:
+		out = append(out, r.ErrReply...)
+		cs.swallow = r.Swallow
+		s.refused(cs, r)
+		closeConn = r.Close || r.Abort
+		cs.abort = r.Abort
+	case codec.CmdAdmin:
+		// memcached's operator commands (slabs, lru_crawler, watch, ...)
+		// drive machinery memhive does not have.
+		out = append(out, codec.ReplyError...)
+	default:
+		out = append(out, codec.ReplyError...)
+	}
+	cs.out = out
+	return closeConn
+}
+
+// refused handles a storage command the parser refused as too large:
+// memcached counts it (text protocol) and, for a set, drops the key's old
+// value so that a stale value does not outlive a failed write.
+func (s *Server) refused(cs *conn, r *codec.Request) {
+	if r.Refused == codec.CmdNone {
+		return
+	}
+	if !r.Binary {
+		cs.stats.storeTooLarge.Add(1)
+	}
+	if r.Refused == codec.CmdSet {
+		s.eng.Unlink(r.Key)
+	}
+}
+
+// asciiRetrieve answers get, gets, gat and gats. When the request carries
+// an error (a key too long among the keys), memcached drops the values it
+// had gathered and answers only the error; the lookups still count.
+func (s *Server) asciiRetrieve(out []byte, r *codec.Request) []byte {
+	touch := r.Cmd == codec.CmdGat || r.Cmd == codec.CmdGats
+	withCAS := r.Cmd == codec.CmdGets || r.Cmd == codec.CmdGats
+	mark := len(out)
+	for _, key := range r.Keys {
+		var ref engine.Ref
+		var ok bool
+		if touch {
+			ref, ok = s.eng.GetAndTouch(key, r.Exptime)
+		} else {
+			ref, ok = s.eng.Get(key)
+		}
+		if ok {
+			out = codec.AppendValue(out, ref.Key(), ref.Flags(), ref.Value(), ref.CAS(), withCAS)
+			ref.Release()
+		}
+	}
+	if len(r.ErrReply) > 0 {
+		return append(out[:mark], r.ErrReply...)
+	}
+	return append(out, codec.ReplyEnd...)
+}

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/memhive/memhive/codec"
+)
+
+const (
+	protoUnknown = iota
+	protoASCII
+	protoBinary
+)
+
+// outKeep is the largest output buffer a connection keeps between
+// wake-ups; a larger one (a big multi-get) goes back to the pool's size.
+const outKeep = 64 << 10
+
+// conn is one connection's state. It is used only from the connection's
+// event loop, so it needs no lock.
+type conn struct {
+	proto   int
+	req     codec.Request
+	out     []byte // replies of the current wake-up
+	swallow int    // input bytes still to discard (data of a refused storage command)
+	abort   bool   // close at once, dropping unsent replies
+	stats   *statShard
+
+	fd      int
+	remote  string
+	lastCmd atomic.Uint32 // server time of the last request, read by "stats conns"
+}
+
+var connPool = sync.Pool{New: func() any { return &conn{out: make([]byte, 0, 4096)} }}
+
+func newConn() *conn { return connPool.Get().(*conn) }
+
+// resetOut empties the output buffer after a write, dropping one that a
+// large reply grew past outKeep.
+func (c *conn) resetOut() {
+	if cap(c.out) > outKeep {
+		c.out = make([]byte, 0, 4096)
+		return
+	}
+	c.out = c.out[:0]
+}
+
+func (c *conn) release() {
+	c.proto = protoUnknown
+	c.stats = nil
+	c.abort = false
+	c.swallow = 0
+	c.req = codec.Request{Keys: c.req.Keys[:0]}
+	c.resetOut()
+	connPool.Put(c)
+}
+
+// connStats are the connection-level counters. Byte counters are sharded
+// by file descriptor so that event loops rarely share a cache line; they
+// are summed when read.
+type connStats struct {
+	currConns     atomic.Int64
+	totalConns    atomic.Uint64
+	rejectedConns atomic.Uint64
+	shards        [32]statShard
+}
+
+type statShard struct {
+	bytesRead     atomic.Uint64
+	bytesWritten  atomic.Uint64
+	storeTooLarge atomic.Uint64
+	authCmds      atomic.Uint64
+	authErrors    atomic.Uint64
+	_             [24]byte
+}
+
+func (c *connStats) shard(fd int) *statShard { return &c.shards[fd&31] }
+
+type connTotals struct {
+	bytesRead, bytesWritten, storeTooLarge, authCmds, authErrors uint64
+}
+
+func (c *connStats) totals() connTotals {
+	var t connTotals
+	for i := range c.shards {
+		s := &c.shards[i]
+		t.bytesRead += s.bytesRead.Load()
+		t.bytesWritten += s.bytesWritten.Load()
+		t.storeTooLarge += s.storeTooLarge.Load()
+		t.authCmds += s.authCmds.Load()
+		t.authErrors += s.authErrors.Load()
+	}
+	return t
+}
+
+func (c *connStats) reset() {
+	c.totalConns.Store(0)
+	c.rejectedConns.Store(0)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.bytesRead.Store(0)
+		s.bytesWritten.Store(0)
+		s.storeTooLarge.Store(0)
+		s.authCmds.Store(0)
+		s.authErrors.Store(0)
+	}
+}

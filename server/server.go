@@ -1,0 +1,238 @@
+// Package server runs memhive's memcache listener on gnet: it detects each
+// connection's protocol from its first byte, parses requests with codec,
+// executes them on the engine and writes every reply produced by one
+// event-loop wake-up with a single write.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/engine"
+)
+
+// Version is reported by the version command and stats.
+const Version = "1.6.18-memhive"
+
+// Config configures a Server.
+type Config struct {
+	Listen    string // host:port
+	Threads   int    // event loops; 0 means one per core
+	MaxConns  int    // memcached -c; 0 means 1024
+	Verbosity int    // memcached -v
+	Logger    *slog.Logger
+}
+
+// Server serves the memcache protocols for one engine. Start it with Run;
+// stop it with Stop. Safe for concurrent use.
+type Server struct {
+	gnet.BuiltinEventEngine
+	cfg    Config
+	eng    *engine.Engine
+	parser codec.Parser
+	log    *slog.Logger
+
+	started time.Time
+	gnetEng gnet.Engine
+	ready   chan struct{} // closed once listening
+	done    chan struct{} // closed when Run returns
+
+	stats     connStats
+	verbosity atomic.Int32
+	conns     sync.Map // fd -> *conn, for "stats conns"
+}
+
+// New makes a server for eng.
+func New(cfg Config, eng *engine.Engine) *Server {
+	if cfg.Threads <= 0 {
+		cfg.Threads = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		eng:     eng,
+		parser:  codec.Parser{MaxItemSize: eng.MaxItemSize()},
+		log:     cfg.Logger,
+		started: time.Now(),
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.verbosity.Store(int32(cfg.Verbosity))
+	return s
+}
+
+// Run listens and serves until Stop is called or the listener fails.
+func (s *Server) Run() error {
+	defer close(s.done)
+	if _, _, err := net.SplitHostPort(s.cfg.Listen); err != nil {
+		return fmt.Errorf("server: listen address %q: %w", s.cfg.Listen, err)
+	}
+	return gnet.Run(s, "tcp://"+s.cfg.Listen,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Threads),
+		gnet.WithReusePort(false),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTCPKeepAlive(0),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+}
+
+// Ready is closed once the server accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Stop closes the listener and every connection. It returns at once if
+// Run has already ended.
+func (s *Server) Stop(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return s.gnetEng.Stop(ctx)
+	case <-s.done:
+		return nil
+	}
+}
+
+// OnBoot records the running gnet engine.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.gnetEng = eng
+	close(s.ready)
+	return gnet.None
+}
+
+// OnOpen sets up per-connection state, refusing connections past MaxConns
+// with memcached's error line.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	n := s.stats.currConns.Add(1)
+	s.stats.totalConns.Add(1)
+	if int(n) > s.cfg.MaxConns {
+		s.stats.rejectedConns.Add(1)
+		c.SetContext(nil)
+		return []byte("ERROR Too many open connections\r\n"), gnet.Close
+	}
+	cs := newConn()
+	cs.stats = s.stats.shard(c.Fd())
+	cs.fd = c.Fd()
+	if a := c.RemoteAddr(); a != nil {
+		cs.remote = a.String()
+	}
+	cs.lastCmd.Store(s.eng.Clock().Now())
+	s.conns.Store(cs.fd, cs)
+	c.SetContext(cs)
+	return nil, gnet.None
+}
+
+// OnClose releases per-connection state.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	s.stats.currConns.Add(-1)
+	if cs, ok := c.Context().(*conn); ok {
+		s.conns.Delete(cs.fd)
+		cs.release()
+	}
+	return gnet.None
+}
+
+// OnTraffic parses and executes every complete request buffered on c,
+// then writes all replies at once and discards what was consumed.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	cs, ok := c.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	buf, _ := c.Peek(-1)
+	cs.lastCmd.Store(s.eng.Clock().Now())
+	consumed, closeConn := s.process(cs, buf)
+	if cs.abort {
+		// memcached hangs up without sending what it had not yet written.
+		cs.out = cs.out[:0]
+	}
+	cs.stats.bytesRead.Add(uint64(consumed))
+	if len(cs.out) > 0 {
+		cs.stats.bytesWritten.Add(uint64(len(cs.out)))
+		c.Write(cs.out)
+		cs.resetOut()
+	}
+	if consumed > 0 {
+		// Never Discard(0): gnet treats n <= 0 as "discard everything".
+		c.Discard(consumed)
+	}
+	if closeConn {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// process runs the requests in buf, appending replies to cs.out. It
+// returns how many bytes were consumed and whether to close.
+func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
+	for {
+		if cs.swallow > 0 {
+			n := min(cs.swallow, len(buf)-consumed)
+			cs.swallow -= n
+			consumed += n
+			if cs.swallow > 0 {
+				return consumed, false
+			}
+		}
+		if consumed == len(buf) {
+			return consumed, false
+		}
+		if cs.proto == protoUnknown {
+			if codec.IsBinary(buf[consumed]) {
+				cs.proto = protoBinary
+			} else {
+				cs.proto = protoASCII
+			}
+		}
+		var n int
+		var err error
+		if cs.proto == protoBinary {
+			n, err = s.parser.ParseBinary(buf[consumed:], &cs.req)
+		} else {
+			n, err = s.parser.ParseASCII(buf[consumed:], &cs.req)
+		}
+		if err != nil {
+			if errors.Is(err, codec.ErrIncomplete) {
+				return consumed, false
+			}
+			return consumed, true
+		}
+		consumed += n
+		var quit bool
+		if cs.proto == protoBinary {
+			quit = s.execBinary(cs, &cs.req)
+		} else {
+			quit = s.execASCII(cs, &cs.req)
+		}
+		if quit {
+			return consumed, true
+		}
+	}
+}
+
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {}
+func (g gnetLogger) Infof(format string, args ...any)  {}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.l.Warn(fmt.Sprintf(format, args...), "component", "gnet")
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.l.Error(fmt.Sprintf(format, args...), "component", "gnet")
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.l.Error(fmt.Sprintf(format, args...), "component", "gnet")
+}

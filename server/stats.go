@@ -1,0 +1,378 @@
+package server
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/memhive/memhive/codec"
+)
+
+// stat is one "STAT name value" pair.
+type stat struct {
+	name  string
+	value string
+}
+
+type statList []stat
+
+func (l *statList) str(name, v string)      { *l = append(*l, stat{name, v}) }
+func (l *statList) u(name string, v uint64) { l.str(name, strconv.FormatUint(v, 10)) }
+func (l *statList) i(name string, v int64)  { l.str(name, strconv.FormatInt(v, 10)) }
+
+func rusage() (user, sys string) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return "0.000000", "0.000000"
+	}
+	f := func(tv syscall.Timeval) string {
+		return strconv.FormatInt(tv.Sec, 10) + "." + pad6(tv.Usec)
+	}
+	return f(ru.Utime), f(ru.Stime)
+}
+
+func pad6(us int64) string {
+	s := strconv.FormatInt(us, 10)
+	for len(s) < 6 {
+		s = "0" + s
+	}
+	return s
+}
+
+// generalStats lists memcached's "stats" fields, in memcached's order, with
+// memhive's values. Fields for machinery memhive does not have (libevent,
+// extstore, the segmented LRU) keep their names so tools that read them
+// find them, with values that describe memhive (0 where nothing happens).
+func (s *Server) generalStats() statList {
+	e := s.eng.Stats()
+	ct := s.stats.totals()
+	user, sys := rusage()
+	var l statList
+	l.i("pid", int64(os.Getpid()))
+	l.u("uptime", uint64(time.Since(s.started).Seconds()))
+	l.i("time", s.eng.Clock().Unix())
+	l.str("version", Version)
+	l.str("libevent", "gnet")
+	l.i("pointer_size", 64)
+	l.str("rusage_user", user)
+	l.str("rusage_system", sys)
+	l.i("max_connections", int64(s.cfg.MaxConns))
+	l.i("curr_connections", s.stats.currConns.Load())
+	l.u("total_connections", s.stats.totalConns.Load())
+	l.u("rejected_connections", s.stats.rejectedConns.Load())
+	l.i("connection_structures", s.stats.currConns.Load())
+	l.u("response_obj_oom", 0)
+	l.u("response_obj_count", 0)
+	l.u("response_obj_bytes", 0)
+	l.u("read_buf_count", 0)
+	l.u("read_buf_bytes", 0)
+	l.u("read_buf_bytes_free", 0)
+	l.u("read_buf_oom", 0)
+	l.u("reserved_fds", 0)
+	l.u("cmd_get", e.CmdGet)
+	l.u("cmd_set", e.CmdSet)
+	l.u("cmd_flush", e.CmdFlush)
+	l.u("cmd_touch", e.CmdTouch)
+	l.u("cmd_meta", 0)
+	l.u("get_hits", e.GetHits)
+	l.u("get_misses", e.GetMisses)
+	l.u("get_expired", e.GetExpired)
+	l.u("get_flushed", e.GetFlushed)
+	l.u("delete_misses", e.DeleteMisses)
+	l.u("delete_hits", e.DeleteHits)
+	l.u("incr_misses", e.IncrMisses)
+	l.u("incr_hits", e.IncrHits)
+	l.u("decr_misses", e.DecrMisses)
+	l.u("decr_hits", e.DecrHits)
+	l.u("cas_misses", e.CasMisses)
+	l.u("cas_hits", e.CasHits)
+	l.u("cas_badval", e.CasBadval)
+	l.u("touch_hits", e.TouchHits)
+	l.u("touch_misses", e.TouchMisses)
+	l.u("store_too_large", ct.storeTooLarge)
+	l.u("store_no_memory", e.StoreNoMemory)
+	l.u("auth_cmds", ct.authCmds)
+	l.u("auth_errors", ct.authErrors)
+	l.u("bytes_read", ct.bytesRead)
+	l.u("bytes_written", ct.bytesWritten)
+	l.u("limit_maxbytes", e.LimitMaxbytes)
+	l.u("accepting_conns", 1)
+	l.u("listen_disabled_num", 0)
+	l.u("time_in_listen_disabled_us", 0)
+	l.i("threads", int64(s.cfg.Threads))
+	l.u("conn_yields", 0)
+	l.u("hash_power_level", uint64(log2(e.HashBuckets)))
+	l.u("hash_bytes", e.HashBuckets*4)
+	l.u("hash_is_expanding", 0)
+	l.u("slab_reassign_rescues", 0)
+	l.u("slab_reassign_chunk_rescues", 0)
+	l.u("slab_reassign_evictions_nomem", 0)
+	l.u("slab_reassign_inline_reclaim", 0)
+	l.u("slab_reassign_busy_items", 0)
+	l.u("slab_reassign_busy_deletes", 0)
+	l.u("slab_reassign_running", 0)
+	l.u("slabs_moved", e.SlabsMoved)
+	l.u("lru_crawler_running", 0)
+	l.u("lru_crawler_starts", 0)
+	l.u("lru_maintainer_juggles", 0)
+	l.u("malloc_fails", 0)
+	l.u("log_worker_dropped", 0)
+	l.u("log_worker_written", 0)
+	l.u("log_watcher_skipped", 0)
+	l.u("log_watcher_sent", 0)
+	l.u("log_watchers", 0)
+	l.u("unexpected_napi_ids", 0)
+	l.u("round_robin_fallback", 0)
+	l.u("bytes", e.Bytes)
+	l.u("curr_items", e.CurrItems)
+	l.u("total_items", e.TotalItems)
+	l.u("slab_global_page_pool", e.FreePages)
+	l.u("expired_unfetched", e.ExpiredUnfetched)
+	l.u("evicted_unfetched", e.EvictedUnfetched)
+	l.u("evicted_active", 0)
+	l.u("evictions", e.Evictions)
+	l.u("reclaimed", e.Reclaimed)
+	l.u("crawler_reclaimed", e.CrawlerReclaimed)
+	l.u("crawler_items_checked", e.CrawlerItemsChecked)
+	l.u("lrutail_reflocked", 0)
+	l.u("moves_to_cold", 0)
+	l.u("moves_to_warm", 0)
+	l.u("moves_within_lru", 0)
+	l.u("direct_reclaims", 0)
+	l.u("lru_bumps_dropped", 0)
+	return l
+}
+
+func log2(n uint64) int {
+	p := 0
+	for n > 1 {
+		n >>= 1
+		p++
+	}
+	return p
+}
+
+// settingsStats lists "stats settings": memcached's names for the
+// settings memhive has.
+func (s *Server) settingsStats() statList {
+	var l statList
+	l.u("maxbytes", uint64(s.eng.LimitBytes()))
+	l.i("maxconns", int64(s.cfg.MaxConns))
+	host, port := splitListen(s.cfg.Listen)
+	l.str("tcpport", port)
+	l.u("udpport", 0)
+	l.str("inter", host)
+	l.i("verbosity", int64(s.verbosity.Load()))
+	l.u("oldest", 0)
+	l.str("evictions", "on")
+	l.str("domain_socket", "NULL")
+	l.str("umask", "700")
+	l.str("shutdown_command", "no")
+	l.str("growth_factor", strconv.FormatFloat(s.eng.GrowthFactor(), 'f', 2, 64))
+	l.i("chunk_size", 48)
+	l.i("num_threads", int64(s.cfg.Threads))
+	l.i("num_threads_per_udp", int64(s.cfg.Threads))
+	l.str("stat_key_prefix", ":")
+	l.str("detail_enabled", "no")
+	l.i("reqs_per_event", 20)
+	l.str("cas_enabled", "yes")
+	l.i("tcp_backlog", 1024)
+	l.str("binding_protocol", "auto-negotiate")
+	l.str("auth_enabled_sasl", "no")
+	l.str("auth_enabled_ascii", "no")
+	l.i("item_size_max", int64(s.eng.MaxItemSize()))
+	l.str("maxconns_fast", "yes")
+	l.i("hashpower_init", 0)
+	l.str("slab_reassign", "yes")
+	l.i("slab_automove", 1)
+	l.i("slab_page_size", int64(s.eng.PageSize()))
+	l.str("lru_crawler", "yes")
+	l.str("flush_enabled", "yes")
+	l.str("dump_enabled", "no")
+	l.str("hash_algorithm", "farmhash")
+	l.str("lru_maintainer_thread", "no")
+	l.str("lru_segmented", "no")
+	l.i("idle_timeout", 0)
+	l.i("gomaxprocs", int64(runtime.GOMAXPROCS(0)))
+	return l
+}
+
+func splitListen(addr string) (host, port string) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i], addr[i+1:]
+		}
+	}
+	return addr, "0"
+}
+
+// itemsStats and slabsStats describe the size classes that hold pages,
+// with memcached's field names.
+func (s *Server) itemsStats() statList {
+	var l statList
+	now := s.eng.Clock().Now()
+	for _, c := range s.eng.SlabStats() {
+		if c.Pages == 0 {
+			continue
+		}
+		p := "items:" + strconv.Itoa(c.ID+1) + ":"
+		age := uint64(0)
+		if c.OldestAtime != 0 && now > c.OldestAtime {
+			age = uint64(now - c.OldestAtime)
+		}
+		l.u(p+"number", uint64(c.Items))
+		l.u(p+"age", age)
+		l.u(p+"evicted", c.Evicted)
+		l.u(p+"evicted_nonzero", c.EvictedNonzero)
+		l.u(p+"outofmemory", c.OutOfMemory)
+		l.u(p+"reclaimed", c.Reclaimed)
+		l.u(p+"expired_unfetched", c.ExpiredUnfetch)
+		l.u(p+"evicted_unfetched", c.EvictedUnfetch)
+		l.u(p+"crawler_reclaimed", c.CrawlerReclaims)
+	}
+	return l
+}
+
+func (s *Server) slabsStats() statList {
+	var l statList
+	active := 0
+	var total uint64
+	for _, c := range s.eng.SlabStats() {
+		if c.Pages == 0 {
+			continue
+		}
+		active++
+		total += uint64(c.Pages) * uint64(s.eng.PageSize())
+		p := strconv.Itoa(c.ID+1) + ":"
+		l.u(p+"chunk_size", uint64(c.ChunkSize))
+		l.u(p+"chunks_per_page", uint64(c.ChunksPerPage))
+		l.u(p+"total_pages", uint64(c.Pages))
+		l.u(p+"total_chunks", uint64(c.Pages*c.ChunksPerPage))
+		l.u(p+"used_chunks", uint64(c.UsedChunks))
+		l.u(p+"free_chunks", uint64(c.FreeChunks))
+		l.u(p+"free_chunks_end", 0)
+	}
+	l.u("active_slabs", uint64(active))
+	l.u("total_malloced", total)
+	return l
+}
+
+// statsFor returns the stats a subcommand names, or false if it names
+// none. "" is the general list.
+func (s *Server) statsFor(sub string) (statList, bool) {
+	switch sub {
+	case "":
+		return s.generalStats(), true
+	case "settings":
+		return s.settingsStats(), true
+	case "items":
+		return s.itemsStats(), true
+	case "slabs":
+		return s.slabsStats(), true
+	case "sizes":
+		// memcached's size histogram is off unless enabled at start.
+		return statList{{"sizes_status", "disabled"}}, true
+	case "conns":
+		return s.connsStats(), true
+	}
+	return nil, false
+}
+
+func appendStats(out []byte, l statList) []byte {
+	for _, st := range l {
+		out = append(out, "STAT "...)
+		out = append(out, st.name...)
+		out = append(out, ' ')
+		out = append(out, st.value...)
+		out = append(out, "\r\n"...)
+	}
+	return append(out, codec.ReplyEnd...)
+}
+
+// asciiStats answers "stats [sub ...]" as memcached's process_stat does;
+// only the first argument selects, further ones are ignored.
+func (s *Server) asciiStats(out []byte, args [][]byte) []byte {
+	sub := ""
+	if len(args) > 0 {
+		sub = string(args[0])
+	}
+	switch sub {
+	case "reset":
+		s.resetStats()
+		return append(out, codec.ReplyReset...)
+	case "detail":
+		if len(args) < 2 {
+			return append(out, codec.ReplyStatsDetailUsage...)
+		}
+		switch string(args[1]) {
+		case "on", "off":
+			return append(out, codec.ReplyOK...)
+		case "dump":
+			return append(out, codec.ReplyEnd...) // no per-prefix stats are kept
+		}
+		return append(out, codec.ReplyStatsDetailUsage...)
+	case "cachedump":
+		return append(out, "CLIENT_ERROR stats cachedump not allowed\r\n"...)
+	}
+	l, ok := s.statsFor(sub)
+	if !ok {
+		return append(out, codec.ReplyError...)
+	}
+	return appendStats(out, l)
+}
+
+// binaryStats answers STAT: one packet per stat, then an empty one.
+func (s *Server) binaryStats(out []byte, r *codec.Request) []byte {
+	sub := string(r.Key)
+	if sub == "conns" {
+		sub = "-" // memcached lists connections only over text
+	}
+	if strings.HasPrefix(sub, "reset") {
+		s.resetStats()
+		return codec.AppendBinaryStat(out, r.Opaque, nil, nil)
+	}
+	l, ok := s.statsFor(sub)
+	if !ok {
+		return codec.AppendBinaryStatus(out, r.Opcode, codec.StatusKeyNotFound, r.Opaque)
+	}
+	for _, st := range l {
+		out = codec.AppendBinaryStat(out, r.Opaque, []byte(st.name), []byte(st.value))
+	}
+	return codec.AppendBinaryStat(out, r.Opaque, nil, nil)
+}
+
+// resetStats is "stats reset": every counter goes back to zero; gauges
+// (items, bytes, connections) are kept.
+func (s *Server) resetStats() {
+	s.eng.ResetStats()
+	s.stats.reset()
+}
+
+// connsStats lists the listener and every open connection as memcached's
+// "stats conns" does. File descriptors number the connections; the
+// listener is shown as 0.
+func (s *Server) connsStats() statList {
+	now := s.eng.Clock().Now()
+	var l statList
+	l.str("0:addr", "tcp:"+s.cfg.Listen)
+	l.str("0:state", "conn_listening")
+	l.u("0:secs_since_last_cmd", 0)
+	s.conns.Range(func(_, v any) bool {
+		c := v.(*conn)
+		p := strconv.Itoa(c.fd) + ":"
+		l.str(p+"addr", "tcp:"+c.remote)
+		l.str(p+"listen_addr", "tcp:"+s.cfg.Listen)
+		l.str(p+"state", "conn_parse_cmd")
+		last := c.lastCmd.Load()
+		if now > last {
+			l.u(p+"secs_since_last_cmd", uint64(now-last))
+		} else {
+			l.u(p+"secs_since_last_cmd", 0)
+		}
+		return true
+	})
+	return l
+}
