@@ -142,6 +142,18 @@ func (e *Engine) Delete(key []byte, cas uint64) Status {
 	return Deleted
 }
 
+// Unlink drops key's item if there is one, counting nothing: memcached does
+// this when a set is refused, so a failed write leaves no stale value.
+func (e *Engine) Unlink(key []byte) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	s.mu.Lock()
+	if it := s.findLocked(h, key); it != 0 {
+		s.removeLocked(it)
+	}
+	s.mu.Unlock()
+}
+
 // Store runs a storage command. cas is the client's CAS value for ModeCAS;
 // for append and prepend a non-zero cas must match too (binary protocol; a
 // binary set, add or replace with a CAS is ModeCAS). It returns the
