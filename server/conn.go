@@ -23,6 +23,7 @@ type conn struct {
 	proto   int
 	req     codec.Request
 	out     []byte // replies of the current wake-up
+	in      []byte // an incomplete request carried over to the next read
 	swallow int    // input bytes still to discard (data of a refused storage command)
 	abort   bool   // close at once, dropping unsent replies
 	stats   *statShard
@@ -46,10 +47,25 @@ func (c *conn) resetOut() {
 	c.out = c.out[:0]
 }
 
+// keepRest keeps the unconsumed tail of the input (rest may alias c.in)
+// for the next read.
+func (c *conn) keepRest(rest []byte) {
+	if len(rest) == 0 {
+		if cap(c.in) > outKeep {
+			c.in = nil
+		} else {
+			c.in = c.in[:0]
+		}
+		return
+	}
+	c.in = append(c.in[:0], rest...)
+}
+
 func (c *conn) release() {
 	c.proto = protoUnknown
 	c.stats = nil
 	c.abort = false
+	c.in = c.in[:0]
 	c.swallow = 0
 	c.req = codec.Request{Keys: c.req.Keys[:0]}
 	c.resetOut()

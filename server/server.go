@@ -153,21 +153,30 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := c.Peek(-1)
+	n := len(buf)
 	cs.lastCmd.Store(s.eng.Clock().Now())
+	if len(cs.in) > 0 {
+		// A request is split across reads: gather it in the connection's
+		// own buffer, so each read costs its own length, not the length of
+		// everything buffered so far (gnet would copy that on every Peek).
+		cs.in = append(cs.in, buf...)
+		buf = cs.in
+	}
 	consumed, closeConn := s.process(cs, buf)
 	if cs.abort {
 		// memcached hangs up without sending what it had not yet written.
 		cs.out = cs.out[:0]
 	}
-	cs.stats.bytesRead.Add(uint64(consumed))
+	cs.stats.bytesRead.Add(uint64(n))
 	if len(cs.out) > 0 {
 		cs.stats.bytesWritten.Add(uint64(len(cs.out)))
 		c.Write(cs.out)
 		cs.resetOut()
 	}
-	if consumed > 0 {
+	cs.keepRest(buf[consumed:])
+	if n > 0 {
 		// Never Discard(0): gnet treats n <= 0 as "discard everything".
-		c.Discard(consumed)
+		c.Discard(n)
 	}
 	if closeConn {
 		return gnet.Close
