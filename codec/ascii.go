@@ -220,6 +220,7 @@ func (p *Parser) dispatchASCII(buf []byte, n int, t *lineTokens, req *Request) (
 		return n, nil
 	case "quit":
 		req.Cmd = CmdQuit
+		req.Flush = true
 		return n, nil
 	case "verbosity":
 		return verbosityASCII(n, t, req)
@@ -310,6 +311,7 @@ func retrieveASCII(n int, t *lineTokens, req *Request, cmd Command) (int, error)
 	if len(req.Keys) > 0 {
 		req.Key = req.Keys[0]
 	}
+	req.Flush = req.ErrReply == nil
 	return n, nil
 }
 

@@ -184,10 +184,10 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 		return 0, ErrIncomplete
 	}
 	if uint32(keylen+extlen) > bodylen {
-		return binaryError(req, head, StatusUnknownCommand, 0, true)
+		return binaryError(req, head, StatusUnknownCommand, 0, true, true)
 	}
 	if keylen > MaxKeyLen {
-		return binaryError(req, head, StatusInvalid, 0, true)
+		return binaryError(req, head, StatusInvalid, 0, true, true)
 	}
 	op := &binaryOps[req.Opcode]
 	ext := buf[BinaryHeaderLen : BinaryHeaderLen+extlen]
@@ -198,7 +198,8 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 	case shapeUnknown:
 		// memcached swallows the whole body after having read the extras
 		// and key already: the extras+key bytes after the packet go too.
-		return binaryError(req, head, StatusUnknownCommand, cInt(bodylen), false)
+		swallow := cInt(bodylen)
+		return binaryError(req, head, StatusUnknownCommand, swallow, false, swallow <= 0)
 	case shapeEmpty:
 		valid = extlen == 0 && keylen == 0 && body == 0
 	case shapeFlush:
@@ -217,12 +218,15 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 		valid = extlen == 4 && keylen != 0
 	}
 	if !valid {
-		return binaryError(req, head, StatusInvalid, 0, true)
+		return binaryError(req, head, StatusInvalid, 0, true, true)
 	}
 	req.Cmd = op.cmd
+	req.Flush = op.cmd == CmdNoop || op.cmd == CmdQuit
 	req.Quiet = op.quiet
 	req.WithKey = op.withKey
-	req.Key = key
+	if keylen > 0 {
+		req.Key = key
+	}
 	req.CAS = cas
 	switch op.shape {
 	case shapeFlush:
@@ -239,7 +243,9 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 		vlen := cInt(bodylen - uint32(keylen+extlen))
 		if vlen < 0 || p.tooLarge(keylen, vlen) {
 			req.Refused = op.cmd
-			return binaryError(req, head, StatusTooLarge, vlen, false)
+			// No flush even without a swallow: process_bin_update
+			// overrides write_bin_error's conn_mwrite with conn_swallow.
+			return binaryError(req, head, StatusTooLarge, vlen, false, false)
 		}
 		if extlen == 8 {
 			req.Flags = binary.BigEndian.Uint32(ext[0:4])
@@ -249,10 +255,10 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 	case shapeSASL:
 		vlen := cInt(bodylen - uint32(keylen))
 		if keylen > maxSASLMechLen {
-			return binaryError(req, head, StatusInvalid, vlen, false)
+			return binaryError(req, head, StatusInvalid, vlen, false, false)
 		}
 		if vlen < 0 || p.tooLarge(keylen, vlen) {
-			return binaryError(req, head, StatusOutOfMemory, vlen, false)
+			return binaryError(req, head, StatusOutOfMemory, vlen, false, false)
 		}
 		return binaryValue(buf, req, head, vlen)
 	}
@@ -276,12 +282,16 @@ func binaryValue(buf []byte, req *Request, head, vlen int) (int, error) {
 
 // binaryError makes req a protocol error answered with status. The
 // opcode, opaque and (for a refused item) key stay set for the reply.
-func binaryError(req *Request, n int, status uint16, swallow int, closeAfter bool) (int, error) {
+func binaryError(req *Request, n int, status uint16, swallow int, closeAfter, flush bool) (int, error) {
 	req.Cmd = CmdError
+	req.Flush = flush
 	req.Status = status
 	req.Swallow = max(swallow, 0)
 	req.Close = closeAfter
 	req.Quiet = false
 	req.WithKey = false
+	if req.Refused == CmdNone {
+		req.Key = nil
+	}
 	return n, nil
 }

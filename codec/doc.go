@@ -26,7 +26,12 @@
 //     touches them), but write only ErrReply: memcached throws away every
 //     reply it has not yet sent on the connection (conn_release_items),
 //     which includes this command's VALUE lines and the replies of earlier
-//     pipelined commands queued since its last flush.
+//     pipelined commands queued since it last wrote (see Request.Flush).
+//
+// Replies must reach the client in the same bytes as memcached's, and
+// memcached's only observable timing effect is which queued replies an
+// Abort or a multi-get key error discards: Request.Flush marks the
+// requests after which memcached has written everything queued.
 //
 // # Where memcached's behaviour depends on timing
 //

@@ -76,6 +76,9 @@ func describe(n int, err error, r *Request) string {
 	if r.Abort {
 		b.WriteString(" abort")
 	}
+	if r.Flush {
+		b.WriteString(" flush")
+	}
 	if r.Refused != CmdNone {
 		fmt.Fprintf(&b, " refused=%s", r.Refused)
 	}

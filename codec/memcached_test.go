@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,12 @@ type outcome struct {
 
 func (o outcome) String() string { return fmt.Sprintf("%q closed=%v", o.out, o.closed) }
 
+// expired reports whether memcached stores an item with this exptime as
+// already expired: negative, or an absolute time (over 30 days) past.
+func expired(exp int64) bool {
+	return exp < 0 || (exp > 30*24*3600 && exp <= time.Now().Unix())
+}
+
 type modelItem struct {
 	flags uint32
 	value []byte
@@ -52,7 +59,12 @@ func (m *asciiModel) run(p *Parser, in []byte) outcome {
 	for len(in) > 0 {
 		n, err := p.ParseASCII(in, &r)
 		if err != nil {
-			// memcached waits for more; what it has queued it sends.
+			if bytes.IndexByte(in, '\n') >= 0 {
+				// A storage command waits for its data: memcached sends
+				// nothing more meanwhile (conn_nread does not flush).
+				return outcome{out: m.out[:m.flush]}
+			}
+			// memcached waits for a line; what it has queued it sends.
 			return outcome{out: m.out}
 		}
 		in = in[n:]
@@ -75,6 +87,9 @@ func (m *asciiModel) run(p *Parser, in []byte) outcome {
 		default:
 			m.exec(&r)
 		}
+		if r.Flush {
+			m.flush = len(m.out)
+		}
 	}
 	return outcome{out: m.out}
 }
@@ -96,13 +111,12 @@ func (m *asciiModel) exec(r *Request) {
 		for _, k := range r.Keys {
 			if it, ok := m.items[string(k)]; ok {
 				m.out = AppendValue(m.out, k, it.flags, it.value, 0, r.Cmd == CmdGets || r.Cmd == CmdGats)
-				if (r.Cmd == CmdGat || r.Cmd == CmdGats) && r.Exptime < 0 {
+				if (r.Cmd == CmdGat || r.Cmd == CmdGats) && expired(r.Exptime) {
 					delete(m.items, string(k))
 				}
 			}
 		}
 		m.out = AppendEnd(m.out)
-		m.flush = len(m.out)
 	case CmdSet, CmdAdd, CmdReplace, CmdAppend, CmdPrepend, CmdCas:
 		it, ok := m.items[string(r.Key)]
 		switch {
@@ -124,14 +138,14 @@ func (m *asciiModel) exec(r *Request) {
 		default:
 			m.items[string(r.Key)] = modelItem{r.Flags, append([]byte{}, r.Value...)}
 			m.reply(r, ReplyStored)
-			if r.Exptime < 0 {
+			if expired(r.Exptime) {
 				delete(m.items, string(r.Key)) // stored already expired
 			}
 		}
 	case CmdTouch:
 		if _, ok := m.items[string(r.Key)]; ok {
 			m.reply(r, ReplyTouched)
-			if r.Exptime < 0 {
+			if expired(r.Exptime) {
 				delete(m.items, string(r.Key))
 			}
 		} else {
@@ -200,17 +214,20 @@ func exchange(t *testing.T, addr string, in []byte, want outcome) outcome {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if in[0] != MagicRequest {
-		c.Write([]byte("flush_all\r\n"))
-		buf := make([]byte, 4)
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != ReplyOK {
-			t.Fatalf("flush_all: %q %v", buf, err)
-		}
+	flush, ack := []byte("flush_all\r\n"), []byte(ReplyOK)
+	if in[0] == MagicRequest {
+		flush = pkt{op: OpFlush}.bytes()
+		ack = AppendBinaryOK(nil, OpFlush, 0, 0)
+	}
+	c.Write(flush)
+	buf := make([]byte, len(ack))
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, ack) {
+		t.Fatalf("flush: %q %v", buf, err)
 	}
 	go c.Write(in)
 	var got outcome
-	buf := make([]byte, 1<<16)
+	buf = make([]byte, 1<<16)
 	for {
 		// Wait long for what is expected, briefly for anything more.
 		wait := 15 * time.Millisecond
@@ -303,7 +320,7 @@ func diffParams(t *testing.T, cases int) (int, uint64) {
 	return cases, seed
 }
 
-var valueWithCAS = regexp.MustCompile(`(?m)^(VALUE \S+ \d+ \d+) \d+\r$`)
+var valueWithCAS = regexp.MustCompile(`(?m)^(VALUE [^ ]+ \d+ \d+) \d+\r$`)
 
 // maskCAS replaces the CAS in "VALUE k f n cas" lines by 0, which is what
 // the model, knowing no CAS values, writes.
@@ -393,6 +410,13 @@ func randomASCII(rng *rand.Rand) []byte {
 			b.WriteString("version" + eol)
 		}
 	}
+	switch rng.IntN(20) {
+	case 0:
+		b.WriteString("GET / HTTP/1.1\r\n")
+	case 1:
+		b.WriteString(strings.Repeat("y", 2100))
+		return []byte(b.String())
+	}
 	b.WriteString("version\r\n")
 	return []byte(b.String())
 }
@@ -414,6 +438,323 @@ func TestASCIIRandomMatchesMemcached(t *testing.T) {
 		got.out = maskCAS(got.out)
 		if !bytes.Equal(got.out, want.out) || got.closed != want.closed {
 			t.Errorf("case %d input %q\n memcached: %.400s\n     model: %.400s", i, in, got, want)
+		}
+	}
+}
+
+// binaryModel runs a binary-protocol stream the way memcached (without
+// SASL) would; flush marks what memcached has already written, since an
+// error reply without swallow and NOOP flush, and closing drops the rest.
+type binaryModel struct {
+	items map[string]modelItem
+	out   []byte
+	flush int
+}
+
+func (m *binaryModel) run(p *Parser, in []byte) outcome {
+	m.items = map[string]modelItem{}
+	var r Request
+	for len(in) > 0 {
+		n, err := p.ParseBinary(in, &r)
+		if err != nil {
+			if len(in) >= BinaryHeaderLen {
+				// memcached waits for a value without flushing.
+				return outcome{out: m.out[:m.flush]}
+			}
+			return outcome{out: m.out}
+		}
+		in = in[n:]
+		switch r.Cmd {
+		case CmdError:
+			if r.Abort {
+				return outcome{out: m.out[:m.flush], closed: true}
+			}
+			if r.Refused == CmdSet {
+				delete(m.items, string(r.Key))
+			}
+			m.out = AppendBinaryStatus(m.out, r.Opcode, r.Status, r.Opaque)
+			if r.Close {
+				return outcome{out: m.out, closed: true}
+			}
+			if r.Swallow > len(in) {
+				return outcome{out: m.out[:m.flush]}
+			}
+			if r.Flush {
+				m.flush = len(m.out)
+			}
+			in = in[r.Swallow:]
+		case CmdQuit:
+			if !r.Quiet {
+				m.out = AppendBinaryOK(m.out, r.Opcode, r.Opaque, 0)
+			}
+			return outcome{out: m.out, closed: true}
+		default:
+			m.exec(&r)
+		}
+		if r.Flush {
+			m.flush = len(m.out)
+		}
+	}
+	return outcome{out: m.out}
+}
+
+func (m *binaryModel) fail(r *Request, status uint16) {
+	m.out = AppendBinaryStatus(m.out, r.Opcode, status, r.Opaque)
+	m.flush = len(m.out)
+}
+
+func (m *binaryModel) ok(r *Request) {
+	if !r.Quiet {
+		m.out = AppendBinaryOK(m.out, r.Opcode, r.Opaque, 0)
+	}
+}
+
+func (m *binaryModel) exec(r *Request) {
+	key := string(r.Key)
+	it, hit := m.items[key]
+	switch r.Cmd {
+	case CmdGet, CmdGat, CmdTouch:
+		if !hit {
+			switch {
+			case r.Quiet:
+			case r.WithKey:
+				m.out = AppendBinaryMiss(m.out, r.Opcode, r.Opaque, r.Key)
+			default:
+				m.fail(r, StatusKeyNotFound)
+			}
+			return
+		}
+		var k, v []byte
+		if r.WithKey {
+			k = r.Key
+		}
+		if r.Cmd != CmdTouch {
+			v = it.value
+		}
+		m.out = AppendBinaryGet(m.out, r.Opcode, r.Opaque, 0, it.flags, k, v)
+		if r.Cmd != CmdGet && expired(r.Exptime) {
+			delete(m.items, key)
+		}
+	case CmdSet, CmdAdd, CmdReplace:
+		switch {
+		case r.CAS != 0 && !hit:
+			m.fail(r, StatusKeyNotFound)
+		case r.CAS != 0:
+			m.fail(r, StatusKeyExists) // the model knows no CAS values
+		case r.Cmd == CmdAdd && hit:
+			m.fail(r, StatusKeyExists)
+		case r.Cmd == CmdReplace && !hit:
+			m.fail(r, StatusKeyNotFound)
+		default:
+			m.items[key] = modelItem{r.Flags, append([]byte{}, r.Value...)}
+			if expired(r.Exptime) {
+				delete(m.items, key)
+			}
+			m.ok(r)
+		}
+	case CmdAppend, CmdPrepend:
+		if !hit {
+			m.fail(r, StatusNotStored)
+			return
+		}
+		if r.Cmd == CmdAppend {
+			it.value = append(append([]byte{}, it.value...), r.Value...)
+		} else {
+			it.value = append(append([]byte{}, r.Value...), it.value...)
+		}
+		m.items[key] = it
+		m.ok(r)
+	case CmdDelete:
+		if !hit {
+			m.fail(r, StatusKeyNotFound)
+			return
+		}
+		if r.CAS != 0 {
+			m.fail(r, StatusKeyExists)
+			return
+		}
+		delete(m.items, key)
+		m.ok(r)
+	case CmdIncr, CmdDecr:
+		var v uint64
+		switch {
+		case !hit && r.Exptime == 0xffffffff:
+			m.fail(r, StatusKeyNotFound)
+			return
+		case !hit:
+			v = r.Initial
+		default:
+			cur, ok := safeStrtoull(append(append([]byte{}, it.value...), '\r', '\n'))
+			if !ok {
+				m.fail(r, StatusNonNumeric)
+				return
+			}
+			if r.Cmd == CmdIncr {
+				v = cur + r.Delta
+			} else if r.Delta < cur {
+				v = cur - r.Delta
+			}
+		}
+		nv := strconv.AppendUint(nil, v, 10)
+		if hit && len(nv) <= len(it.value) {
+			nv = append(nv, bytes.Repeat([]byte(" "), len(it.value)-len(nv))...)
+		}
+		m.items[key] = modelItem{it.flags, nv}
+		if !hit && expired(r.Exptime) {
+			delete(m.items, key)
+		}
+		if !r.Quiet {
+			m.out = AppendBinaryCounter(m.out, r.Opcode, r.Opaque, 0, v)
+		}
+	case CmdFlushAll:
+		// A delay flushes later; an absolute time in the past flushes
+		// nothing (memcached sets oldest_live to 0).
+		if r.Exptime == 0 {
+			clear(m.items)
+		}
+		m.ok(r)
+	case CmdNoop:
+		m.out = AppendBinaryOK(m.out, r.Opcode, r.Opaque, 0)
+	case CmdVersion:
+		m.out = AppendBinaryValue(m.out, r.Opcode, StatusOK, r.Opaque, 0, []byte(mcVersion))
+	default:
+		panic(fmt.Sprintf("model cannot run %s", r.Cmd))
+	}
+}
+
+// zeroBinaryCAS clears the CAS of every response header in b: the model
+// does not know memcached's CAS values.
+func zeroBinaryCAS(b []byte) []byte {
+	b = append([]byte{}, b...)
+	for i := 0; i+BinaryHeaderLen <= len(b); {
+		clear(b[i+16 : i+24])
+		i += BinaryHeaderLen + int(binary.BigEndian.Uint32(b[i+8:]))
+	}
+	return b
+}
+
+func binaryDiffCases() [][]byte {
+	var l [][]byte
+	for _, c := range binaryCases {
+		op := c.in[1]
+		if strings.Contains(c.want, "incomplete") || strings.Contains(c.want, "16 KiB") ||
+			op == OpStat || op == OpSASLListMechs || op == OpSASLAuth || op == OpSASLStep ||
+			strings.Contains(c.want, "too large") || strings.HasSuffix(c.name, "GiB") || c.in[0] != MagicRequest {
+			continue
+		}
+		l = append(l, append(append([]byte{}, c.in...), pkt{op: OpVersion, opaque: 1}.bytes()...))
+	}
+	cat := func(ps ...pkt) []byte {
+		var b []byte
+		for _, p := range ps {
+			b = append(b, p.bytes()...)
+		}
+		return b
+	}
+	ext8 := be32(7) + be32(0)
+	l = append(l,
+		cat(pkt{op: OpSet, key: "a", ext: ext8, val: "1"}, pkt{op: OpGetK, key: "a", opaque: 2},
+			pkt{op: OpIncrement, key: "a", ext: be64(5) + be64(0) + be32(0)}, pkt{op: OpGet, key: "a"},
+			pkt{op: OpDecrementQ, key: "a", ext: be64(100) + be64(0) + be32(0)}, pkt{op: OpGetQ, key: "a"},
+			pkt{op: OpGetQ, key: "b"}, pkt{op: OpGetKQ, key: "b"}, pkt{op: OpNoop}),
+		cat(pkt{op: OpAppend, key: "a", val: "x"}, pkt{op: OpAddQ, key: "a", ext: ext8, val: "v"},
+			pkt{op: OpAddQ, key: "a", ext: ext8, val: "w"}, pkt{op: OpPrependQ, key: "a", val: "<"},
+			pkt{op: OpGATK, key: "a", ext: be32(0)}, pkt{op: OpTouch, key: "a", ext: be32(0)},
+			pkt{op: OpDeleteQ, key: "a"}, pkt{op: OpDeleteQ, key: "a"}, pkt{op: OpVersion}),
+		cat(pkt{op: OpSet, key: "a", ext: ext8, val: "v"}, pkt{op: OpSet, key: "a", ext: ext8, bodylen: 9 + 1048576}),
+		append(cat(pkt{op: OpSet, key: "a", ext: ext8, val: "v"}, pkt{op: OpSet, key: "a", ext: ext8, bodylen: 9 + 1048576}),
+			append(make([]byte, 1048576), cat(pkt{op: OpGet, key: "a"})...)...),
+		cat(pkt{op: OpIncrementQ, key: "c", ext: be64(1) + be64(41) + be32(0)}, pkt{op: OpGet, key: "c"},
+			pkt{op: OpFlushQ}, pkt{op: OpGet, key: "c"}, pkt{op: OpQuit}, pkt{op: OpVersion}),
+		cat(pkt{op: OpVersion}, pkt{op: OpGetQ, key: "zz"}, pkt{magic: 0x81, op: OpVersion}),
+		cat(pkt{op: OpVersion}, pkt{op: OpNoop}, pkt{op: 0x50, key: "ab"}, pkt{op: OpVersion}, pkt{op: OpVersion}),
+	)
+	return l
+}
+
+func TestBinaryMatchesMemcached(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts memcached")
+	}
+	mc := testserver.StartMemcached(t)
+	var p Parser
+	for _, in := range binaryDiffCases() {
+		var m binaryModel
+		want := m.run(&p, in)
+		got := exchange(t, mc.Addr, in, want)
+		got.out = zeroBinaryCAS(got.out)
+		if !bytes.Equal(got.out, want.out) || got.closed != want.closed {
+			t.Errorf("input %x\n memcached: %x closed=%v\n     model: %x closed=%v", in, got.out, got.closed, want.out, want.closed)
+		}
+	}
+}
+
+// randomBinary builds a pipeline of plausible and broken binary requests.
+func randomBinary(rng *rand.Rand) []byte {
+	ops := []byte{OpGet, OpGetQ, OpGetK, OpGetKQ, OpSet, OpSetQ, OpAdd, OpAddQ, OpReplace, OpReplaceQ,
+		OpAppend, OpAppendQ, OpPrepend, OpPrependQ, OpDelete, OpDeleteQ, OpIncrement, OpIncrementQ,
+		OpDecrement, OpDecrementQ, OpTouch, OpGAT, OpGATQ, OpGATK, OpGATKQ, OpNoop, OpVersion,
+		OpFlushQ, OpVerbosity, 0x30, 0x3d, 0x7f}
+	var b []byte
+	for i := rng.IntN(8); i >= 0; i-- {
+		p := pkt{op: ops[rng.IntN(len(ops))], opaque: rng.Uint32()}
+		p.key = []string{"a", "b", "c", "", k250, k251}[rng.IntN(6)]
+		if p.key == k251 && rng.IntN(3) > 0 {
+			p.key = "a"
+		}
+		switch p.op {
+		case OpSet, OpSetQ, OpAdd, OpAddQ, OpReplace, OpReplaceQ:
+			p.ext = be32(rng.Uint32()) + be32(0)
+			p.val = []string{"", "1", "12", "abc", "18446744073709551615"}[rng.IntN(5)]
+		case OpAppend, OpAppendQ, OpPrepend, OpPrependQ:
+			p.val = []string{"", "1", "x"}[rng.IntN(3)]
+		case OpIncrement, OpIncrementQ, OpDecrement, OpDecrementQ:
+			exp := uint32(0)
+			if rng.IntN(2) == 0 {
+				exp = 0xffffffff
+			}
+			p.ext = be64(uint64(rng.IntN(20))) + be64(uint64(rng.IntN(20))) + be32(exp)
+		case OpTouch, OpGAT, OpGATQ, OpGATK, OpGATKQ:
+			p.ext = be32(0)
+		case OpNoop, OpVersion, OpFlushQ:
+			p.key = ""
+		case 0x30, 0x3d, 0x7f, OpVerbosity:
+			p.val = []string{"", "xyz"}[rng.IntN(2)]
+		}
+		switch rng.IntN(12) {
+		case 0:
+			p.ext = []string{"", "1234", "12345678"}[rng.IntN(3)]
+		case 1:
+			p.val += "!"
+		case 2:
+			p.bodylen = max(len(p.key)+len(p.ext)+len(p.val)-1, -1)
+		}
+		if p.op == OpFlushQ && len(p.ext) == 4 {
+			// A past absolute flush time would undo the flush that
+			// isolates test cases: memcached resets oldest_live to 0.
+			p.ext = be32(0)
+		}
+		b = append(b, p.bytes()...)
+	}
+	return append(b, pkt{op: OpVersion, opaque: 99}.bytes()...)
+}
+
+func TestBinaryRandomMatchesMemcached(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts memcached")
+	}
+	mc := testserver.StartMemcached(t)
+	var p Parser
+	cases, seed := diffParams(t, 400)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	for i := 0; i < cases; i++ {
+		in := randomBinary(rng)
+		var m binaryModel
+		want := m.run(&p, in)
+		got := exchange(t, mc.Addr, in, want)
+		got.out = zeroBinaryCAS(got.out)
+		if !bytes.Equal(got.out, want.out) || got.closed != want.closed {
+			t.Errorf("case %d input %x\n memcached: %x closed=%v\n     model: %x closed=%v", i, in, got.out, got.closed, want.out, want.closed)
 		}
 	}
 }

@@ -37,7 +37,7 @@ const (
 	CmdDecr   // as CmdIncr
 
 	CmdFlushAll  // Exptime: the delay (<= 0 means now)
-	CmdStats     // ASCII: Keys holds the arguments; binary: Key is the group ("" for all)
+	CmdStats     // ASCII: Keys holds the arguments (at most 22, as memcached tokenizes); binary: Key is the group (nil for all)
 	CmdVersion   // no arguments
 	CmdVerbosity // ASCII only: Delta is the level (memcached caps it at 2)
 	CmdQuit      // close without a reply (binary QUIT answers first unless Quiet)
@@ -140,6 +140,19 @@ type Request struct {
 	// drops the replies it has not yet written (bad binary magic, an HTTP
 	// request line, a text line too long).
 	Abort bool
+	// Flush reports that memcached writes out every reply it has queued
+	// on the connection right after answering this request (conn_mwrite):
+	// an ASCII retrieval answered with END and ASCII quit; binary NOOP and
+	// QUIT, and the binary protocol errors answered without swallowing
+	// (Invalid arguments, Unknown command with an empty body). memcached
+	// also writes at the end of the buffered input (but not while it waits
+	// for a data block or swallows), at the end of a batch of requests
+	// handled in one read event (-R, 20 by default; see drive_machine's
+	// nreqs), and, at execution time, after every binary reply with a
+	// non-zero status except the key-carrying miss of GETK/GATK. Abort and
+	// a multi-get key error drop only what was queued after the last such
+	// point.
+	Flush bool
 	// Refused is the storage command memcached refused because its item
 	// would exceed MaxItemSize (Key holds its key); CmdNone otherwise.
 	// memcached then unlinks Key's current item when Refused is CmdSet

@@ -1,0 +1,236 @@
+package difftest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memhive/memhive/internal/testserver"
+)
+
+// TestDifferential replays generated traffic against Debian's memcached and
+// memhive and fails at the first reply that differs.
+//
+//	DIFF_SEED=n          replay the run of seed n (default: a fresh seed)
+//	DIFF_REQUESTS=n      number of requests (default 100,000; 10,000 with -short)
+//	DIFF_AGAINST=memcached  compare memcached with a second memcached, which
+//	                     validates the harness itself
+func TestDifferential(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("DIFF_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DIFF_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	requests := 100000
+	if testing.Short() {
+		requests = 10000
+	}
+	if s := os.Getenv("DIFF_REQUESTS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			t.Fatalf("DIFF_REQUESTS=%q: want a positive number", s)
+		}
+		requests = v
+	}
+	against := os.Getenv("DIFF_AGAINST")
+	if against != "" && against != "memcached" && against != "memhive" {
+		t.Fatalf("DIFF_AGAINST=%q: want memcached or memhive", against)
+	}
+	t.Logf("difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)", seed, requests, seed)
+
+	type pair struct {
+		a, b       Target
+		ref, other *testserver.Server
+	}
+	start := func() pair {
+		p := pair{ref: testserver.StartMemcached(t, "-m", "1024", "-t", "2")}
+		name := "memhive"
+		if against == "memcached" {
+			name = "memcached-2"
+			p.other = testserver.StartMemcached(t, "-m", "1024", "-t", "2")
+		} else {
+			p.other = testserver.StartMemhive(t, "--memory", "1024", "--threads", "2")
+		}
+		p.a, p.b = Target{Name: "memcached", Addr: p.ref.Addr}, Target{Name: name, Addr: p.other.Addr}
+		return p
+	}
+	// died describes a server that is no longer running, with its output.
+	died := func(p pair) string {
+		msg := ""
+		for _, x := range []struct {
+			t Target
+			s *testserver.Server
+		}{{p.a, p.ref}, {p.b, p.other}} {
+			if x.s.Exited() {
+				out := x.s.Output()
+				if len(out) > 4000 {
+					out = "..." + out[len(out)-4000:]
+				}
+				msg += fmt.Sprintf("\n%s exited; its output:\n%s", x.t.Name, out)
+			}
+		}
+		return msg
+	}
+
+	p := start()
+	now := time.Now()
+	check := os.Getenv("DIFF_CHECK_STATE") != ""
+	sum, err := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Logf: t.Logf, CheckState: check})
+	gone := died(p)
+	p.ref.Stop()
+	p.other.Stop()
+	if err == nil {
+		t.Logf("difftest: seed %d: %d requests in %d batches (%d MB per server) identical in %v",
+			seed, sum.Requests, sum.Batches, sum.Bytes>>20, sum.Elapsed.Round(time.Millisecond))
+		if sum.Stopped != "" {
+			t.Logf("difftest: %s", sum.Stopped)
+		}
+		t.Logf("difftest: requests per kind: %s", sum.KindCounts())
+		return
+	}
+	var m *Mismatch
+	if !errors.As(err, &m) {
+		t.Fatalf("difftest seed %d: %v%s\nseed %d: replay with DIFF_SEED=%d go test ./tools/difftest/", seed, err, gone, seed, seed)
+	}
+	msg := err.Error() + gone
+	if m.FirstRequest != m.LastRequest && gone == "" {
+		// Replay the same traffic on fresh servers with a marker after
+		// every request, to name the request whose reply differs.
+		p := start()
+		_, err2 := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Markers: true, MaxBatches: m.Batch + 1})
+		p.ref.Stop()
+		p.other.Stop()
+		var m2 *Mismatch
+		switch {
+		case errors.As(err2, &m2):
+			msg += "\nreplayed with a marker after each request:\n" + err2.Error()
+		case err2 != nil:
+			msg += "\nreplay with markers failed: " + err2.Error()
+		default:
+			msg += "\n(replayed with a marker after each request: no difference, so it depends on pipelining)"
+		}
+	}
+	t.Fatalf("%s\nseed %d: replay with DIFF_SEED=%d go test ./tools/difftest/", msg, seed, seed)
+}
+
+// TestGeneratorDeterministic checks that a seed always yields the same
+// traffic, which replaying a failure relies on.
+func TestGeneratorDeterministic(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	g1, g2 := NewGenerator(42, now), NewGenerator(42, now)
+	s1, s2 := newSide(Target{}), newSide(Target{})
+	for i := 0; i < 2000; i++ {
+		b1, b2 := g1.Next(), g2.Next()
+		p1, p2 := s1.build(b1, false), s2.build(b2, false)
+		if string(p1.buf) != string(p2.buf) || b1.Slot != b2.Slot || len(b1.cuts) != len(b2.cuts) {
+			t.Fatalf("batch %d differs between two generators of the same seed", i)
+		}
+	}
+}
+
+// TestTextItem checks reply framing, which must never split a data block.
+func TestTextItem(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"STORED\r\n", 8},
+		{"STORED\r", 0},
+		{"VALUE k 0 5\r\nab\r\nc\r\nEND\r\n", 20},
+		{"VALUE k 0 5\r\nab\r\n", 0},
+		{"VALUE k 0 5 9\r\nhello\r\n", 22},
+	} {
+		if got := textItem([]byte(tc.in)); got != tc.want {
+			t.Errorf("textItem(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestNormalise checks that only CAS values, stats values and the version
+// are rewritten.
+func TestNormalise(t *testing.T) {
+	s := newSide(Target{})
+	for _, tc := range []struct{ in, want string }{
+		{"VALUE k 1 2 77\r\nab\r\n", "VALUE k 1 2 cas#1\r\nab\r\n"},
+		{"VALUE k 1 2 78\r\nab\r\n", "VALUE k 1 2 cas#2\r\nab\r\n"},
+		{"VALUE k 1 2 77\r\nab\r\n", "VALUE k 1 2 cas#1\r\nab\r\n"},
+		{"VALUE j 1 2 78\r\nab\r\n", "VALUE j 1 2 cas#1\r\nab\r\n"},
+		{"VALUE k 1 2\r\nab\r\n", "VALUE k 1 2\r\nab\r\n"},
+		{"STAT pid 1234\r\n", "STAT pid *\r\n"},
+		{"VERSION 1.6.18\r\n", "VERSION *\r\n"},
+		{"CLIENT_ERROR bad data chunk\r\n", "CLIENT_ERROR bad data chunk\r\n"},
+	} {
+		if got := string(s.normText([]byte(tc.in))); got != tc.want {
+			t.Errorf("normText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if s.last["k"] != 77 || s.prev["k"] != 78 {
+		t.Errorf("CAS history of k: last %d prev %d, want 77 and 78", s.last["k"], s.prev["k"])
+	}
+}
+
+// TestDetectsDifference runs the harness against two memcached processes
+// that differ (the second one without CAS support, -C): it must report a
+// mismatch that names the seed and a request.
+func TestDetectsDifference(t *testing.T) {
+	if os.Getenv("DIFF_SEED") != "" || os.Getenv("DIFF_AGAINST") == "memhive" {
+		t.Skip("only with the default traffic")
+	}
+	ref := testserver.StartMemcached(t, "-m", "64", "-t", "2")
+	other := testserver.StartMemcached(t, "-m", "64", "-t", "2", "-C")
+	_, err := Run(Target{Name: "memcached", Addr: ref.Addr}, Target{Name: "memcached-C", Addr: other.Addr},
+		Options{Seed: 7, Requests: 20000})
+	var m *Mismatch
+	if !errors.As(err, &m) {
+		t.Fatalf("want a mismatch between memcached and memcached -C, got %v", err)
+	}
+	if msg := m.Error(); !strings.Contains(msg, "DIFF_SEED=7") || !strings.Contains(msg, "memcached-C reply") {
+		t.Errorf("mismatch message lacks the seed or the replies:\n%s", msg)
+	}
+	t.Logf("found as expected: %.300s", m.Error())
+}
+
+// TestTrace prints, without any server, every generated request up to
+// DIFF_TRACE_UPTO (a request index) whose bytes contain DIFF_TRACE_KEY, for
+// seed DIFF_SEED: the history of a key behind a mismatch. Run it with -v.
+func TestTrace(t *testing.T) {
+	key := os.Getenv("DIFF_TRACE_KEY")
+	if key == "" {
+		t.Skip("set DIFF_TRACE_KEY (and DIFF_SEED, DIFF_TRACE_UPTO)")
+	}
+	seed, err := strconv.ParseInt(os.Getenv("DIFF_SEED"), 10, 64)
+	if err != nil {
+		t.Fatalf("DIFF_SEED: %v", err)
+	}
+	upto, err := strconv.Atoi(os.Getenv("DIFF_TRACE_UPTO"))
+	if err != nil {
+		t.Fatalf("DIFF_TRACE_UPTO: %v", err)
+	}
+	g := NewGenerator(seed, time.Now())
+	s := newSide(Target{})
+	for {
+		b := g.Next()
+		p := s.build(b, false)
+		for i, r := range b.Requests {
+			if r.Index > upto {
+				return
+			}
+			rb := p.buf[p.reqs[i][0]:p.reqs[i][1]]
+			if !strings.Contains(string(rb), key) {
+				continue
+			}
+			d := quote(rb, 300)
+			if b.Binary {
+				d = "\n" + indent(dumpBinary(rb, 0x80), "    ")
+			}
+			t.Logf("batch %d (epoch %d, connection %d) request %d [%s]: %s", b.Index, b.Epoch, b.Slot, r.Index, r.Kind, d)
+		}
+	}
+}

@@ -1,0 +1,786 @@
+package difftest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target is one of the two servers under comparison.
+type Target struct {
+	Name string // for messages, e.g. "memcached" or "memhive"
+	Addr string // host:port
+}
+
+// Options configures Run.
+type Options struct {
+	Seed     int64
+	Requests int // run at least this many requests (default 100,000)
+	// Markers follows every request with a marker command (text
+	// "version", binary NOOP) so that each request's reply can be told
+	// apart: slower, used to pin down the request behind a difference.
+	Markers bool
+	// MaxBatches, when > 0, stops the run after that many batches.
+	MaxBatches int
+	// MaxDuration stops the run early (default 15 minutes: relative
+	// expiry times of 1000 s must not fire during a run).
+	MaxDuration time.Duration
+	// BatchTimeout bounds reading one batch's replies (default 30 s: a
+	// loaded machine can stall a server for seconds).
+	BatchTimeout time.Duration
+	// Now is the base of absolute expiry times (default time.Now()).
+	Now  time.Time
+	Logf func(format string, args ...any)
+	// CheckState compares every key's value and flags on both servers
+	// after each batch, with the meta command "mg" (so both must support
+	// it): a slow debugging aid that finds the batch whose effects differ
+	// before any reply shows it.
+	CheckState bool
+}
+
+// Summary describes a run that found no difference.
+type Summary struct {
+	Requests int
+	Batches  int
+	Bytes    int64 // request bytes written to each server
+	Elapsed  time.Duration
+	Kinds    map[string]int // requests per kind
+	Stopped  string         // why the run ended before Requests, if it did
+}
+
+// Mismatch is the first difference found: a reply segment (a whole batch,
+// or one request when Options.Markers is set) that differs after
+// normalisation, a timeout, or both servers timing out.
+type Mismatch struct {
+	Seed         int64
+	Batch        int
+	Slot         int
+	Binary       bool
+	FirstRequest int // requests whose replies form the segment
+	LastRequest  int
+	Kinds        []string // kind of each request in the segment
+	Requests     [][]byte // bytes of each request as sent to A
+	A, B         Target
+	ReplyA       []byte // normalised replies
+	ReplyB       []byte
+	Note         string
+	Markers      bool
+}
+
+// Error renders the mismatch with everything needed to replay it.
+func (m *Mismatch) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "difftest seed %d (replay: DIFF_SEED=%d): ", m.Seed, m.Seed)
+	proto := "text"
+	if m.Binary {
+		proto = "binary"
+	}
+	if m.FirstRequest == m.LastRequest {
+		fmt.Fprintf(&sb, "replies differ at request %d [%s] (batch %d, %s connection %d)",
+			m.FirstRequest, m.Kinds[0], m.Batch, proto, m.Slot)
+	} else {
+		fmt.Fprintf(&sb, "replies differ in batch %d (%s connection %d), requests %d..%d",
+			m.Batch, proto, m.Slot, m.FirstRequest, m.LastRequest)
+	}
+	if m.Note != "" {
+		fmt.Fprintf(&sb, ": %s", m.Note)
+	}
+	sb.WriteString("\n")
+	for i, r := range m.Requests {
+		if i == 60 {
+			fmt.Fprintf(&sb, "  ... %d more requests\n", len(m.Requests)-i)
+			break
+		}
+		fmt.Fprintf(&sb, "request %d [%s]: %s\n", m.FirstRequest+i, m.Kinds[i], quote(r, 400))
+		if m.Binary {
+			sb.WriteString(indent(dumpBinary(r, 0x80), "    "))
+		}
+	}
+	off := firstDiff(m.ReplyA, m.ReplyB)
+	fmt.Fprintf(&sb, "replies (normalised) first differ at byte %d of %d/%d\n", off, len(m.ReplyA), len(m.ReplyB))
+	lo := off - 1500
+	if lo < 0 {
+		lo = 0
+	}
+	for _, x := range []struct {
+		t Target
+		r []byte
+	}{{m.A, m.ReplyA}, {m.B, m.ReplyB}} {
+		hi := off + 1500
+		if hi > len(x.r) {
+			hi = len(x.r)
+		}
+		l := lo
+		if l > hi {
+			l = hi
+		}
+		fmt.Fprintf(&sb, "%s reply [%d:%d]: %q\n", x.t.Name, l, hi, x.r[l:hi])
+		if m.Binary {
+			sb.WriteString(indent(dumpBinary(x.r, 0x81), "    "))
+		}
+	}
+	return sb.String()
+}
+
+func firstDiff(a, b []byte) int {
+	n := len(a)
+	if len(b) < n {
+		n = len(b)
+	}
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+func quote(b []byte, max int) string {
+	if len(b) <= max {
+		return strconv.Quote(string(b))
+	}
+	return fmt.Sprintf("%s ... (%d bytes) ... %s", strconv.Quote(string(b[:max*3/4])), len(b), strconv.Quote(string(b[len(b)-max/4:])))
+}
+
+func indent(s, p string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return p + strings.Join(lines, "\n"+p) + "\n"
+}
+
+// dumpBinary decodes a stream of binary packets for failure messages.
+func dumpBinary(b []byte, magic byte) string {
+	var sb strings.Builder
+	for n := 0; len(b) > 0 && n < 80; n++ {
+		if len(b) < 24 || (b[0] != 0x80 && b[0] != 0x81) {
+			fmt.Fprintf(&sb, "raw %s\n", quote(b, 120))
+			break
+		}
+		keylen := int(binary.BigEndian.Uint16(b[2:]))
+		extlen := int(b[4])
+		bodylen := int(binary.BigEndian.Uint32(b[8:]))
+		status := binary.BigEndian.Uint16(b[6:])
+		fmt.Fprintf(&sb, "%s op=%s keylen=%d extlen=%d bodylen=%d status=0x%04x opaque=%d cas=%d",
+			map[byte]string{0x80: "req", 0x81: "res"}[b[0]], opName(b[1]), keylen, extlen, bodylen,
+			status, binary.BigEndian.Uint32(b[12:]), binary.BigEndian.Uint64(b[16:]))
+		end := 24 + bodylen
+		if end > len(b) {
+			end = len(b)
+		}
+		body := b[24:end]
+		if extlen+keylen <= len(body) {
+			fmt.Fprintf(&sb, " ext=%x key=%s value=%s\n", body[:extlen], quote(body[extlen:extlen+keylen], 60), quote(body[extlen+keylen:], 60))
+		} else {
+			fmt.Fprintf(&sb, " body=%s\n", quote(body, 60))
+		}
+		b = b[end:]
+	}
+	return sb.String()
+}
+
+// Run replays generated traffic against a and b until opt.Requests
+// requests have been compared, and returns the first difference as a
+// *Mismatch error. Other errors (a server not accepting connections) are
+// returned as they are.
+func Run(a, b Target, opt Options) (Summary, error) {
+	if opt.Requests <= 0 {
+		opt.Requests = 100000
+	}
+	if opt.MaxDuration <= 0 {
+		opt.MaxDuration = 15 * time.Minute
+	}
+	if opt.BatchTimeout <= 0 {
+		opt.BatchTimeout = 30 * time.Second
+	}
+	if opt.Now.IsZero() {
+		opt.Now = time.Now()
+	}
+	logf := opt.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	sa, sb := newSide(a), newSide(b)
+	defer sa.close()
+	defer sb.close()
+	g := NewGenerator(opt.Seed, opt.Now)
+	sum := Summary{Kinds: map[string]int{}}
+	start := time.Now()
+	nextLog := 20000
+	epoch := 0
+	epochEnd := map[int]time.Time{}
+	for sum.Requests < opt.Requests {
+		if opt.MaxBatches > 0 && sum.Batches >= opt.MaxBatches {
+			break
+		}
+		if time.Since(start) > opt.MaxDuration {
+			sum.Stopped = fmt.Sprintf("stopped after %v (MaxDuration)", opt.MaxDuration)
+			logf("difftest: %s", sum.Stopped)
+			break
+		}
+		bt := g.Next()
+		if bt.Epoch != epoch {
+			// The group incremented from now on was last fetched two
+			// epochs ago: give memcached time to drop its references.
+			epochEnd[epoch] = time.Now()
+			epoch = bt.Epoch
+			if t, ok := epochEnd[epoch-2]; ok {
+				if d := EpochMinDuration - time.Since(t); d > 0 {
+					time.Sleep(d)
+				}
+			}
+		}
+		timeout := opt.BatchTimeout
+		if bt.Closes {
+			timeout = 10 * time.Second
+		}
+		t0 := time.Now()
+		pa := sa.build(bt, opt.Markers)
+		pb := sb.build(bt, opt.Markers)
+		var ra, rb result
+		done := make(chan struct{})
+		go func() {
+			rb = sb.exec(bt, pb, timeout)
+			close(done)
+		}()
+		ra = sa.exec(bt, pa, timeout)
+		<-done
+		if d := time.Since(t0); d > 2*time.Second {
+			logf("difftest: batch %d (%d requests, %d bytes) took %v", bt.Index, len(bt.Requests), len(pa.buf), d.Round(time.Millisecond))
+		}
+		if ra.err != nil {
+			return sum, ra.err
+		}
+		if rb.err != nil {
+			return sum, rb.err
+		}
+		for i, e := range pa.exps {
+			segA, segB := ra.segs[i], rb.segs[i]
+			note := ""
+			switch {
+			case ra.timedOut && rb.timedOut:
+				note = "both servers timed out (a harness bug?)"
+			case ra.timedOut:
+				note = a.Name + " timed out"
+			case rb.timedOut:
+				note = b.Name + " timed out"
+			}
+			if bytes.Equal(segA, segB) && note == "" {
+				continue
+			}
+			if note != "" && bytes.Equal(segA, segB) && i+1 < len(pa.exps) {
+				continue // report the timeout on the segment it happened in
+			}
+			m := &Mismatch{
+				Seed: opt.Seed, Batch: bt.Index, Slot: bt.Slot, Binary: bt.Binary,
+				FirstRequest: bt.Requests[e.first].Index, LastRequest: bt.Requests[e.last].Index,
+				A: a, B: b, ReplyA: segA, ReplyB: segB, Note: note, Markers: opt.Markers,
+			}
+			for j := e.first; j <= e.last; j++ {
+				m.Kinds = append(m.Kinds, bt.Requests[j].Kind)
+				m.Requests = append(m.Requests, pa.buf[pa.reqs[j][0]:pa.reqs[j][1]])
+			}
+			return sum, m
+		}
+		if opt.CheckState {
+			if err := checkState(sa, sb, g.keys); err != nil {
+				return sum, fmt.Errorf("difftest seed %d: after batch %d (requests %d..%d): %w", opt.Seed, bt.Index,
+					bt.Requests[0].Index, bt.Requests[len(bt.Requests)-1].Index, err)
+			}
+		}
+		sum.Batches++
+		sum.Requests += len(bt.Requests)
+		sum.Bytes += int64(len(pa.buf))
+		for _, r := range bt.Requests {
+			sum.Kinds[r.Kind]++
+		}
+		if sum.Requests >= nextLog {
+			logf("difftest: %d requests in %d batches, %v", sum.Requests, sum.Batches, time.Since(start).Round(time.Millisecond))
+			nextLog += 20000
+		}
+	}
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+// side is one server's connections and what the run learnt from its
+// replies: the CAS values it handed out.
+type side struct {
+	t     Target
+	conns [numSlots]net.Conn
+	// last and prev CAS value seen per key, to fill CAS placeholders.
+	last, prev map[string]uint64
+	// ord numbers the CAS values of each key in order of first
+	// appearance; replies carry those numbers instead of the values.
+	ord map[string]map[uint64]int
+}
+
+func newSide(t Target) *side {
+	return &side{t: t, last: map[string]uint64{}, prev: map[string]uint64{}, ord: map[string]map[uint64]int{}}
+}
+
+func (s *side) close() {
+	for i, c := range s.conns {
+		if c != nil {
+			c.Close()
+			s.conns[i] = nil
+		}
+	}
+}
+
+// expect says where a reply segment ends.
+type expect struct {
+	first, last int    // requests (indexes in the batch) it covers
+	versions    int    // text: number of VERSION lines that end it
+	opaque      uint32 // binary: opaque of the NOOP reply that ends it
+	eof         bool   // ends at end of stream
+}
+
+// prepared is a batch's bytes for one server.
+type prepared struct {
+	buf  []byte
+	reqs [][2]int // byte range of each request (markers excluded)
+	exps []expect
+}
+
+func (s *side) casValue(c *casRef, index int) uint64 {
+	m := s.last
+	if c.stale {
+		m = s.prev
+	}
+	if v, ok := m[c.key]; ok {
+		return v
+	}
+	// A value no server hands out during a run: never matches.
+	return 0x7fff000000000000 + uint64(index)
+}
+
+func (s *side) build(b *Batch, markers bool) prepared {
+	var p prepared
+	versions := 0
+	for i, r := range b.Requests {
+		start := len(p.buf)
+		for _, sg := range r.segs {
+			if sg.cas == nil {
+				p.buf = append(p.buf, sg.lit...)
+			} else if sg.cas.bin {
+				p.buf = binary.BigEndian.AppendUint64(p.buf, s.casValue(sg.cas, r.Index))
+			} else {
+				p.buf = strconv.AppendUint(p.buf, s.casValue(sg.cas, r.Index), 10)
+			}
+		}
+		p.reqs = append(p.reqs, [2]int{start, len(p.buf)})
+		versions += r.Versions
+		if !markers {
+			continue
+		}
+		e := expect{first: i, last: i}
+		switch {
+		case r.Closes:
+			e.eof = true
+		case b.Binary:
+			e.opaque = opaqueMarker | uint32(r.Index)&opaqueMask
+			p.buf = append(p.buf, header(opNoop, 0, 0, 0, e.opaque)...)
+		default:
+			e.versions = r.Versions + 1
+			p.buf = append(p.buf, "version\r\n"...)
+		}
+		p.exps = append(p.exps, e)
+	}
+	if !markers {
+		e := expect{first: 0, last: len(b.Requests) - 1}
+		switch {
+		case b.Closes:
+			e.eof = true
+		case b.Binary:
+			e.opaque = opaqueSentinel | uint32(b.Index)&opaqueMask
+			p.buf = append(p.buf, header(opNoop, 0, 0, 0, e.opaque)...)
+		default:
+			e.versions = versions + 1
+			p.buf = append(p.buf, "version\r\n"...)
+		}
+		p.exps = append(p.exps, e)
+	}
+	return p
+}
+
+type result struct {
+	segs     [][]byte
+	closed   bool
+	timedOut bool
+	err      error
+}
+
+func (s *side) conn(slot int) (net.Conn, error) {
+	if c := s.conns[slot]; c != nil {
+		return c, nil
+	}
+	c, err := net.DialTimeout("tcp", s.t.Addr, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("difftest: connecting to %s at %s: %w", s.t.Name, s.t.Addr, err)
+	}
+	s.conns[slot] = c
+	return c, nil
+}
+
+// exec writes a batch, cut as planned, while reading its replies.
+func (s *side) exec(b *Batch, p prepared, timeout time.Duration) result {
+	c, err := s.conn(b.Slot)
+	if err != nil {
+		return result{err: err}
+	}
+	deadline := time.Now().Add(timeout)
+	c.SetDeadline(deadline)
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		s.write(c, b, p.buf)
+	}()
+	res := s.read(c, b, p.exps)
+	if res.closed || res.timedOut {
+		c.Close() // also unblocks the writer
+		s.conns[b.Slot] = nil
+	}
+	<-wdone
+	return res
+}
+
+func (s *side) write(c net.Conn, b *Batch, buf []byte) {
+	at := 0
+	for _, cut := range append(b.cuts, len(buf)) {
+		if cut > len(buf) {
+			cut = len(buf)
+		}
+		if cut <= at {
+			continue
+		}
+		if d, ok := b.sleeps[at]; ok {
+			time.Sleep(d)
+		}
+		if _, err := c.Write(buf[at:cut]); err != nil {
+			return // closed by the server; the reader reports it
+		}
+		at = cut
+	}
+}
+
+// read collects the replies of a batch into one normalised segment per
+// expect.
+func (s *side) read(c net.Conn, b *Batch, exps []expect) result {
+	var res result
+	var buf []byte
+	var cur []byte
+	pos, ei, versions := 0, 0, 0
+	tmp := make([]byte, 256*1024)
+	finish := func() {
+		res.segs = append(res.segs, cur)
+		cur = nil
+		versions = 0
+		ei++
+	}
+	var readErr error
+	for ei < len(exps) {
+		// Consume every complete item in the buffer.
+		for ei < len(exps) {
+			rest := buf[pos:]
+			var n int
+			if b.Binary {
+				if len(rest) >= 1 && rest[0] != magicReply {
+					// Out of step: nothing more can be parsed, and the
+					// connection can not be used again.
+					cur = append(cur, fmt.Sprintf("<garbage %q>", rest)...)
+					finish()
+					for ei < len(exps) {
+						cur = []byte("<not reached>")
+						finish()
+					}
+					res.closed = true
+					return res
+				}
+				n = binItem(rest)
+			} else {
+				n = textItem(rest)
+			}
+			if n == 0 {
+				break
+			}
+			item := rest[:n]
+			pos += n
+			e := exps[ei]
+			if b.Binary {
+				cur = append(cur, s.normBinary(item, b.keyOf)...)
+				if !e.eof && item[1] == opNoop && binary.BigEndian.Uint32(item[12:]) == e.opaque {
+					finish()
+				}
+			} else {
+				cur = append(cur, s.normText(item)...)
+				if bytes.HasPrefix(item, []byte("VERSION ")) {
+					versions++
+					if !e.eof && versions == e.versions {
+						finish()
+					}
+				}
+			}
+		}
+		if ei >= len(exps) {
+			break
+		}
+		if readErr != nil {
+			if pos < len(buf) {
+				cur = append(cur, fmt.Sprintf("<partial %q>", buf[pos:])...)
+			}
+			if errors.Is(readErr, os.ErrDeadlineExceeded) {
+				res.timedOut = true
+				cur = append(cur, "<timeout>"...)
+			} else {
+				res.closed = true
+				if !errors.Is(readErr, io.EOF) && !isReset(readErr) {
+					cur = append(cur, fmt.Sprintf("<read error %v>", readErr)...)
+				}
+				cur = append(cur, "<closed>"...)
+			}
+			finish()
+			for ei < len(exps) {
+				cur = []byte("<closed>")
+				finish()
+			}
+			return res
+		}
+		if pos == len(buf) {
+			buf, pos = buf[:0], 0
+		}
+		var n int
+		n, readErr = c.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+	}
+	if pos < len(buf) {
+		// More than the batch asked for: show it with the last segment.
+		last := len(res.segs) - 1
+		res.segs[last] = append(res.segs[last], fmt.Sprintf("<extra %q>", buf[pos:])...)
+	}
+	return res
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return strings.Contains(op.Err.Error(), "connection reset")
+	}
+	return false
+}
+
+// textItem returns the length of the first complete reply item in buf (a
+// line, or a VALUE line with its data block), or 0 if it is incomplete.
+func textItem(buf []byte) int {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		return 0
+	}
+	if bytes.HasPrefix(buf, []byte("VALUE ")) {
+		f := strings.Fields(string(buf[:i]))
+		if len(f) >= 4 {
+			if size, err := strconv.Atoi(f[3]); err == nil && size >= 0 {
+				need := i + 1 + size + 2
+				if len(buf) < need {
+					return 0
+				}
+				return need
+			}
+		}
+	}
+	return i + 1
+}
+
+// binItem returns the length of the first complete packet in buf, or 0.
+func binItem(buf []byte) int {
+	if len(buf) < 24 {
+		return 0
+	}
+	n := 24 + int(binary.BigEndian.Uint32(buf[8:]))
+	if len(buf) < n {
+		return 0
+	}
+	return n
+}
+
+// ordinal maps a CAS value of key to its rank among the values seen for
+// key (1 for the first), so replies compare equal when both servers hand
+// out distinct values for distinct versions of an item, and the same value
+// for the same version.
+func (s *side) ordinal(key string, cas uint64) int {
+	m := s.ord[key]
+	if m == nil {
+		m = map[uint64]int{}
+		s.ord[key] = m
+	}
+	o, ok := m[cas]
+	if !ok {
+		o = len(m) + 1
+		m[cas] = o
+	}
+	return o
+}
+
+// saw records the CAS value of the current version of key.
+func (s *side) saw(key string, cas uint64) {
+	if v, ok := s.last[key]; ok && v != cas {
+		s.prev[key] = v
+	}
+	s.last[key] = cas
+}
+
+// normText normalises one text reply item.
+func (s *side) normText(item []byte) []byte {
+	switch {
+	case bytes.HasPrefix(item, []byte("VALUE ")):
+		i := bytes.IndexByte(item, '\n')
+		line := item[:i+1]
+		eol := "\n"
+		if bytes.HasSuffix(line, []byte("\r\n")) {
+			eol = "\r\n"
+		}
+		f := strings.Split(strings.TrimRight(string(line), "\r\n"), " ")
+		if len(f) != 5 {
+			return item
+		}
+		cas, err := strconv.ParseUint(f[4], 10, 64)
+		if err != nil {
+			return item
+		}
+		o := s.ordinal(f[1], cas)
+		s.saw(f[1], cas)
+		out := fmt.Appendf(nil, "VALUE %s %s %s cas#%d%s", f[1], f[2], f[3], o, eol)
+		return append(out, item[i+1:]...)
+	case bytes.HasPrefix(item, []byte("STAT ")):
+		f := strings.SplitN(strings.TrimRight(string(item), "\r\n"), " ", 3)
+		if len(f) == 3 {
+			return []byte("STAT " + f[1] + " *\r\n")
+		}
+	case bytes.HasPrefix(item, []byte("VERSION ")):
+		return []byte("VERSION *\r\n")
+	}
+	return item
+}
+
+// normBinary normalises one binary reply packet.
+func (s *side) normBinary(p []byte, keyOf map[uint32]string) []byte {
+	op := p[1]
+	keylen := int(binary.BigEndian.Uint16(p[2:]))
+	extlen := int(p[4])
+	status := binary.BigEndian.Uint16(p[6:])
+	opaque := binary.BigEndian.Uint32(p[12:])
+	cas := binary.BigEndian.Uint64(p[16:])
+	body := p[24:]
+	switch op {
+	case opSaslList, opSaslAuth, opSaslStep:
+		// memcached without SASL: "Unknown command"; memhive with
+		// --auth none: success. Only the packet's presence is compared.
+		const note = "<sasl reply>"
+		h := make([]byte, 24)
+		h[0], h[1] = p[0], op
+		binary.BigEndian.PutUint32(h[8:], uint32(len(note)))
+		binary.BigEndian.PutUint32(h[12:], opaque)
+		return append(h, note...)
+	}
+	if cas != 0 {
+		key := keyOf[opaque]
+		o := s.ordinal(key, cas)
+		if status == 0 {
+			s.saw(key, cas)
+		}
+		cas = uint64(o)
+	}
+	if status == 0 && op == opVersion {
+		body = []byte("*")
+	}
+	if status == 0 && op == opStat && keylen > 0 && extlen+keylen <= len(body) {
+		body = append(append([]byte{}, body[:extlen+keylen]...), '*')
+	}
+	out := append([]byte{}, p[:24]...)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(body)))
+	binary.BigEndian.PutUint64(out[16:], cas)
+	return append(out, body...)
+}
+
+// KindCounts renders per-kind request counts, most frequent first.
+func (s Summary) KindCounts() string {
+	type kv struct {
+		k string
+		n int
+	}
+	var all []kv
+	for k, n := range s.Kinds {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].k < all[j].k
+	})
+	var sb strings.Builder
+	for i, x := range all {
+		if i > 0 {
+			sb.WriteString(" ")
+		}
+		fmt.Fprintf(&sb, "%s=%d", x.k, x.n)
+	}
+	return sb.String()
+}
+
+// checkState reads every key with "mg <key> v f u" (u: no LRU bump) on a
+// separate connection of each side and compares the replies.
+func checkState(a, b *side, keys []string) error {
+	var req []byte
+	for _, k := range keys {
+		req = fmt.Appendf(req, "mg %s v f u\r\n", k)
+	}
+	req = append(req, "mn\r\n"...)
+	read := func(s *side) ([]byte, error) {
+		c, err := net.DialTimeout("tcp", s.t.Addr, 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(req); err != nil {
+			return nil, err
+		}
+		var out []byte
+		tmp := make([]byte, 1<<20)
+		for !bytes.HasSuffix(out, []byte("MN\r\n")) {
+			n, err := c.Read(tmp)
+			out = append(out, tmp[:n]...)
+			if err != nil {
+				return out, err
+			}
+		}
+		return out, nil
+	}
+	ra, err := read(a)
+	if err != nil {
+		return err
+	}
+	rb, err := read(b)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(ra, rb) {
+		off := firstDiff(ra, rb)
+		lo := off - 200
+		if lo < 0 {
+			lo = 0
+		}
+		return fmt.Errorf("state differs at byte %d:\n%s: %q\n%s: %q", off, a.t.Name, ra[lo:min(off+300, len(ra))], b.t.Name, rb[lo:min(off+300, len(rb))])
+	}
+	return nil
+}
