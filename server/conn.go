@@ -1,7 +1,6 @@
 package server
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/memhive/memhive/codec"
@@ -33,9 +32,10 @@ type conn struct {
 	lastCmd atomic.Uint32 // server time of the last request, read by "stats conns"
 }
 
-var connPool = sync.Pool{New: func() any { return &conn{out: make([]byte, 0, 4096)} }}
-
-func newConn() *conn { return connPool.Get().(*conn) }
+// newConn makes a connection's state. It is not pooled: gnet may close a
+// connection (and run OnClose) from inside Write while OnTraffic is still
+// using its state, so the state must never be handed to another connection.
+func newConn() *conn { return &conn{out: make([]byte, 0, 4096)} }
 
 // resetOut empties the output buffer after a write, dropping one that a
 // large reply grew past outKeep.
@@ -59,17 +59,6 @@ func (c *conn) keepRest(rest []byte) {
 		return
 	}
 	c.in = append(c.in[:0], rest...)
-}
-
-func (c *conn) release() {
-	c.proto = protoUnknown
-	c.stats = nil
-	c.abort = false
-	c.in = c.in[:0]
-	c.swallow = 0
-	c.req = codec.Request{Keys: c.req.Keys[:0]}
-	c.resetOut()
-	connPool.Put(c)
 }
 
 // connStats are the connection-level counters. Byte counters are sharded

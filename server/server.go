@@ -140,7 +140,6 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s.stats.currConns.Add(-1)
 	if cs, ok := c.Context().(*conn); ok {
 		s.conns.Delete(cs.fd)
-		cs.release()
 	}
 	return gnet.None
 }
