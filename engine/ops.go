@@ -280,6 +280,11 @@ func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, in
 		return NotFound, DeltaResult{}
 	}
 	v := s.items.Value(it)
+	// memcached's order: an empty value is not a number, before the CAS
+	// check; the digits are read after it.
+	if len(v) == 0 {
+		return NonNumeric, DeltaResult{}
+	}
 	if cas != 0 && s.items.CAS(it) != cas {
 		return Exists, DeltaResult{}
 	}
