@@ -92,8 +92,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 		out = append(out, r.ErrReply...)
 		cs.swallow = r.Swallow
 		s.refused(cs, r)
-		closeConn = r.Close || r.Abort
-		cs.abort = r.Abort
+		closeConn = r.Close
 	case codec.CmdAdmin:
 		// memcached's operator commands (slabs, lru_crawler, watch, ...)
 		// drive machinery memhive does not have.

@@ -85,8 +85,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 		}
 		cs.swallow = r.Swallow
 		s.refused(cs, r)
-		closeConn = r.Close || r.Abort
-		cs.abort = r.Abort
+		closeConn = r.Close
 	default:
 		out = codec.AppendBinaryStatus(out, op, codec.StatusUnknownCommand, opaque)
 	}

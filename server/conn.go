@@ -24,7 +24,7 @@ type conn struct {
 	out     []byte // replies of the current wake-up
 	in      []byte // an incomplete request carried over to the next read
 	swallow int    // input bytes still to discard (data of a refused storage command)
-	abort   bool   // close at once, dropping unsent replies
+	flushed int    // length of out that memcached would already have sent
 	stats   *statShard
 
 	fd      int

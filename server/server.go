@@ -161,11 +161,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		cs.in = append(cs.in, buf...)
 		buf = cs.in
 	}
+	cs.flushed = 0
 	consumed, closeConn := s.process(cs, buf)
-	if cs.abort {
-		// memcached hangs up without sending what it had not yet written.
-		cs.out = cs.out[:0]
-	}
 	cs.stats.bytesRead.Add(uint64(n))
 	if len(cs.out) > 0 {
 		cs.stats.bytesWritten.Add(uint64(len(cs.out)))
@@ -219,11 +216,20 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 			return consumed, true
 		}
 		consumed += n
+		if cs.req.Cmd == codec.CmdError && cs.req.Abort {
+			// memcached hangs up, dropping the replies it has not written
+			// since it last flushed.
+			cs.out = cs.out[:cs.flushed]
+			return consumed, true
+		}
 		var quit bool
 		if cs.proto == protoBinary {
 			quit = s.execBinary(cs, &cs.req)
 		} else {
 			quit = s.execASCII(cs, &cs.req)
+		}
+		if cs.req.Flush {
+			cs.flushed = len(cs.out)
 		}
 		if quit {
 			return consumed, true

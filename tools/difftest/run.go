@@ -456,7 +456,10 @@ func (s *side) exec(b *Batch, p prepared, timeout time.Duration) result {
 
 func (s *side) write(c net.Conn, b *Batch, buf []byte) {
 	at := 0
-	for _, cut := range append(b.cuts, len(buf)) {
+	// Both sides write the same batch at once, and their buffers differ in
+	// length (CAS values are spliced in): never append to the shared cuts.
+	cuts := append(append(make([]int, 0, len(b.cuts)+1), b.cuts...), len(buf))
+	for _, cut := range cuts {
 		if cut > len(buf) {
 			cut = len(buf)
 		}
