@@ -21,10 +21,12 @@ const outKeep = 64 << 10
 type conn struct {
 	proto   int
 	req     codec.Request
-	out     []byte // replies of the current wake-up
-	in      []byte // an incomplete request carried over to the next read
-	swallow int    // input bytes still to discard (data of a refused storage command)
-	flushed int    // length of out that memcached would already have sent
+	out     []byte      // replies of the current wake-up
+	in      []byte      // an incomplete request carried over to the next read
+	swallow int         // input bytes still to discard (data of a refused storage command)
+	flushed int         // length of out that memcached would already have sent
+	closing atomic.Bool // closing once the queued output is written
+	closed  atomic.Bool // OnClose has run
 	stats   *statShard
 
 	fd      int

@@ -139,6 +139,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s.stats.currConns.Add(-1)
 	if cs, ok := c.Context().(*conn); ok {
+		cs.closed.Store(true)
 		s.conns.Delete(cs.fd)
 	}
 	return gnet.None
@@ -153,6 +154,17 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	buf, _ := c.Peek(-1)
 	n := len(buf)
+	if cs.closing.Load() {
+		// Closing after a reply that is still being sent: read nothing
+		// more, and close once gnet has written everything.
+		if n > 0 {
+			c.Discard(n)
+		}
+		if c.OutboundBuffered() == 0 {
+			return gnet.Close
+		}
+		return gnet.None
+	}
 	cs.lastCmd.Store(s.eng.Clock().Now())
 	if len(cs.in) > 0 {
 		// A request is split across reads: gather it in the connection's
@@ -175,9 +187,36 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		c.Discard(n)
 	}
 	if closeConn {
-		return gnet.Close
+		if c.OutboundBuffered() == 0 {
+			return gnet.Close
+		}
+		// gnet drops what it cannot write at once when it closes, so a
+		// reply larger than the socket takes is sent first (memcached's
+		// close-after-write).
+		cs.closing.Store(true)
+		go closeWhenDrained(c, cs)
 	}
 	return gnet.None
+}
+
+// drainLimit bounds how long a closing connection may take to receive its
+// last replies.
+const drainLimit = 30 * time.Second
+
+// closeWhenDrained wakes a closing connection's event loop until OnTraffic
+// sees its output written and closes it, or closes it after drainLimit.
+func closeWhenDrained(c gnet.Conn, cs *conn) {
+	deadline := time.Now().Add(drainLimit)
+	for !cs.closed.Load() {
+		if time.Now().After(deadline) {
+			c.Close()
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+		if c.Wake(nil) != nil {
+			return
+		}
+	}
 }
 
 // process runs the requests in buf, appending replies to cs.out. It
