@@ -225,6 +225,8 @@ func TestParseCounter(t *testing.T) {
 		{"18446744073709551616", 0, false}, {"", 0, false}, {" ", 0, false},
 		{"5  ", 5, true}, {"  7", 7, true}, {"1a", 0, false}, {"-1", 0, false},
 		{"-0", 0, true}, {"+3", 3, true}, {"-18446744073709551615", 1, true},
+		{"100\x00junk", 100, true}, {"\x00", 0, false}, {"9223372036854775808", 1 << 63, true},
+		{"9223372036854775808 -", 0, false},
 	} {
 		got, ok := parseCounter([]byte(c.in))
 		if got != c.want || ok != c.ok {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/memhive/memhive/slab"
@@ -325,10 +326,15 @@ func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, in
 	return OK, DeltaResult{Value: cur, CAS: newCAS}
 }
 
-// parseCounter reads a value as memcached's safe_strtoull does: optional
-// leading white space, decimal digits, then the end or white space; a value
-// too large for 64 bits, or a negative one, is not a number.
+// parseCounter reads a value as memcached's safe_strtoull does on the
+// item's data, a C string: optional leading white space and sign, decimal
+// digits, then white space or the end (the value's end or a NUL byte). A
+// value too large for 64 bits is not a number, nor is one that is
+// negative as a signed number while a '-' appears before the end.
 func parseCounter(v []byte) (uint64, bool) {
+	if z := bytes.IndexByte(v, 0); z >= 0 {
+		v = v[:z]
+	}
 	i := 0
 	for i < len(v) && isSpace(v[i]) {
 		i++
@@ -357,12 +363,10 @@ func parseCounter(v []byte) (uint64, bool) {
 		return 0, false
 	}
 	if neg {
-		// strtoull negates; memcached rejects a negative result only when
-		// it looks negative as a signed number.
-		n = -n
-		if int64(n) < 0 {
-			return 0, false
-		}
+		n = -n // strtoull negates
+	}
+	if int64(n) < 0 && bytes.IndexByte(v, '-') >= 0 {
+		return 0, false
 	}
 	return n, true
 }
