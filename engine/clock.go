@@ -48,9 +48,6 @@ func (c *Clock) tick() { c.now.Store(uint32(time.Now().Unix() - c.started + c.of
 // Now is the current server-relative time in seconds.
 func (c *Clock) Now() uint32 { return c.now.Load() }
 
-// Started is the unix time the clock counts from.
-func (c *Clock) Started() int64 { return c.started }
-
 // Unix is the current unix time as the clock sees it.
 func (c *Clock) Unix() int64 { return c.started + int64(c.Now()) }
 

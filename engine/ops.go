@@ -62,41 +62,43 @@ func (r Ref) Release() { r.s.mu.Unlock() }
 
 // Get looks a key up for a get/gets, counting cmd_get and hits or misses.
 // On a hit the returned Ref holds a lock until Release.
-func (e *Engine) Get(key []byte) (Ref, bool) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
-	s.mu.Lock()
-	s.st.cmdGet++
-	it := s.getLocked(h, key, now, true)
-	if it == 0 {
-		s.st.getMisses++
-		s.mu.Unlock()
-		return Ref{}, false
-	}
-	s.st.getHits++
-	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
-	s.touchLRULocked(it, now)
-	return Ref{s, it}, true
-}
+func (e *Engine) Get(key []byte) (Ref, bool) { return e.lookup(key, false, 0) }
 
 // GetAndTouch looks a key up and sets its expiry (gat, gats), counting
 // cmd_touch and touch hits or misses as memcached does.
 func (e *Engine) GetAndTouch(key []byte, exptime int64) (Ref, bool) {
+	return e.lookup(key, true, exptime)
+}
+
+func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	now := e.clock.Now()
-	exp := e.clock.RelTime(exptime)
+	var exp uint32
+	if touch {
+		exp = e.clock.RelTime(exptime)
+	}
 	s.mu.Lock()
-	s.st.cmdTouch++
 	it := s.getLocked(h, key, now, true)
-	if it == 0 {
+	switch {
+	case touch && it == 0:
+		s.st.cmdTouch++
 		s.st.touchMisses++
+	case touch:
+		s.st.cmdTouch++
+		s.st.touchHits++
+		s.items.SetExptime(it, exp)
+	case it == 0:
+		s.st.cmdGet++
+		s.st.getMisses++
+	default:
+		s.st.cmdGet++
+		s.st.getHits++
+	}
+	if it == 0 {
 		s.mu.Unlock()
 		return Ref{}, false
 	}
-	s.st.touchHits++
-	s.items.SetExptime(it, exp)
 	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
 	s.touchLRULocked(it, now)
 	return Ref{s, it}, true

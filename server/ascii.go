@@ -78,9 +78,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	case codec.CmdStats:
 		out = s.asciiStats(out, r.Keys)
 	case codec.CmdVersion:
-		out = append(out, codec.ReplyVersionPrefix...)
-		out = append(out, Version...)
-		out = append(out, "\r\n"...)
+		out = codec.AppendVersion(out, Version)
 	case codec.CmdVerbosity:
 		s.verbosity.Store(int32(r.Delta))
 		if !r.NoReply {
