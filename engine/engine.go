@@ -15,7 +15,8 @@ import (
 // DefaultMaxItemSize is the default bound on key plus value (memcached -I).
 const DefaultMaxItemSize = 1 << 20
 
-// Config sizes an Engine.
+// Config sizes an Engine made by New, which owns its Memory, or a Memory
+// made by NewMemory, whose engines share it.
 type Config struct {
 	MemoryBytes  int64   // item memory for the whole process (memcached -m)
 	MaxItemSize  int     // key+value bound; 0 means DefaultMaxItemSize
@@ -27,21 +28,48 @@ type Config struct {
 	Clock         *Clock // nil: a new clock ticking every second
 }
 
-// Engine is the cache. Safe for concurrent use.
-type Engine struct {
+// CacheConfig sizes one cache's Engine inside a shared Memory.
+type CacheConfig struct {
+	LimitBytes int64 // the cache's memory limit; at least one page is granted
+	Stripes    int   // lock stripes; 0 picks from the limit
+	// CrawlInterval is how often the background crawler looks for expired
+	// items; 0 means 10 s, negative disables it.
+	CrawlInterval time.Duration
+}
+
+// Memory is the process's item memory: one arena of pages, the page pool
+// and the size classes, shared by every cache's Engine. Each engine takes
+// pages from the pool up to its own limit and gives them back when it
+// shrinks or closes, so the arena bounds the whole process while each
+// cache evicts only its own items.
+type Memory struct {
 	cfg      Config
 	arena    *arena.Arena
 	pool     *slab.Pool
 	classes  slab.Classes
-	stripes  []stripe
-	mask     uint64
+	items    slab.Items
 	clock    *Clock
 	ownClock bool
+}
+
+// Engine is one cache: its own key space, LRU lists, counters and limit,
+// on pages of a Memory. Safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	mem     *Memory
+	ownMem  bool
+	quota   quota
+	stripes []stripe
+	mask    uint64
+	clock   *Clock
 
 	// Flush state, memcached's settings.oldest_live: items last stored at
 	// or before oldestLive are invalid once the clock reaches it.
 	oldestLive atomic.Uint32
+	limitBytes atomic.Int64
 
+	resizeMu    sync.Mutex // serialises SetLimit and Close
+	closed      bool       // guarded by resizeMu
 	stopCrawler chan struct{}
 	crawlerDone sync.WaitGroup
 	closeOnce   sync.Once
@@ -50,8 +78,8 @@ type Engine struct {
 // ErrConfig is returned by New for settings it cannot honour.
 var ErrConfig = errors.New("engine: invalid configuration")
 
-// New maps the item memory and builds the stripes.
-func New(cfg Config) (*Engine, error) {
+// NewMemory maps the item memory shared by the engines made from it.
+func NewMemory(cfg Config) (*Memory, error) {
 	if cfg.MaxItemSize == 0 {
 		cfg.MaxItemSize = DefaultMaxItemSize
 	}
@@ -84,37 +112,164 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, arena: ar, classes: classes, stopCrawler: make(chan struct{})}
-	e.pool = slab.NewPool(ar.Pages(), pageSize)
-	e.clock = cfg.Clock
-	if e.clock == nil {
-		e.clock = NewClock(time.Second)
-		e.ownClock = true
+	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewItems(ar.Mem())}
+	m.pool = slab.NewPool(ar.Pages(), pageSize)
+	m.clock = cfg.Clock
+	if m.clock == nil {
+		m.clock = NewClock(time.Second)
+		m.ownClock = true
 	}
-	n := cfg.Stripes
+	return m, nil
+}
+
+// Close unmaps the item memory. Every engine made from m must be closed
+// first.
+func (m *Memory) Close() error {
+	if m.ownClock {
+		m.clock.Stop()
+	}
+	return m.arena.Close()
+}
+
+// Clock is the server clock every engine of m uses.
+func (m *Memory) Clock() *Clock { return m.clock }
+
+// PageSize is the size of a slab page.
+func (m *Memory) PageSize() int { return m.pool.PageSize() }
+
+// MaxItemSize is the bound on key plus value.
+func (m *Memory) MaxItemSize() int { return m.cfg.MaxItemSize }
+
+// Pages is the number of pages in the arena.
+func (m *Memory) Pages() int { return m.pool.Total() }
+
+// FreePages is the number of pages no engine holds.
+func (m *Memory) FreePages() int { return m.pool.Free() }
+
+// New makes an engine that owns a Memory of cfg.MemoryBytes and may use
+// all of it: one cache, as memcached is.
+func New(cfg Config) (*Engine, error) {
+	m, err := NewMemory(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e, err := m.NewEngine(CacheConfig{LimitBytes: cfg.MemoryBytes, Stripes: cfg.Stripes, CrawlInterval: cfg.CrawlInterval})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	e.ownMem = true
+	return e, nil
+}
+
+// NewEngine makes a cache on m's pages, limited to c.LimitBytes.
+func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
+	if c.CrawlInterval == 0 {
+		c.CrawlInterval = m.cfg.CrawlInterval
+	}
+	cfg := m.cfg
+	cfg.MemoryBytes = c.LimitBytes
+	cfg.Stripes = c.Stripes
+	cfg.CrawlInterval = c.CrawlInterval
+	e := &Engine{cfg: cfg, mem: m, clock: m.clock, stopCrawler: make(chan struct{})}
+	e.quota.mem = m
+	limit := e.limitPages(c.LimitBytes)
+	e.quota.limit.Store(limit)
+	e.limitBytes.Store(c.LimitBytes)
+	n := c.Stripes
 	if n == 0 {
-		n = stripesFor(ar.Pages())
+		n = stripesFor(int(limit))
 	}
 	if n&(n-1) != 0 || n < 1 {
 		return nil, fmt.Errorf("%w: stripes %d is not a power of two", ErrConfig, n)
 	}
-	items := slab.NewItems(ar.Mem())
 	e.stripes = make([]stripe, n)
 	e.mask = uint64(n - 1)
 	for i := range e.stripes {
 		s := &e.stripes[i]
 		s.e = e
 		s.id = uint64(i)
-		s.items = items
-		s.alloc = slab.NewAllocator(items, &e.classes, e.pool, s)
+		s.items = m.items
+		s.alloc = slab.NewAllocator(m.items, &m.classes, m.PageSize(), &e.quota, s)
 		s.buckets = make([]slab.Handle, initialBuckets)
 		s.bmask = initialBuckets - 1
 	}
-	if cfg.CrawlInterval > 0 {
+	if c.CrawlInterval > 0 {
 		e.crawlerDone.Add(1)
-		go e.crawl(cfg.CrawlInterval)
+		go e.crawl(c.CrawlInterval)
 	}
 	return e, nil
+}
+
+// limitPages is how many pages a limit of n bytes grants: whole pages, and
+// at least one so that the largest item fits.
+func (e *Engine) limitPages(n int64) int64 {
+	return max(1, n/int64(e.mem.PageSize()))
+}
+
+// quota is an engine's share of its Memory's pages: the allocators of its
+// stripes take pages through it, never more than limit in all.
+type quota struct {
+	mem   *Memory
+	limit atomic.Int64 // pages the engine may hold
+	taken atomic.Int64 // pages its allocators hold
+}
+
+// Get takes a page from the shared pool if the engine is under its limit.
+func (q *quota) Get() (int, bool) {
+	if q.taken.Add(1) > q.limit.Load() {
+		q.taken.Add(-1)
+		return 0, false
+	}
+	page, ok := q.mem.pool.Get()
+	if !ok {
+		q.taken.Add(-1)
+	}
+	return page, ok
+}
+
+// Put returns a page to the shared pool, releasing its memory to the
+// operating system so that a shrunk or deleted cache lowers RSS.
+func (q *quota) Put(page int) {
+	q.mem.arena.Release(page)
+	q.mem.pool.Put(page)
+	q.taken.Add(-1)
+}
+
+// SetLimit changes the cache's memory limit while it serves. Growing keeps
+// every item; shrinking gives pages back to the shared pool, evicting the
+// least recently used items of the classes that can best spare a page,
+// until the cache holds no more than the new limit.
+func (e *Engine) SetLimit(n int64) {
+	e.resizeMu.Lock()
+	defer e.resizeMu.Unlock()
+	if e.closed {
+		return
+	}
+	limit := e.limitPages(n)
+	e.quota.limit.Store(limit)
+	e.limitBytes.Store(n)
+	for e.quota.taken.Load() > limit {
+		// Take from the stripe holding the most pages, so that stripes
+		// keep an even share of the smaller limit.
+		var most *stripe
+		mostPages := 0
+		for i := range e.stripes {
+			s := &e.stripes[i]
+			s.mu.Lock()
+			p := s.alloc.Pages()
+			s.mu.Unlock()
+			if p > mostPages {
+				most, mostPages = s, p
+			}
+		}
+		if most == nil {
+			return
+		}
+		most.mu.Lock()
+		most.alloc.ReleasePage()
+		most.mu.Unlock()
+	}
 }
 
 // stripesFor picks a stripe count: enough to keep lock contention low on a
@@ -128,17 +283,31 @@ func stripesFor(pages int) int {
 	return n
 }
 
-// Close stops the crawler and unmaps item memory. The engine must not be
-// used afterwards.
+// Close stops the crawler and gives every page back to the shared pool,
+// dropping every item; with New's engine it also unmaps the memory. A
+// request still running on a closed engine finds nothing and stores
+// nothing (its limit is zero pages), so connections of a deleted cache
+// cannot touch pages another cache now holds.
 func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		close(e.stopCrawler)
 		e.crawlerDone.Wait()
-		if e.ownClock {
-			e.clock.Stop()
+		e.resizeMu.Lock()
+		e.closed = true
+		e.quota.limit.Store(0)
+		for i := range e.stripes {
+			s := &e.stripes[i]
+			s.mu.Lock()
+			s.alloc.ReleaseAll()
+			clear(s.buckets)
+			s.count, s.bytes = 0, 0
+			s.mu.Unlock()
 		}
-		err = e.arena.Close()
+		e.resizeMu.Unlock()
+		if e.ownMem {
+			err = e.mem.Close()
+		}
 	})
 	return err
 }
@@ -146,17 +315,23 @@ func (e *Engine) Close() error {
 // Clock is the engine's server clock.
 func (e *Engine) Clock() *Clock { return e.clock }
 
+// Memory is the item memory the engine's pages come from.
+func (e *Engine) Memory() *Memory { return e.mem }
+
 // MaxItemSize is the bound on key plus value.
 func (e *Engine) MaxItemSize() int { return e.cfg.MaxItemSize }
 
-// LimitBytes is the item memory size (memcached's limit_maxbytes).
-func (e *Engine) LimitBytes() int64 { return e.cfg.MemoryBytes }
+// LimitBytes is the cache's memory limit (memcached's limit_maxbytes).
+func (e *Engine) LimitBytes() int64 { return e.limitBytes.Load() }
 
 // GrowthFactor is the slab growth factor in use.
 func (e *Engine) GrowthFactor() float64 { return e.cfg.GrowthFactor }
 
 // PageSize is the size of a slab page.
-func (e *Engine) PageSize() int { return e.pool.PageSize() }
+func (e *Engine) PageSize() int { return e.mem.PageSize() }
+
+// Pages is the number of pages the cache holds now.
+func (e *Engine) Pages() int { return int(e.quota.taken.Load()) }
 
 // hash is the index hash of a key in the default cache.
 func hash(key []byte) uint64 { return farm.Hash64WithSeed(key, 0) }

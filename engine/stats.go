@@ -91,9 +91,12 @@ func (e *Engine) Stats() Stats {
 	st.StoreNoMemory = c.storeNoMemory
 	st.TotalItems, st.Evictions = c.totalItems, c.evictions
 	st.CrawlerReclaimed, st.CrawlerItemsChecked = c.crawlerReclaimed, c.crawlerChecked
-	st.LimitMaxbytes = uint64(e.cfg.MemoryBytes)
-	st.TotalPages = uint64(e.pool.Total())
-	st.FreePages = uint64(e.pool.Free())
+	st.LimitMaxbytes = uint64(e.LimitBytes())
+	// The pages this cache could still take: its remaining quota, as far
+	// as the shared pool has them.
+	limit, taken := e.quota.limit.Load(), e.quota.taken.Load()
+	st.TotalPages = uint64(limit)
+	st.FreePages = uint64(max(0, min(limit-taken, int64(e.mem.FreePages()))))
 	return st
 }
 
@@ -108,7 +111,7 @@ type ClassStats struct {
 
 // SlabStats sums the size classes of every stripe.
 func (e *Engine) SlabStats() []ClassStats {
-	out := make([]ClassStats, len(e.classes.Sizes))
+	out := make([]ClassStats, len(e.mem.classes.Sizes))
 	var usage []slab.ClassUsage
 	for i := range e.stripes {
 		s := &e.stripes[i]

@@ -20,7 +20,7 @@ type Index interface {
 type Allocator struct {
 	Items    Items
 	classes  *Classes
-	pool     *Pool
+	pool     PageSource
 	pageSize int
 	cls      []classState
 	index    Index
@@ -60,14 +60,15 @@ type ClassUsage struct {
 	ClassStats
 }
 
-// NewAllocator makes an allocator drawing pages from pool, whose pages are
-// laid out in items' memory; index is told when items go or move.
-func NewAllocator(items Items, classes *Classes, pool *Pool, index Index) *Allocator {
+// NewAllocator makes an allocator drawing pages of pageSize bytes from
+// pool, whose pages are laid out in items' memory; index is told when items
+// go or move.
+func NewAllocator(items Items, classes *Classes, pageSize int, pool PageSource, index Index) *Allocator {
 	return &Allocator{
 		Items:    items,
 		classes:  classes,
 		pool:     pool,
-		pageSize: pool.PageSize(),
+		pageSize: pageSize,
 		cls:      make([]classState, len(classes.Sizes)),
 		index:    index,
 	}
@@ -173,12 +174,42 @@ func (a *Allocator) evictItem(h Handle) {
 	a.Free(h)
 }
 
-// movePage takes one page from class from (the one holding its LRU tail,
-// or any page when it has no items) and gives it to class to. The class
-// loses a page's worth of its least recently used items: live items in the
+// movePage takes one page from class from and gives it to class to.
+func (a *Allocator) movePage(from, to int) {
+	a.addPage(to, a.takePage(from))
+}
+
+// ReleasePage gives one page back to the page source, taken from the class
+// that can best spare it (as when a class needs a page), evicting that
+// class's least recently used items as needed. It is how a cache shrinks
+// to a lower limit; false when the allocator holds no page.
+func (a *Allocator) ReleasePage() bool {
+	victim := a.victimClass(-1)
+	if victim < 0 {
+		return false
+	}
+	a.pool.Put(a.takePage(victim))
+	return true
+}
+
+// ReleaseAll gives every page back to the page source, dropping every
+// item without telling the index: for a cache that is going away, whose
+// index is dropped with it.
+func (a *Allocator) ReleaseAll() {
+	for i := range a.cls {
+		for _, page := range a.cls[i].pages {
+			a.pool.Put(int(page))
+		}
+		a.cls[i] = classState{stats: a.cls[i].stats}
+	}
+}
+
+// takePage removes one page from class from (the one holding its LRU
+// tail, or any page when it has no items) and returns it. The class loses
+// a page's worth of its least recently used items: live items in the
 // moving page are copied into chunks freed elsewhere in the class (by
 // evicting from its tail) rather than evicted themselves.
-func (a *Allocator) movePage(from, to int) {
+func (a *Allocator) takePage(from int) int {
 	src := &a.cls[from]
 	idx := 0
 	if src.tail != 0 {
@@ -244,7 +275,7 @@ func (a *Allocator) movePage(from, to int) {
 		src.stats.Rescued++
 	}
 	src.stats.PagesMoved++
-	a.addPage(to, page)
+	return page
 }
 
 // relocate copies the linked item at from into the free chunk to, moves

@@ -2,9 +2,18 @@ package slab
 
 import "sync"
 
-// Pool hands out whole arena pages to allocators. Pages are taken once and
-// kept by the allocator that took them (which moves them between its own
-// size classes); the pool only shrinks. Safe for concurrent use.
+// PageSource is where an Allocator takes whole pages and gives them back:
+// the Pool itself, or a per-cache quota in front of it.
+type PageSource interface {
+	// Get takes a free page; false when none may be taken.
+	Get() (int, bool)
+	// Put gives back a page the allocator no longer uses.
+	Put(page int)
+}
+
+// Pool hands out whole arena pages to allocators. An allocator keeps the
+// pages it took (moving them between its own size classes) until its cache
+// shrinks or goes away and Put returns them. Safe for concurrent use.
 type Pool struct {
 	mu       sync.Mutex
 	free     []int32
@@ -33,6 +42,13 @@ func (p *Pool) Get() (int, bool) {
 	page := p.free[n-1]
 	p.free = p.free[:n-1]
 	return int(page), true
+}
+
+// Put returns a page taken with Get.
+func (p *Pool) Put(page int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = append(p.free, int32(page))
 }
 
 // Free is the number of pages not yet taken.

@@ -61,7 +61,7 @@ func newHarness(t *testing.T, pages int) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{moved: map[Handle]Handle{}}
-	h.a = NewAllocator(NewItems(mem), &c, NewPool(pages, testPage), h)
+	h.a = NewAllocator(NewItems(mem), &c, testPage, NewPool(pages, testPage), h)
 	return h
 }
 
@@ -140,7 +140,7 @@ func TestMovesPageFromColderClass(t *testing.T) {
 func TestOutOfMemoryWithNothingToEvict(t *testing.T) {
 	mem := make([]byte, testPage)
 	c, _ := NewClasses(testPage, 64, 2)
-	a := NewAllocator(NewItems(mem), &c, NewPool(0, testPage), &harness{moved: map[Handle]Handle{}})
+	a := NewAllocator(NewItems(mem), &c, testPage, NewPool(0, testPage), &harness{moved: map[Handle]Handle{}})
 	if a.Alloc(100) != 0 {
 		t.Fatal("allocated from an empty pool")
 	}
@@ -181,6 +181,72 @@ func TestPageMoveKeepsNewestItems(t *testing.T) {
 		}
 		if h.a.Items.IFlags(it)&ItemLinked == 0 {
 			t.Fatalf("newer item %d lost", it)
+		}
+	}
+}
+
+func TestReleasePageGivesBackPagesAndEvictsOldest(t *testing.T) {
+	const pages = 4
+	h := newHarness(t, pages)
+	pool := h.a.pool.(*Pool)
+	var keys []Handle
+	for i := 0; ; i++ {
+		if len(h.evicted) > 0 {
+			break
+		}
+		keys = append(keys, h.store(string(rune('a'+i%26))+string(rune('a'+i/26%26))+string(rune('a'+i/676)), 500, uint32(i)))
+	}
+	if pool.Free() != 0 || h.a.Pages() != pages {
+		t.Fatalf("after filling: pool free %d, allocator pages %d", pool.Free(), h.a.Pages())
+	}
+	evictedBefore := len(h.evicted)
+	if !h.a.ReleasePage() {
+		t.Fatal("ReleasePage with pages held returned false")
+	}
+	if pool.Free() != 1 || h.a.Pages() != pages-1 {
+		t.Fatalf("after one release: pool free %d, allocator pages %d", pool.Free(), h.a.Pages())
+	}
+	// The items that went are the least recently stored ones.
+	gone := map[Handle]bool{}
+	for _, e := range h.evicted[evictedBefore:] {
+		gone[e] = true
+	}
+	// The newest item sits in the oldest page (it took the chunk the first
+	// eviction freed): it must have been copied out, not evicted.
+	newest := keys[len(keys)-1]
+	wantKey := string(h.a.Items.Key(newest))
+	if gone[newest] {
+		t.Fatal("release evicted the newest item")
+	}
+	if to, ok := h.moved[newest]; ok {
+		newest = to
+	}
+	if got := string(h.a.Items.Key(newest)); got != wantKey || h.a.Items.IFlags(newest)&ItemLinked == 0 {
+		t.Fatalf("newest item %q is not linked where the index was told (%q there)", wantKey, got)
+	}
+	for h.a.ReleasePage() {
+	}
+	if pool.Free() != pages || h.a.Pages() != 0 {
+		t.Fatalf("after releasing all: pool free %d, allocator pages %d", pool.Free(), h.a.Pages())
+	}
+	if h.store("again", 500, 1000) == 0 {
+		t.Fatal("allocation after release failed")
+	}
+}
+
+func TestReleaseAllEmptiesTheAllocator(t *testing.T) {
+	h := newHarness(t, 3)
+	pool := h.a.pool.(*Pool)
+	for i := 0; i < 100; i++ {
+		h.store(string(rune('A'+i%50))+string(rune('A'+i/50)), 2000, uint32(i))
+	}
+	h.a.ReleaseAll()
+	if pool.Free() != 3 || h.a.Pages() != 0 {
+		t.Fatalf("pool free %d, allocator pages %d", pool.Free(), h.a.Pages())
+	}
+	for _, u := range h.a.Usage(nil) {
+		if u.Items != 0 || u.FreeChunks != 0 {
+			t.Fatalf("class %d still has %d items, %d free chunks", u.ChunkSize, u.Items, u.FreeChunks)
 		}
 	}
 }
