@@ -8,7 +8,7 @@ import "testing"
 // and a binary get hit once a connection's buffers have grown.
 func TestRequestPathAllocatesNothing(t *testing.T) {
 	s := newTestServer(t)
-	cs := testConn()
+	cs := testConn(s)
 	binGet := []byte{0x80, 0x00, 0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'k', 'e', 'y'}
 	for _, tc := range []struct {
 		name string
@@ -37,7 +37,7 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 
 func BenchmarkProcessASCIIGetHit(b *testing.B) {
 	s := newTestServer(b)
-	cs := testConn()
+	cs := testConn(s)
 	s.process(cs, []byte("set key 0 0 100\r\n"+string(make([]byte, 100))+"\r\n"))
 	in := []byte("get key\r\n")
 	b.ReportAllocs()
@@ -50,7 +50,7 @@ func BenchmarkProcessASCIIGetHit(b *testing.B) {
 
 func BenchmarkProcessASCIISet(b *testing.B) {
 	s := newTestServer(b)
-	cs := testConn()
+	cs := testConn(s)
 	in := []byte("set key 0 0 100\r\n" + string(make([]byte, 100)) + "\r\n")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(in)))

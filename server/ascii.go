@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 )
 
@@ -27,11 +28,19 @@ var storeReplies = [...]string{
 // It reports whether the connection must close.
 func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	out := cs.out
+	eng := cs.tenant.eng
+	if denied, reply := deniedBy(cs.caps(), r.Cmd); denied {
+		if r.Cmd == codec.CmdFlushAll || !r.NoReply {
+			out = append(out, reply...)
+		}
+		cs.out = out
+		return false
+	}
 	switch r.Cmd {
 	case codec.CmdGet, codec.CmdGets, codec.CmdGat, codec.CmdGats:
-		out = s.asciiRetrieve(out, r)
+		out = asciiRetrieve(eng, out, r)
 	case codec.CmdSet, codec.CmdAdd, codec.CmdReplace, codec.CmdAppend, codec.CmdPrepend, codec.CmdCas:
-		st, _ := s.eng.Store(storeModes[r.Cmd], r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
+		st, _ := eng.Store(storeModes[r.Cmd], r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
 		if st == engine.TooLarge {
 			cs.stats.storeTooLarge.Add(1)
 		}
@@ -39,7 +48,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			out = append(out, storeReplies[st]...)
 		}
 	case codec.CmdTouch:
-		st := s.eng.Touch(r.Key, r.Exptime)
+		st := eng.Touch(r.Key, r.Exptime)
 		if !r.NoReply {
 			if st == engine.Touched {
 				out = append(out, codec.ReplyTouched...)
@@ -48,7 +57,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdDelete:
-		st := s.eng.Delete(r.Key, 0)
+		st := eng.Delete(r.Key, 0)
 		if !r.NoReply {
 			if st == engine.Deleted {
 				out = append(out, codec.ReplyDeleted...)
@@ -57,7 +66,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		st, res := s.eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, 0, false, 0, 0)
+		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, 0, false, 0, 0)
 		if !r.NoReply {
 			switch st {
 			case engine.OK:
@@ -71,12 +80,12 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdFlushAll:
-		s.eng.FlushAll(r.Exptime)
+		eng.FlushAll(r.Exptime)
 		if !r.NoReply {
 			out = append(out, codec.ReplyOK...)
 		}
 	case codec.CmdStats:
-		out = s.asciiStats(out, r.Keys)
+		out = s.asciiStats(cs, out, r.Keys)
 	case codec.CmdVersion:
 		out = codec.AppendVersion(out, Version)
 	case codec.CmdVerbosity:
@@ -112,15 +121,15 @@ func (s *Server) refused(cs *conn, r *codec.Request) {
 	if !r.Binary {
 		cs.stats.storeTooLarge.Add(1)
 	}
-	if r.Refused == codec.CmdSet {
-		s.eng.Unlink(r.Key)
+	if r.Refused == codec.CmdSet && cs.caps()&control.CapWrite != 0 {
+		cs.tenant.eng.Unlink(r.Key)
 	}
 }
 
 // asciiRetrieve answers get, gets, gat and gats. When the request carries
 // an error (a key too long among the keys), memcached drops the values it
 // had gathered and answers only the error; the lookups still count.
-func (s *Server) asciiRetrieve(out []byte, r *codec.Request) []byte {
+func asciiRetrieve(eng *engine.Engine, out []byte, r *codec.Request) []byte {
 	touch := r.Cmd == codec.CmdGat || r.Cmd == codec.CmdGats
 	withCAS := r.Cmd == codec.CmdGets || r.Cmd == codec.CmdGats
 	mark := len(out)
@@ -128,9 +137,9 @@ func (s *Server) asciiRetrieve(out []byte, r *codec.Request) []byte {
 		var ref engine.Ref
 		var ok bool
 		if touch {
-			ref, ok = s.eng.GetAndTouch(key, r.Exptime)
+			ref, ok = eng.GetAndTouch(key, r.Exptime)
 		} else {
-			ref, ok = s.eng.Get(key)
+			ref, ok = eng.Get(key)
 		}
 		if ok {
 			out = codec.AppendValue(out, ref.Key(), ref.Flags(), ref.Value(), ref.CAS(), withCAS)

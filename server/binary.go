@@ -12,17 +12,32 @@ const binaryNoExpiry = 0xffffffff
 // execBinary runs one parsed binary request, appending its reply to cs.out.
 // It reports whether the connection must close.
 func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
+	if isSASL(r.Cmd) {
+		// The only commands an unauthenticated connection may send.
+		cs.out = s.binarySASL(cs, cs.out, r)
+		return false
+	}
 	out := cs.out
 	op, opaque := r.Opcode, r.Opaque
+	eng := cs.tenant.eng
+	if denied, _ := deniedBy(cs.caps(), r.Cmd); denied {
+		if r.Cmd == codec.CmdFlushAll {
+			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, flushDeniedText)
+		} else {
+			out = codec.AppendBinaryStatus(out, op, codec.StatusNotStored, opaque)
+		}
+		cs.out = out
+		return false
+	}
 	switch r.Cmd {
 	case codec.CmdGet, codec.CmdGets:
-		out = s.binaryGet(out, r, false)
+		out = binaryGet(eng, out, r, false)
 	case codec.CmdGat, codec.CmdGats, codec.CmdTouch:
-		out = s.binaryGet(out, r, true)
+		out = binaryGet(eng, out, r, true)
 	case codec.CmdSet, codec.CmdAdd, codec.CmdReplace, codec.CmdAppend, codec.CmdPrepend, codec.CmdCas:
 		out = s.binaryStore(cs, out, r)
 	case codec.CmdDelete:
-		switch s.eng.Delete(r.Key, r.CAS) {
+		switch eng.Delete(r.Key, r.CAS) {
 		case engine.Deleted:
 			if !r.Quiet {
 				out = codec.AppendBinaryOK(out, op, opaque, 0)
@@ -35,7 +50,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 	case codec.CmdIncr, codec.CmdDecr:
 		exptime := r.Exptime
 		create := exptime != binaryNoExpiry
-		st, res := s.eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, r.CAS, create, r.Initial, exptime)
+		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, r.CAS, create, r.Initial, exptime)
 		switch st {
 		case engine.OK:
 			if !r.Quiet {
@@ -53,7 +68,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 			out = codec.AppendBinaryStatus(out, op, codec.StatusOutOfMemory, opaque)
 		}
 	case codec.CmdFlushAll:
-		s.eng.FlushAll(r.Exptime)
+		eng.FlushAll(r.Exptime)
 		if !r.Quiet {
 			out = codec.AppendBinaryOK(out, op, opaque, 0)
 		}
@@ -67,18 +82,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 		}
 		closeConn = true
 	case codec.CmdStats:
-		out = s.binaryStats(out, r)
-	case codec.CmdSASLList:
-		out = codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("PLAIN"))
-	case codec.CmdSASLAuth:
-		// Local mode (--auth none): any credentials are accepted, as a
-		// memcached without SASL lets every client in.
-		cs.stats.authCmds.Add(1)
-		out = codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
-	case codec.CmdSASLStep:
-		cs.stats.authCmds.Add(1)
-		cs.stats.authErrors.Add(1)
-		out = codec.AppendBinaryStatus(out, op, codec.StatusAuthError, opaque)
+		out = s.binaryStats(cs, out, r)
 	case codec.CmdError:
 		if r.Status != 0 {
 			out = codec.AppendBinaryStatus(out, op, r.Status, opaque)
@@ -95,13 +99,13 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 
 // binaryGet answers GET(Q)(K), GAT(Q)(K) and TOUCH. TOUCH answers only
 // the flags; the K variants carry the key, also on a miss.
-func (s *Server) binaryGet(out []byte, r *codec.Request, touch bool) []byte {
+func binaryGet(eng *engine.Engine, out []byte, r *codec.Request, touch bool) []byte {
 	var ref engine.Ref
 	var ok bool
 	if touch {
-		ref, ok = s.eng.GetAndTouch(r.Key, r.Exptime)
+		ref, ok = eng.GetAndTouch(r.Key, r.Exptime)
 	} else {
-		ref, ok = s.eng.Get(r.Key)
+		ref, ok = eng.Get(r.Key)
 	}
 	if ok {
 		var key, value []byte
@@ -131,7 +135,7 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 	if r.CAS != 0 && (mode == engine.ModeSet || mode == engine.ModeAdd || mode == engine.ModeReplace) {
 		mode = engine.ModeCAS
 	}
-	st, cas := s.eng.Store(mode, r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
+	st, cas := cs.tenant.eng.Store(mode, r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
 	op, opaque := r.Opcode, r.Opaque
 	switch st {
 	case engine.Stored:

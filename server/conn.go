@@ -2,6 +2,9 @@ package server
 
 import (
 	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/memhive/memhive/codec"
 )
@@ -32,6 +35,17 @@ type conn struct {
 	fd      int
 	remote  string
 	lastCmd atomic.Uint32 // server time of the last request, read by "stats conns"
+	gc      gnet.Conn     // for closing it from another goroutine
+	opened  time.Time
+
+	// tenant and user are the cache and credential the connection uses
+	// (user is nil in local mode); nil tenant means not authenticated.
+	// They are read and written by the event loop only; sharedTenant and
+	// sharedUser mirror them for other goroutines (closeRevoked, stats).
+	tenant       *tenant
+	user         *user
+	sharedTenant atomic.Pointer[tenant]
+	sharedUser   atomic.Pointer[user]
 }
 
 // newConn makes a connection's state. It is not pooled: gnet may close a

@@ -30,30 +30,35 @@ type Config struct {
 	Threads   int    // event loops; 0 means one per core
 	MaxConns  int    // memcached -c; 0 means 1024
 	Verbosity int    // memcached -v
-	Logger    *slog.Logger
+	// AuthTimeout closes connections that have not authenticated this
+	// long after they opened (SASL mode); 0 means 5 s.
+	AuthTimeout time.Duration
+	Logger      *slog.Logger
 }
 
-// Server serves the memcache protocols for one engine. Start it with Run;
-// stop it with Stop. Safe for concurrent use.
+// Server serves the memcache protocols for the caches of a Tenants. Start
+// it with Run; stop it with Stop. Safe for concurrent use.
 type Server struct {
 	gnet.BuiltinEventEngine
-	cfg    Config
-	eng    *engine.Engine
-	parser codec.Parser
-	log    *slog.Logger
+	cfg     Config
+	tenants *Tenants
+	clock   *engine.Clock
+	parser  codec.Parser
+	log     *slog.Logger
 
 	started time.Time
 	gnetEng gnet.Engine
 	ready   chan struct{} // closed once listening
 	done    chan struct{} // closed when Run returns
 
-	stats     connStats
+	stats     connStats // the process's connections; unauthenticated ones' traffic
 	verbosity atomic.Int32
 	conns     sync.Map // fd -> *conn, for "stats conns"
 }
 
-// New makes a server for eng.
-func New(cfg Config, eng *engine.Engine) *Server {
+// New makes a server for the caches of t. It closes the connections a
+// change to t cuts off.
+func New(cfg Config, t *Tenants) *Server {
 	if cfg.Threads <= 0 {
 		cfg.Threads = runtime.GOMAXPROCS(0)
 	}
@@ -63,16 +68,21 @@ func New(cfg Config, eng *engine.Engine) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 5 * time.Second
+	}
 	s := &Server{
 		cfg:     cfg,
-		eng:     eng,
-		parser:  codec.Parser{MaxItemSize: eng.MaxItemSize()},
+		tenants: t,
+		clock:   t.mem.Clock(),
+		parser:  codec.Parser{MaxItemSize: t.mem.MaxItemSize()},
 		log:     cfg.Logger,
 		started: time.Now(),
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
+	t.revoke = s.closeRevoked
 	return s
 }
 
@@ -89,6 +99,7 @@ func (s *Server) Run() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(0),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithTicker(!s.tenants.Local()),
 	)
 }
 
@@ -126,10 +137,15 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	cs := newConn()
 	cs.stats = s.stats.shard(c.Fd())
 	cs.fd = c.Fd()
+	cs.gc = c
+	cs.opened = time.Now()
 	if a := c.RemoteAddr(); a != nil {
 		cs.remote = a.String()
 	}
-	cs.lastCmd.Store(s.eng.Clock().Now())
+	cs.lastCmd.Store(s.clock.Now())
+	if s.tenants.Local() {
+		s.bind(cs, s.tenants.local, nil)
+	}
 	s.conns.Store(cs.fd, cs)
 	c.SetContext(cs)
 	return nil, gnet.None
@@ -140,9 +156,27 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s.stats.currConns.Add(-1)
 	if cs, ok := c.Context().(*conn); ok {
 		cs.closed.Store(true)
+		s.unbind(cs)
 		s.conns.Delete(cs.fd)
 	}
 	return gnet.None
+}
+
+// authTick is how often connections are checked for --auth-timeout.
+const authTick = 100 * time.Millisecond
+
+// OnTick closes connections that have not authenticated within
+// AuthTimeout (SASL mode only; gnet calls it only when the ticker is on).
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	deadline := time.Now().Add(-s.cfg.AuthTimeout)
+	s.conns.Range(func(_, v any) bool {
+		cs := v.(*conn)
+		if cs.sharedTenant.Load() == nil && cs.opened.Before(deadline) && !cs.closing.Load() {
+			cs.gc.Close()
+		}
+		return true
+	})
+	return min(authTick, s.cfg.AuthTimeout/4), gnet.None
 }
 
 // OnTraffic parses and executes every complete request buffered on c,
@@ -165,7 +199,13 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	}
-	cs.lastCmd.Store(s.eng.Clock().Now())
+	if s.revoked(cs.tenant, cs.user) {
+		return gnet.Close
+	}
+	cs.lastCmd.Store(s.clock.Now())
+	if cs.tenant != nil {
+		cs.tenant.touch(s.clock.Unix())
+	}
 	if len(cs.in) > 0 {
 		// A request is split across reads: gather it in the connection's
 		// own buffer, so each read costs its own length, not the length of
@@ -262,7 +302,9 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 			return consumed, true
 		}
 		var quit bool
-		if cs.proto == protoBinary {
+		if cs.tenant == nil && !(cs.proto == protoBinary && isSASL(cs.req.Cmd)) {
+			quit = s.unauthenticated(cs, &cs.req)
+		} else if cs.proto == protoBinary {
 			quit = s.execBinary(cs, &cs.req)
 		} else {
 			quit = s.execASCII(cs, &cs.req)
@@ -274,6 +316,31 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 			return consumed, true
 		}
 	}
+}
+
+// isSASL tells the binary commands an unauthenticated connection may send.
+func isSASL(cmd codec.Command) bool {
+	return cmd == codec.CmdSASLList || cmd == codec.CmdSASLAuth || cmd == codec.CmdSASLStep
+}
+
+// unauthenticated answers a request on a connection that has not logged
+// in: text connections log in with their first command or are closed;
+// binary ones get an auth error for anything but SASL.
+func (s *Server) unauthenticated(cs *conn, r *codec.Request) (closeConn bool) {
+	if cs.proto == protoBinary {
+		if r.Cmd == codec.CmdError {
+			// A request the parser refused: answer as memcached would
+			// (too large, bad packet), which reveals nothing of any cache.
+			if r.Status != 0 {
+				cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, r.Status, r.Opaque)
+			}
+			cs.swallow = r.Swallow
+			return r.Close
+		}
+		cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, codec.StatusAuthError, r.Opaque)
+		return false
+	}
+	return s.authenticateASCII(cs, r)
 }
 
 type gnetLogger struct{ l *slog.Logger }

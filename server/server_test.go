@@ -21,12 +21,14 @@ func newTestServer(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	return New(Config{Listen: "127.0.0.1:0"}, eng)
+	return New(Config{Listen: "127.0.0.1:0"}, LocalTenants(eng))
 }
 
-func testConn() *conn {
+// testConn makes a connection's state as OnOpen does in local mode.
+func testConn(s *Server) *conn {
 	cs := newConn()
 	cs.stats = &statShard{}
+	s.bind(cs, s.tenants.local, nil)
 	return cs
 }
 
@@ -34,7 +36,7 @@ func testConn() *conn {
 // bytes (0: all at once), as if each piece arrived in its own read, and
 // returns everything written and whether the connection was closed.
 func feed(s *Server, input []byte, chunk int) (string, bool) {
-	cs := testConn()
+	cs := testConn(s)
 	var buffered, written []byte
 	for len(input) > 0 || len(buffered) > 0 {
 		n := len(input)

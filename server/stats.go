@@ -46,24 +46,24 @@ func pad6(us int64) string {
 // memhive's values. Fields for machinery memhive does not have (libevent,
 // extstore, the segmented LRU) keep their names so tools that read them
 // find them, with values that describe memhive (0 where nothing happens).
-func (s *Server) generalStats() statList {
-	e := s.eng.Stats()
-	ct := s.stats.totals()
+func (s *Server) generalStats(tn *tenant) statList {
+	e := tn.eng.Stats()
+	ct := tn.stats.totals()
 	user, sys := rusage()
 	var l statList
 	l.i("pid", int64(os.Getpid()))
 	l.u("uptime", uint64(time.Since(s.started).Seconds()))
-	l.i("time", s.eng.Clock().Unix())
+	l.i("time", s.clock.Unix())
 	l.str("version", Version)
 	l.str("libevent", "gnet")
 	l.i("pointer_size", 64)
 	l.str("rusage_user", user)
 	l.str("rusage_system", sys)
 	l.i("max_connections", int64(s.cfg.MaxConns))
-	l.i("curr_connections", s.stats.currConns.Load())
-	l.u("total_connections", s.stats.totalConns.Load())
+	l.i("curr_connections", tn.stats.currConns.Load())
+	l.u("total_connections", tn.stats.totalConns.Load())
 	l.u("rejected_connections", s.stats.rejectedConns.Load())
-	l.i("connection_structures", s.stats.currConns.Load())
+	l.i("connection_structures", tn.stats.currConns.Load())
 	l.u("response_obj_oom", 0)
 	l.u("response_obj_count", 0)
 	l.u("response_obj_bytes", 0)
@@ -157,9 +157,9 @@ func log2(n uint64) int {
 
 // settingsStats lists "stats settings": memcached's names for the
 // settings memhive has.
-func (s *Server) settingsStats() statList {
+func (s *Server) settingsStats(tn *tenant) statList {
 	var l statList
-	l.u("maxbytes", uint64(s.eng.LimitBytes()))
+	l.u("maxbytes", uint64(tn.eng.LimitBytes()))
 	l.i("maxconns", int64(s.cfg.MaxConns))
 	host, port := splitListen(s.cfg.Listen)
 	l.str("tcpport", port)
@@ -171,7 +171,7 @@ func (s *Server) settingsStats() statList {
 	l.str("domain_socket", "NULL")
 	l.str("umask", "700")
 	l.str("shutdown_command", "no")
-	l.str("growth_factor", strconv.FormatFloat(s.eng.GrowthFactor(), 'f', 2, 64))
+	l.str("growth_factor", strconv.FormatFloat(tn.eng.GrowthFactor(), 'f', 2, 64))
 	l.i("chunk_size", 48)
 	l.i("num_threads", int64(s.cfg.Threads))
 	l.i("num_threads_per_udp", int64(s.cfg.Threads))
@@ -181,14 +181,14 @@ func (s *Server) settingsStats() statList {
 	l.str("cas_enabled", "yes")
 	l.i("tcp_backlog", 1024)
 	l.str("binding_protocol", "auto-negotiate")
-	l.str("auth_enabled_sasl", "no")
-	l.str("auth_enabled_ascii", "no")
-	l.i("item_size_max", int64(s.eng.MaxItemSize()))
+	l.str("auth_enabled_sasl", yesNo(!s.tenants.Local()))
+	l.str("auth_enabled_ascii", yesNo(!s.tenants.Local()))
+	l.i("item_size_max", int64(tn.eng.MaxItemSize()))
 	l.str("maxconns_fast", "yes")
 	l.i("hashpower_init", 0)
 	l.str("slab_reassign", "yes")
 	l.i("slab_automove", 1)
-	l.i("slab_page_size", int64(s.eng.PageSize()))
+	l.i("slab_page_size", int64(tn.eng.PageSize()))
 	l.str("lru_crawler", "yes")
 	l.str("flush_enabled", "yes")
 	l.str("dump_enabled", "no")
@@ -211,10 +211,10 @@ func splitListen(addr string) (host, port string) {
 
 // itemsStats and slabsStats describe the size classes that hold pages,
 // with memcached's field names.
-func (s *Server) itemsStats() statList {
+func (s *Server) itemsStats(tn *tenant) statList {
 	var l statList
-	now := s.eng.Clock().Now()
-	for _, c := range s.eng.SlabStats() {
+	now := s.clock.Now()
+	for _, c := range tn.eng.SlabStats() {
 		if c.Pages == 0 {
 			continue
 		}
@@ -236,16 +236,16 @@ func (s *Server) itemsStats() statList {
 	return l
 }
 
-func (s *Server) slabsStats() statList {
+func (s *Server) slabsStats(tn *tenant) statList {
 	var l statList
 	active := 0
 	var total uint64
-	for _, c := range s.eng.SlabStats() {
+	for _, c := range tn.eng.SlabStats() {
 		if c.Pages == 0 {
 			continue
 		}
 		active++
-		total += uint64(c.Pages) * uint64(s.eng.PageSize())
+		total += uint64(c.Pages) * uint64(tn.eng.PageSize())
 		p := strconv.Itoa(c.ID+1) + ":"
 		l.u(p+"chunk_size", uint64(c.ChunkSize))
 		l.u(p+"chunks_per_page", uint64(c.ChunksPerPage))
@@ -262,21 +262,21 @@ func (s *Server) slabsStats() statList {
 
 // statsFor returns the stats a subcommand names, or false if it names
 // none. "" is the general list.
-func (s *Server) statsFor(sub string) (statList, bool) {
+func (s *Server) statsFor(tn *tenant, sub string) (statList, bool) {
 	switch sub {
 	case "":
-		return s.generalStats(), true
+		return s.generalStats(tn), true
 	case "settings":
-		return s.settingsStats(), true
+		return s.settingsStats(tn), true
 	case "items":
-		return s.itemsStats(), true
+		return s.itemsStats(tn), true
 	case "slabs":
-		return s.slabsStats(), true
+		return s.slabsStats(tn), true
 	case "sizes":
 		// memcached's size histogram is off unless enabled at start.
 		return statList{{"sizes_status", "disabled"}}, true
 	case "conns":
-		return s.connsStats(), true
+		return s.connsStats(tn), true
 	}
 	return nil, false
 }
@@ -294,14 +294,15 @@ func appendStats(out []byte, l statList) []byte {
 
 // asciiStats answers "stats [sub ...]" as memcached's process_stat does;
 // only the first argument selects, further ones are ignored.
-func (s *Server) asciiStats(out []byte, args [][]byte) []byte {
+func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
+	tn := cs.tenant
 	sub := ""
 	if len(args) > 0 {
 		sub = string(args[0])
 	}
 	switch sub {
 	case "reset":
-		s.resetStats()
+		s.resetStats(tn)
 		return append(out, codec.ReplyReset...)
 	case "detail":
 		if len(args) < 2 {
@@ -317,7 +318,7 @@ func (s *Server) asciiStats(out []byte, args [][]byte) []byte {
 	case "cachedump":
 		return append(out, "CLIENT_ERROR stats cachedump not allowed\r\n"...)
 	}
-	l, ok := s.statsFor(sub)
+	l, ok := s.statsFor(tn, sub)
 	if !ok {
 		return append(out, codec.ReplyError...)
 	}
@@ -325,16 +326,17 @@ func (s *Server) asciiStats(out []byte, args [][]byte) []byte {
 }
 
 // binaryStats answers STAT: one packet per stat, then an empty one.
-func (s *Server) binaryStats(out []byte, r *codec.Request) []byte {
+func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
+	tn := cs.tenant
 	sub := string(r.Key)
 	if sub == "conns" {
 		sub = "-" // memcached lists connections only over text
 	}
 	if strings.HasPrefix(sub, "reset") {
-		s.resetStats()
+		s.resetStats(tn)
 		return codec.AppendBinaryStat(out, r.Opaque, nil, nil)
 	}
-	l, ok := s.statsFor(sub)
+	l, ok := s.statsFor(tn, sub)
 	if !ok {
 		return codec.AppendBinaryStatus(out, r.Opcode, codec.StatusKeyNotFound, r.Opaque)
 	}
@@ -346,22 +348,25 @@ func (s *Server) binaryStats(out []byte, r *codec.Request) []byte {
 
 // resetStats is "stats reset": every counter goes back to zero; gauges
 // (items, bytes, connections) are kept.
-func (s *Server) resetStats() {
-	s.eng.ResetStats()
-	s.stats.reset()
+func (s *Server) resetStats(tn *tenant) {
+	tn.eng.ResetStats()
+	tn.stats.reset()
 }
 
 // connsStats lists the listener and every open connection as memcached's
 // "stats conns" does. File descriptors number the connections; the
 // listener is shown as 0.
-func (s *Server) connsStats() statList {
-	now := s.eng.Clock().Now()
+func (s *Server) connsStats(tn *tenant) statList {
+	now := s.clock.Now()
 	var l statList
 	l.str("0:addr", "tcp:"+s.cfg.Listen)
 	l.str("0:state", "conn_listening")
 	l.u("0:secs_since_last_cmd", 0)
 	s.conns.Range(func(_, v any) bool {
 		c := v.(*conn)
+		if c.sharedTenant.Load() != tn {
+			return true // another cache's connections are not this one's business
+		}
 		p := strconv.Itoa(c.fd) + ":"
 		l.str(p+"addr", "tcp:"+c.remote)
 		l.str(p+"listen_addr", "tcp:"+s.cfg.Listen)
@@ -375,4 +380,11 @@ func (s *Server) connsStats() statList {
 		return true
 	})
 	return l
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -1,0 +1,153 @@
+// Package control holds memhive's control plane: caches (tenants), their
+// credentials and capabilities, behind a Store whose every acknowledged
+// change is durable. The embedded backend keeps them in a bbolt file; the
+// interface leaves room for a shared (etcd) backend without touching its
+// callers.
+package control
+
+import (
+	"errors"
+	"time"
+)
+
+// Capabilities are what a credential may do beyond reading its cache.
+type Capabilities uint8
+
+const (
+	// CapWrite allows storage commands: set, add, replace, append,
+	// prepend, cas, incr, decr, touch, gat, delete.
+	CapWrite Capabilities = 1 << iota
+	// CapFlush allows flush_all.
+	CapFlush
+	// CapAPI allows the analytics API and dashboard.
+	CapAPI
+
+	// CapAll is every capability: what a new credential gets by default.
+	CapAll = CapWrite | CapFlush | CapAPI
+)
+
+// Cache is one tenant: an isolated key space with its own memory limit.
+type Cache struct {
+	ID         uint32    `json:"id"`
+	Name       string    `json:"name"`
+	Plan       string    `json:"plan"`
+	LimitBytes int64     `json:"memory_limit"`
+	Enabled    bool      `json:"enabled"`
+	Dev        bool      `json:"dev"`
+	Created    time.Time `json:"created"`
+	LastActive time.Time `json:"last_active"`
+}
+
+// Credential lets a client use one cache. The password is kept only as a
+// salted hash; the plaintext is known once, when it is generated.
+type Credential struct {
+	ID       uint32       `json:"id"`
+	CacheID  uint32       `json:"cache_id"`
+	Username string       `json:"username"`
+	Salt     []byte       `json:"salt"`
+	Hash     []byte       `json:"hash"`
+	Primary  bool         `json:"primary"`
+	Caps     Capabilities `json:"capabilities"`
+	Created  time.Time    `json:"created"`
+}
+
+// ChangeKind says what a Change did.
+type ChangeKind uint8
+
+const (
+	// CacheChanged: a cache was created or updated; Cache holds it.
+	CacheChanged ChangeKind = iota + 1
+	// CacheDeleted: a cache and all its credentials are gone; CacheID says which.
+	CacheDeleted
+	// CredentialChanged: a credential was created or updated; Credential holds it.
+	CredentialChanged
+	// CredentialDeleted: a credential is gone; CredentialID and CacheID say which.
+	CredentialDeleted
+)
+
+// Change is one durable change, delivered to watchers in commit order.
+// A change touching several records (a promotion clears the old primary,
+// a cache deletion removes its credentials) is delivered as several Changes.
+type Change struct {
+	Kind         ChangeKind
+	CacheID      uint32
+	CredentialID uint32
+	Cache        Cache      // set for CacheChanged
+	Credential   Credential // set for CredentialChanged
+}
+
+// Errors a Store returns; wrap-checked with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrExists      = errors.New("already exists")
+	ErrInvalid     = errors.New("invalid")
+	ErrOverCommit  = errors.New("memory limits would exceed the server's memory")
+	ErrLastPrimary = errors.New("a cache's primary credential cannot be deleted while it has others")
+	ErrLocked      = errors.New("store is held by another process")
+)
+
+// Policy is what a Store enforces on every change.
+type Policy struct {
+	// MemoryBytes bounds the sum of all caches' limits; 0 means no bound
+	// (memhive serve --overcommit).
+	MemoryBytes int64
+	// MinLimitBytes is the smallest cache limit accepted (one slab page).
+	MinLimitBytes int64
+}
+
+// CacheUpdate changes some fields of a cache; nil fields stay as they are.
+type CacheUpdate struct {
+	LimitBytes *int64
+	Enabled    *bool
+	Plan       *string
+	Name       *string
+	Dev        *bool
+}
+
+// Store is the control plane's storage. Every method that changes
+// something returns only after the change is durable, and notifies
+// watchers (synchronously, in commit order, before returning) for the
+// embedded backend. Safe for concurrent use.
+type Store interface {
+	// CreateCache adds a cache: it assigns the ID and Created time, checks
+	// the name is unique and non-empty and the limit against the Policy.
+	// Enabled is taken from c.
+	CreateCache(c Cache) (Cache, error)
+	// UpdateCache applies u to cache id, checking the Policy.
+	UpdateCache(id uint32, u CacheUpdate) (Cache, error)
+	// DeleteCache removes a cache and every credential of it.
+	DeleteCache(id uint32) error
+	// Cache returns cache id.
+	Cache(id uint32) (Cache, error)
+	// CacheByName returns the cache with this name.
+	CacheByName(name string) (Cache, error)
+	// Caches lists every cache by ascending ID.
+	Caches() ([]Cache, error)
+	// MarkActive records when caches last served a command; it is batched
+	// (the server calls it about once a minute) and notifies nobody.
+	MarkActive(last map[uint32]time.Time) error
+
+	// CreateCredential adds a credential to a cache with a generated
+	// username and password and returns the plaintext password. The
+	// cache's first credential is its primary whatever primary says.
+	CreateCredential(cacheID uint32, caps Capabilities, primary bool) (Credential, string, error)
+	// SetCapabilities changes a credential's capabilities.
+	SetCapabilities(id uint32, caps Capabilities) (Credential, error)
+	// Promote makes a credential its cache's primary, demoting the old one.
+	Promote(id uint32) (Credential, error)
+	// DeleteCredential removes a credential. The primary can be deleted
+	// only when it is the cache's last credential (ErrLastPrimary).
+	DeleteCredential(id uint32) error
+	// Credential returns credential id.
+	Credential(id uint32) (Credential, error)
+	// CredentialByUsername returns the credential with this username.
+	CredentialByUsername(username string) (Credential, error)
+	// Credentials lists a cache's credentials by ascending ID (0: all caches').
+	Credentials(cacheID uint32) ([]Credential, error)
+
+	// Watch calls fn with every change committed after Watch returns,
+	// until the returned cancel is called.
+	Watch(fn func(Change)) (cancel func())
+	// Close releases the store.
+	Close() error
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/engine"
+)
+
+// saslServer serves two caches, "a" and "b", in SASL mode, with the
+// credentials of creds (username → capabilities; the password is the
+// username reversed), users whose name starts with "b" on cache b.
+func saslServer(t testing.TB, creds map[string]control.Capabilities) *Server {
+	t.Helper()
+	clk := engine.NewClock(time.Hour)
+	t.Cleanup(clk.Stop)
+	mem, err := engine.NewMemory(engine.Config{MemoryBytes: 32 << 20, Clock: clk, CrawlInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mem.Close() })
+	ts := &Tenants{
+		mem: mem, log: slog.Default(),
+		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
+		revoke: func() {}, stop: make(chan struct{}),
+	}
+	for id, name := range []string{"a", "b"} {
+		eng, err := mem.NewEngine(engine.CacheConfig{LimitBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+		ts.byID[uint32(id+1)] = newTenant(control.Cache{ID: uint32(id + 1), Name: name, Enabled: true}, eng)
+	}
+	n := uint32(0)
+	for name, caps := range creds {
+		n++
+		tn := ts.byID[1]
+		if strings.HasPrefix(name, "b") {
+			tn = ts.byID[2]
+		}
+		salt := []byte("0123456789abcdef")
+		u := &user{id: n, username: name, cache: tn, salt: salt, hash: control.HashPassword(salt, []byte(reverse(name)))}
+		u.caps.Store(uint32(caps))
+		ts.byUser[name] = u
+	}
+	return New(Config{Listen: "127.0.0.1:0"}, ts)
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// session feeds requests to one connection in turn, like a client that
+// waits for each reply.
+type session struct {
+	t      testing.TB
+	s      *Server
+	cs     *conn
+	closed bool
+}
+
+func newSession(t testing.TB, s *Server) *session {
+	cs := newConn()
+	cs.stats = s.stats.shard(0)
+	return &session{t: t, s: s, cs: cs}
+}
+
+func (se *session) send(in string) string {
+	se.t.Helper()
+	if se.closed {
+		se.t.Fatalf("sending %q on a closed connection", in)
+	}
+	consumed, closed := se.s.process(se.cs, []byte(in))
+	if consumed != len(in) && !closed {
+		se.t.Fatalf("%q: consumed %d of %d bytes", in, consumed, len(in))
+	}
+	out := string(se.cs.out)
+	se.cs.out = se.cs.out[:0]
+	se.closed = closed
+	return out
+}
+
+func TestASCIIAuthentication(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll})
+	cases := []struct {
+		name, first, want string
+		closed            bool
+	}{
+		{"right password", "set alice 0 0 5\r\necila\r\n", "STORED\r\n", false},
+		{"wrong password", "set alice 0 0 5\r\nwrong\r\n", codec.ReplyAuthFailure, true},
+		{"unknown user", "set mallory 0 0 7\r\nyrollam\r\n", codec.ReplyAuthFailure, true},
+		{"get first", "get alice\r\n", codec.ReplyUnauthenticated, true},
+		{"stats first", "stats\r\n", codec.ReplyUnauthenticated, true},
+		{"version first", "version\r\n", codec.ReplyUnauthenticated, true},
+		{"garbage first", "bogus\r\n", codec.ReplyUnauthenticated, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			se := newSession(t, s)
+			if got := se.send(c.first); got != c.want || se.closed != c.closed {
+				t.Fatalf("got %q closed %v, want %q closed %v", got, se.closed, c.want, c.closed)
+			}
+			if !c.closed {
+				if got := se.send("set k 0 0 1\r\nv\r\nget k\r\n"); got != "STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n" {
+					t.Fatalf("after login: %q", got)
+				}
+			}
+		})
+	}
+}
+
+// binReq encodes a binary request.
+func binReq(op uint8, opaque uint32, extras, key, value []byte) []byte {
+	b := make([]byte, 24, 24+len(extras)+len(key)+len(value))
+	b[0] = 0x80
+	b[1] = op
+	binary.BigEndian.PutUint16(b[2:], uint16(len(key)))
+	b[4] = uint8(len(extras))
+	binary.BigEndian.PutUint32(b[8:], uint32(len(extras)+len(key)+len(value)))
+	binary.BigEndian.PutUint32(b[12:], opaque)
+	b = append(b, extras...)
+	b = append(b, key...)
+	return append(b, value...)
+}
+
+// binStatus is the status of the first binary reply in out.
+func binStatus(t testing.TB, out string) uint16 {
+	t.Helper()
+	if len(out) < 24 || out[0] != 0x81 {
+		t.Fatalf("not a binary reply: %q", out)
+	}
+	return binary.BigEndian.Uint16([]byte(out[6:8]))
+}
+
+func saslAuth(user, pass string) []byte {
+	return binReq(codec.OpSASLAuth, 1, nil, []byte("PLAIN"), []byte("\x00"+user+"\x00"+pass))
+}
+
+func binSet(key, value string) []byte {
+	return binReq(0x01, 2, make([]byte, 8), []byte(key), []byte(value))
+}
+
+func TestBinarySASL(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll})
+	se := newSession(t, s)
+	if st := binStatus(t, se.send(string(binReq(0x00, 1, nil, []byte("k"), nil)))); st != codec.StatusAuthError {
+		t.Fatalf("get before auth: status %#x", st)
+	}
+	if st := binStatus(t, se.send(string(binReq(0x0b, 1, nil, nil, nil)))); st != codec.StatusAuthError {
+		t.Fatalf("version before auth: status %#x", st)
+	}
+	out := se.send(string(binReq(codec.OpSASLListMechs, 1, nil, nil, nil)))
+	if binStatus(t, out) != 0 || out[24:] != "PLAIN" {
+		t.Fatalf("list mechs: %q", out)
+	}
+	for _, bad := range [][]byte{
+		saslAuth("alice", "wrong"),
+		saslAuth("nobody", "ydobon"),
+		binReq(codec.OpSASLAuth, 1, nil, []byte("CRAM-MD5"), []byte("\x00alice\x00ecila")),
+		binReq(codec.OpSASLAuth, 1, nil, []byte("PLAIN"), []byte("alice-ecila")),
+		binReq(codec.OpSASLAuth, 1, nil, []byte("PLAIN"), []byte("bob\x00alice\x00ecila")),
+		binReq(codec.OpSASLStep, 1, nil, []byte("PLAIN"), []byte("\x00alice\x00ecila")),
+	} {
+		if st := binStatus(t, se.send(string(bad))); st != codec.StatusAuthError || se.closed {
+			t.Fatalf("%q: status %#x closed %v", bad, st, se.closed)
+		}
+	}
+	if st := binStatus(t, se.send(string(saslAuth("alice", "ecila")))); st != 0 {
+		t.Fatalf("right password: status %#x", st)
+	}
+	if st := binStatus(t, se.send(string(binSet("k", "v")))); st != 0 {
+		t.Fatalf("set after auth: status %#x", st)
+	}
+	// A failed re-authentication logs the connection out.
+	se.send(string(saslAuth("alice", "wrong")))
+	if st := binStatus(t, se.send(string(binSet("k", "v")))); st != codec.StatusAuthError {
+		t.Fatalf("set after failed re-auth: status %#x", st)
+	}
+	a := s.tenants.byID[1]
+	// Alice's attempts count on her cache (wrong, right, wrong); the
+	// others name no credential and count on the process.
+	if c := a.stats.totals(); c.authCmds != 3 || c.authErrors != 2 {
+		t.Fatalf("cache a counted %d auth commands, %d errors; want 3, 2", c.authCmds, c.authErrors)
+	}
+}
+
+func TestCachesDoNotSeeEachOther(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll, "bob": control.CapAll})
+	a, b := newSession(t, s), newSession(t, s)
+	a.send("set alice 0 0 5\r\necila\r\n")
+	b.send("set bob 0 0 3\r\nbob\r\n")
+	a.send("set shared 0 0 1\r\na\r\n")
+	stat := func(se *session, name string) string {
+		for _, line := range strings.Split(se.send("stats\r\n"), "\r\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[1] == name {
+				return f[2]
+			}
+		}
+		return ""
+	}
+	if got := b.send("get shared\r\n"); got != "END\r\n" {
+		t.Fatalf("b sees a's key: %q", got)
+	}
+	if got := stat(b, "curr_items"); got != "0" {
+		t.Fatalf("b's curr_items %s", got)
+	}
+	b.send("set shared 0 0 1\r\nb\r\nflush_all\r\n")
+	if got := a.send("get shared\r\n"); got != "VALUE shared 0 1\r\na\r\nEND\r\n" {
+		t.Fatalf("b's set or flush reached a: %q", got)
+	}
+	if got := stat(a, "curr_items"); got != "1" {
+		t.Fatalf("a's curr_items %s", got)
+	}
+	if got := stat(a, "cmd_flush"); got != "0" {
+		t.Fatalf("a counts b's flush: %s", got)
+	}
+	if got := stat(b, "limit_maxbytes"); got != "8388608" {
+		t.Fatalf("b's limit_maxbytes %s", got)
+	}
+}
+
+func TestReadOnlyCredentialChangesNothing(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{
+		"alice": control.CapAll, "reader": control.CapAPI,
+	})
+	full := newSession(t, s)
+	full.send("set alice 0 0 5\r\necila\r\n")
+	full.send("set k 0 0 2\r\n10\r\n")
+	ro := newSession(t, s)
+	if got := ro.send("set reader 0 0 6\r\nredaer\r\n"); got != "STORED\r\n" {
+		t.Fatalf("read-only login: %q", got)
+	}
+	for _, cmd := range []string{
+		"set k 0 0 1\r\nx\r\n", "add n 0 0 1\r\nx\r\n", "replace k 0 0 1\r\nx\r\n",
+		"append k 0 0 1\r\nx\r\n", "prepend k 0 0 1\r\nx\r\n", "cas k 0 0 1 1\r\nx\r\n",
+		"incr k 1\r\n", "decr k 1\r\n", "touch k 1\r\n", "gat 1 k\r\n", "gats 1 k\r\n",
+		"delete k\r\n",
+	} {
+		if got := ro.send(cmd); got != "NOT_STORED\r\n" {
+			t.Fatalf("%q: got %q", cmd, got)
+		}
+	}
+	if got := ro.send("set k 0 0 1 noreply\r\nx\r\nget k\r\n"); got != "VALUE k 0 2\r\n10\r\nEND\r\n" {
+		t.Fatalf("noreply set by a reader: %q", got)
+	}
+	// An oversized set fails without dropping the old value for a reader.
+	big := strings.Repeat("x", 2<<20)
+	ro.send("set k 0 0 " + strconv.Itoa(len(big)) + "\r\n" + big + "\r\n")
+	binary := newSession(t, s)
+	binary.send(string(saslAuth("reader", "redaer")))
+	for _, req := range [][]byte{
+		binSet("k", "x"),
+		binReq(0x11, 1, make([]byte, 8), []byte("k"), []byte("x")), // setq
+		binReq(0x02, 1, make([]byte, 8), []byte("n"), []byte("x")), // add
+		binReq(0x03, 1, make([]byte, 8), []byte("k"), []byte("x")), // replace
+		binReq(0x0e, 1, nil, []byte("k"), []byte("x")),              // append
+		binReq(0x0f, 1, nil, []byte("k"), []byte("x")),              // prepend
+		binReq(0x04, 1, nil, []byte("k"), nil),                      // delete
+		binReq(0x05, 1, make([]byte, 20), []byte("k"), nil),         // incr
+		binReq(0x06, 1, make([]byte, 20), []byte("k"), nil),         // decr
+		binReq(0x1c, 1, make([]byte, 4), []byte("k"), nil),          // touch
+		binReq(0x1d, 1, make([]byte, 4), []byte("k"), nil),          // gat
+	} {
+		if st := binStatus(t, binary.send(string(req))); st != codec.StatusNotStored {
+			t.Fatalf("binary opcode %#x: status %#x", req[1], st)
+		}
+	}
+	if got := full.send("get k n\r\n"); got != "VALUE k 0 2\r\n10\r\nEND\r\n" {
+		t.Fatalf("a reader changed the cache: %q", got)
+	}
+}
+
+func TestNoFlushCredentialCannotFlush(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapWrite})
+	se := newSession(t, s)
+	se.send("set alice 0 0 5\r\necila\r\n")
+	se.send("set k 0 0 1\r\nv\r\n")
+	for _, cmd := range []string{"flush_all\r\n", "flush_all 0\r\n", "flush_all noreply\r\n"} {
+		if got := se.send(cmd); got != flushDenied {
+			t.Fatalf("%q: %q", cmd, got)
+		}
+	}
+	b := newSession(t, s)
+	b.send(string(saslAuth("alice", "ecila")))
+	out := b.send(string(binReq(0x08, 1, nil, nil, nil)))
+	if binStatus(t, out) != codec.StatusAuthError || !strings.Contains(out, "flush capability") {
+		t.Fatalf("binary flush: %q", out)
+	}
+	if got := se.send("get k\r\n"); got != "VALUE k 0 1\r\nv\r\nEND\r\n" {
+		t.Fatalf("flush went through: %q", got)
+	}
+}
+
+func TestRevokedConnections(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll, "bob": control.CapAll})
+	a, b := newSession(t, s), newSession(t, s)
+	a.send("set alice 0 0 5\r\necila\r\n")
+	b.send("set bob 0 0 3\r\nbob\r\n")
+	s.tenants.byUser["alice"].gone.Store(true)
+	if !s.revoked(a.cs.tenant, a.cs.user) || s.revoked(b.cs.tenant, b.cs.user) {
+		t.Fatal("deleting alice's credential must cut off her connection only")
+	}
+	s.tenants.byID[2].enabled.Store(false)
+	if !s.revoked(b.cs.tenant, b.cs.user) {
+		t.Fatal("disabling cache b must cut off its connections")
+	}
+	if u, _ := s.tenants.authenticate([]byte("bob"), []byte("bob")); u != nil {
+		t.Fatal("a disabled cache's credential authenticated")
+	}
+}

@@ -1,0 +1,411 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/engine"
+)
+
+// DefaultCache is the cache every connection uses in local mode (--auth
+// none), and the one `memhive serve` creates on an empty store.
+const DefaultCache = "default"
+
+// tenant is one cache as the server sees it: its engine, whether it may
+// be used, and the counters that belong to it rather than to the process.
+type tenant struct {
+	id         uint32
+	eng        *engine.Engine
+	name       atomic.Pointer[string]
+	enabled    atomic.Bool
+	dev        atomic.Bool
+	gone       atomic.Bool  // deleted: its connections are being closed
+	lastActive atomic.Int64 // unix seconds of its last command
+	stats      connStats
+}
+
+// Name is the cache's name.
+func (t *tenant) Name() string { return *t.name.Load() }
+
+// touch records activity at unix time now; it writes only when the second
+// changes, so busy connections on many cores do not share a dirty line.
+func (t *tenant) touch(now int64) {
+	if t.lastActive.Load() != now {
+		t.lastActive.Store(now)
+	}
+}
+
+// user is one credential as the server sees it. Connections keep a
+// pointer to it, so a change of capabilities applies to them at once.
+type user struct {
+	id       uint32
+	username string
+	cache    *tenant
+	salt     []byte
+	hash     []byte
+	caps     atomic.Uint32
+	gone     atomic.Bool // deleted: its connections are being closed
+}
+
+// Caps is what the credential may do now.
+func (u *user) Caps() control.Capabilities { return control.Capabilities(u.caps.Load()) }
+
+// TenantsConfig configures Tenants.
+type TenantsConfig struct {
+	// Local is --auth none: every connection uses the cache named
+	// DefaultCache with every capability, and SASL accepts anyone.
+	Local bool
+	// LocalLimit, in local mode, is the default cache's limit whatever the
+	// store says (memcached's -m: the whole memory).
+	LocalLimit int64
+	// DevIdle disables dev caches with no command for this long; 0 never.
+	DevIdle time.Duration
+	// SyncEvery is how often last-active times are written to the store
+	// and idle dev caches looked for; 0 means a minute (or DevIdle/4 when
+	// that is shorter).
+	SyncEvery time.Duration
+	Logger    *slog.Logger
+}
+
+// Tenants keeps the server's view of every cache and credential in step
+// with the control store: it makes and resizes engines on the shared
+// memory, authenticates clients, and closes the connections of deleted
+// credentials and disabled or deleted caches. Safe for concurrent use.
+type Tenants struct {
+	cfg   TenantsConfig
+	mem   *engine.Memory
+	store control.Store
+	log   *slog.Logger
+
+	mu     sync.RWMutex
+	byID   map[uint32]*tenant
+	byUser map[string]*user
+	local  *tenant
+
+	// revoke closes the connections cut off by a change; set by the
+	// server that serves these tenants.
+	revoke func()
+
+	stopWatch func()
+	stop      chan struct{}
+	done      sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewTenants loads every cache and credential of store, makes an engine
+// for each cache on mem, and follows the store's changes until Close. In
+// local mode the cache named DefaultCache must exist.
+func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Tenants, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SyncEvery == 0 {
+		cfg.SyncEvery = time.Minute
+		if cfg.DevIdle > 0 && cfg.DevIdle/4 < cfg.SyncEvery {
+			cfg.SyncEvery = max(cfg.DevIdle/4, 100*time.Millisecond)
+		}
+	}
+	t := &Tenants{
+		cfg: cfg, mem: mem, store: store, log: cfg.Logger,
+		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
+		revoke: func() {}, stop: make(chan struct{}),
+	}
+	// Watch before loading, so that no change falls between the two; a
+	// change seen twice is applied twice, which is harmless.
+	var pending []control.Change
+	var pendingMu sync.Mutex
+	loaded := false
+	t.stopWatch = store.Watch(func(c control.Change) {
+		pendingMu.Lock()
+		if !loaded {
+			pending = append(pending, c)
+			pendingMu.Unlock()
+			return
+		}
+		pendingMu.Unlock()
+		t.apply(c)
+	})
+	caches, err := store.Caches()
+	if err == nil {
+		for _, c := range caches {
+			if err = t.addCache(c); err != nil {
+				break
+			}
+		}
+	}
+	var creds []control.Credential
+	if err == nil {
+		creds, err = store.Credentials(0)
+	}
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	for _, c := range creds {
+		t.putUser(c)
+	}
+	pendingMu.Lock()
+	for _, c := range pending {
+		t.apply(c)
+	}
+	loaded = true
+	pendingMu.Unlock()
+	if cfg.Local {
+		t.local = t.byName(DefaultCache)
+		if t.local == nil {
+			t.Close()
+			return nil, fmt.Errorf("local mode needs a cache named %q", DefaultCache)
+		}
+		t.local.eng.SetLimit(cfg.LocalLimit)
+	}
+	t.done.Add(1)
+	go t.sync()
+	return t, nil
+}
+
+// LocalTenants serves one engine as the default cache in local mode,
+// without a store: for tests and benchmarks of the request path.
+func LocalTenants(eng *engine.Engine) *Tenants {
+	t := &Tenants{
+		cfg: TenantsConfig{Local: true}, mem: eng.Memory(), log: slog.Default(),
+		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
+		revoke: func() {}, stop: make(chan struct{}),
+	}
+	t.local = newTenant(control.Cache{ID: 1, Name: DefaultCache, Enabled: true}, eng)
+	t.byID[1] = t.local
+	return t
+}
+
+func newTenant(c control.Cache, eng *engine.Engine) *tenant {
+	tn := &tenant{id: c.ID, eng: eng}
+	name := c.Name
+	tn.name.Store(&name)
+	tn.enabled.Store(c.Enabled)
+	tn.dev.Store(c.Dev)
+	last := c.LastActive
+	if last.IsZero() {
+		last = c.Created
+	}
+	tn.lastActive.Store(max(last.Unix(), time.Now().Unix()))
+	return tn
+}
+
+// Close stops following the store and closes every engine.
+func (t *Tenants) Close() {
+	t.closeOnce.Do(func() {
+		if t.stopWatch != nil {
+			t.stopWatch()
+		}
+		close(t.stop)
+		t.done.Wait()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for _, tn := range t.byID {
+			tn.eng.Close()
+		}
+	})
+}
+
+// Local reports whether every connection uses the default cache.
+func (t *Tenants) Local() bool { return t.cfg.Local }
+
+// Engine returns the engine of cache id, or nil.
+func (t *Tenants) Engine(id uint32) *engine.Engine {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if tn := t.byID[id]; tn != nil {
+		return tn.eng
+	}
+	return nil
+}
+
+func (t *Tenants) byName(name string) *tenant {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, tn := range t.byID {
+		if tn.Name() == name {
+			return tn
+		}
+	}
+	return nil
+}
+
+// authenticate checks a username and password. It returns the credential
+// on success; on failure it returns the cache the username belongs to, if
+// any, so that the failure is counted there.
+func (t *Tenants) authenticate(username, password []byte) (*user, *tenant) {
+	t.mu.RLock()
+	u := t.byUser[string(username)]
+	t.mu.RUnlock()
+	if u == nil {
+		// Spend the time a real check takes, so that timing does not tell
+		// which usernames exist.
+		control.Verify(control.Credential{Salt: dummySalt[:], Hash: dummyHash[:]}, password)
+		return nil, nil
+	}
+	ok := control.Verify(control.Credential{Salt: u.salt, Hash: u.hash}, password)
+	if !ok || u.gone.Load() || !u.cache.enabled.Load() || u.cache.gone.Load() {
+		return nil, u.cache
+	}
+	return u, u.cache
+}
+
+var (
+	dummySalt [16]byte
+	dummyHash [32]byte
+)
+
+// apply brings the server's view in step with one committed change.
+func (t *Tenants) apply(c control.Change) {
+	switch c.Kind {
+	case control.CacheChanged:
+		t.mu.RLock()
+		tn := t.byID[c.Cache.ID]
+		t.mu.RUnlock()
+		if tn == nil {
+			if err := t.addCache(c.Cache); err != nil {
+				t.log.Error("making a cache's engine", "cache", c.Cache.ID, "err", err)
+			}
+			return
+		}
+		name := c.Cache.Name
+		tn.name.Store(&name)
+		tn.dev.Store(c.Cache.Dev)
+		if t.local != tn && tn.eng.LimitBytes() != c.Cache.LimitBytes {
+			tn.eng.SetLimit(c.Cache.LimitBytes)
+		}
+		was := tn.enabled.Swap(c.Cache.Enabled)
+		switch {
+		case was && !c.Cache.Enabled && !t.cfg.Local:
+			t.revoke()
+		case !was && c.Cache.Enabled:
+			// Re-enabled: its idle time starts again, or a dev cache
+			// would be disabled again at the next sync.
+			tn.lastActive.Store(time.Now().Unix())
+		}
+	case control.CacheDeleted:
+		t.mu.Lock()
+		tn := t.byID[c.CacheID]
+		delete(t.byID, c.CacheID)
+		for name, u := range t.byUser {
+			if u.cache == tn {
+				u.gone.Store(true)
+				delete(t.byUser, name)
+			}
+		}
+		t.mu.Unlock()
+		if tn == nil {
+			return
+		}
+		tn.gone.Store(true)
+		t.revoke()
+		tn.eng.Close()
+	case control.CredentialChanged:
+		t.putUser(c.Credential)
+	case control.CredentialDeleted:
+		t.mu.Lock()
+		var gone *user
+		for name, u := range t.byUser {
+			if u.id == c.CredentialID {
+				gone = u
+				delete(t.byUser, name)
+			}
+		}
+		t.mu.Unlock()
+		if gone != nil {
+			gone.gone.Store(true)
+			if !t.cfg.Local {
+				t.revoke()
+			}
+		}
+	}
+}
+
+func (t *Tenants) addCache(c control.Cache) error {
+	limit := c.LimitBytes
+	if t.cfg.Local && c.Name == DefaultCache {
+		limit = t.cfg.LocalLimit
+	}
+	eng, err := t.mem.NewEngine(engine.CacheConfig{LimitBytes: limit})
+	if err != nil {
+		return fmt.Errorf("cache %d (%s): %w", c.ID, c.Name, err)
+	}
+	tn := newTenant(c, eng)
+	t.mu.Lock()
+	if old := t.byID[c.ID]; old != nil {
+		t.mu.Unlock()
+		eng.Close()
+		return nil
+	}
+	t.byID[c.ID] = tn
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *Tenants) putUser(c control.Credential) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tn := t.byID[c.CacheID]
+	if tn == nil {
+		return
+	}
+	if u := t.byUser[c.Username]; u != nil && u.id == c.ID {
+		u.caps.Store(uint32(c.Caps))
+		return
+	}
+	u := &user{id: c.ID, username: c.Username, cache: tn, salt: c.Salt, hash: c.Hash}
+	u.caps.Store(uint32(c.Caps))
+	t.byUser[c.Username] = u
+}
+
+// sync writes last-active times to the store and disables dev caches that
+// have been idle for DevIdle.
+func (t *Tenants) sync() {
+	defer t.done.Done()
+	tick := time.NewTicker(t.cfg.SyncEvery)
+	defer tick.Stop()
+	written := map[uint32]int64{}
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+		}
+		if t.store == nil {
+			continue
+		}
+		now := time.Now()
+		active := map[uint32]time.Time{}
+		var idle []uint32
+		t.mu.RLock()
+		for id, tn := range t.byID {
+			last := tn.lastActive.Load()
+			if written[id] != last {
+				active[id] = time.Unix(last, 0)
+				written[id] = last
+			}
+			if t.cfg.DevIdle > 0 && !t.cfg.Local && tn.dev.Load() && tn.enabled.Load() &&
+				now.Sub(time.Unix(last, 0)) >= t.cfg.DevIdle {
+				idle = append(idle, id)
+			}
+		}
+		t.mu.RUnlock()
+		if len(active) > 0 {
+			if err := t.store.MarkActive(active); err != nil {
+				t.log.Warn("recording caches' last activity", "err", err)
+			}
+		}
+		off := false
+		for _, id := range idle {
+			if _, err := t.store.UpdateCache(id, control.CacheUpdate{Enabled: &off}); err != nil {
+				t.log.Warn("disabling an idle dev cache", "cache", id, "err", err)
+				continue
+			}
+			t.log.Info("disabled an idle dev cache", "cache", id, "idle_for", t.cfg.DevIdle)
+		}
+	}
+}
