@@ -18,7 +18,7 @@ build:
 
 run: build
 	@echo "memhive listening on $(LISTEN) (data in $(DATA))"
-	exec bin/memhive serve --listen $(LISTEN) --auth none --data $(DATA)
+	exec bin/memhive serve --listen $(LISTEN) --auth sasl --data $(DATA)
 
 # Fails loudly, naming what is missing, when a reference peer is absent and
 # cannot be installed.

@@ -1,11 +1,15 @@
 // Command memhive is the memhive server and its command-line tools.
 //
 //	memhive serve [flags]   run the memcache server (the default command)
+//	memhive cache ...       manage caches
+//	memhive cred ...        manage credentials
+//	memhive env CACHE       MEMCACHIER_* lines for eval
 //	memhive version         print the version
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,11 +18,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/memhive/memhive/analytics"
+	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 	"github.com/memhive/memhive/server"
 )
@@ -33,18 +42,36 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = serve(args, os.Stdout, os.Stderr)
+	case "cache":
+		err = runCache(args, os.Stdout, os.Stderr)
+	case "cred":
+		err = runCred(args, os.Stdout, os.Stderr)
+	case "env":
+		err = runEnv(args, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("memhive", server.Version)
 	case "help":
-		fmt.Println("usage: memhive serve [flags]   (memhive serve -h lists the flags)")
+		fmt.Println("usage: memhive serve [flags]        run the server (memhive serve -h lists the flags)\n" +
+			"       memhive cache ...             manage caches (memhive cache -h)\n" +
+			"       memhive cred ...              manage credentials (memhive cred -h)\n" +
+			"       memhive env CACHE             MEMCACHIER_* lines for eval, with a new credential")
 	default:
 		err = fmt.Errorf("unknown command %q (try: memhive serve -h)", cmd)
 	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "memhive:", err)
+		var usage usageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			os.Exit(2)
+		case errors.As(err, &usage):
+			fmt.Fprintln(os.Stderr, usage.msg)
+			os.Exit(2)
 		}
-		os.Exit(2)
+		fmt.Fprintln(os.Stderr, "memhive:", err)
+		if cmd == "serve" {
+			os.Exit(2)
+		}
+		os.Exit(1)
 	}
 }
 
@@ -52,11 +79,16 @@ func main() {
 type serveConfig struct {
 	listen       string
 	port         int
+	http         string
 	memoryMiB    int64
 	threads      int
 	maxConns     int
 	maxItemSize  string
 	auth         string
+	authTimeout  time.Duration
+	adminToken   string
+	overcommit   bool
+	devIdle      time.Duration
 	data         string
 	verbosity    int
 	growthFactor float64
@@ -80,12 +112,18 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 	}
 	str(&c.listen, "listen", "l", "127.0.0.1:11211", "address to listen on (host:port, or a host with -p)")
 	fs.IntVar(&c.port, "p", 0, "TCP port (memcached's -p); overrides the port in --listen")
+	str(&c.http, "http", "", "127.0.0.1:11280", `address of the admin API and dashboard ("off": none)`)
 	fs.Int64Var(&c.memoryMiB, "memory", 1024, "item memory in MiB for the whole process")
 	fs.Int64Var(&c.memoryMiB, "m", 1024, "same as --memory")
 	integer(&c.threads, "threads", "t", 0, "event loops (0: one per core)")
 	integer(&c.maxConns, "max-conns", "c", 1024, "maximum simultaneous connections")
 	str(&c.maxItemSize, "max-item-size", "I", "1m", "largest key+value (bytes, or with k/m suffix)")
-	str(&c.auth, "auth", "", "none", "authentication: none (local mode, one cache named default)")
+	str(&c.auth, "auth", "", "sasl", "authentication: sasl (credentials per cache), or none (local mode: one cache named default)")
+	fs.DurationVar(&c.authTimeout, "auth-timeout", 5*time.Second, "close connections that have not authenticated by then")
+	str(&c.adminToken, "admin-token", "", os.Getenv("MEMHIVE_ADMIN_TOKEN"),
+		"bearer token of the admin API (default $MEMHIVE_ADMIN_TOKEN, else generated into DATA/admin.token)")
+	fs.BoolVar(&c.overcommit, "overcommit", false, "allow caches' limits to add up to more than --memory")
+	fs.DurationVar(&c.devIdle, "dev-idle", 720*time.Hour, "disable dev caches with no command for this long (0: never)")
 	str(&c.data, "data", "", "./data", "directory for the control-plane store")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity")
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
@@ -105,14 +143,15 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 		c.listen = net.JoinHostPort(c.listen, "11211")
 	}
 	switch c.auth {
-	case "none":
-	case "sasl":
-		return c, errors.New("--auth sasl is not available in this build yet; use --auth none")
+	case "none", "sasl":
 	default:
-		return c, fmt.Errorf("--auth %q: want none or sasl", c.auth)
+		return c, fmt.Errorf("--auth %q: want sasl or none", c.auth)
 	}
 	if c.memoryMiB <= 0 {
 		return c, fmt.Errorf("--memory %d: must be positive", c.memoryMiB)
+	}
+	if c.authTimeout <= 0 {
+		return c, fmt.Errorf("--auth-timeout %v: must be positive", c.authTimeout)
 	}
 	return c, nil
 }
@@ -134,6 +173,20 @@ func parseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
+// serveState is what a running server leaves in --data for the CLI:
+// where to reach its admin API while it holds the store.
+type serveState struct {
+	HTTP    string `json:"http"`
+	Servers string `json:"servers"`
+	Pid     int    `json:"pid"`
+}
+
+const (
+	storeFile      = "control.db"
+	serveStateFile = "serve.json"
+	adminTokenFile = "admin.token"
+)
+
 func serve(args []string, out, errOut io.Writer) error {
 	c, err := parseServeFlags(args, errOut)
 	if err != nil {
@@ -151,24 +204,72 @@ func serve(args []string, out, errOut io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	memoryBytes := c.memoryMiB << 20
 
-	eng, err := engine.New(engine.Config{
-		MemoryBytes:  c.memoryMiB << 20,
+	mem, err := engine.NewMemory(engine.Config{
+		MemoryBytes:  memoryBytes,
 		MaxItemSize:  maxItem,
 		GrowthFactor: c.growthFactor,
 	})
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
+	defer mem.Close()
+
+	policy := control.Policy{MemoryBytes: memoryBytes, MinLimitBytes: int64(mem.PageSize())}
+	if c.overcommit {
+		policy.MemoryBytes = 0
+	}
+	store, err := control.Open(filepath.Join(c.data, storeFile), policy, time.Second)
+	if errors.Is(err, control.ErrLocked) {
+		return fmt.Errorf("--data %s is in use by another memhive serve", c.data)
+	}
+	if err != nil {
+		return fmt.Errorf("opening the control-plane store: %w", err)
+	}
+	defer store.Close()
+	created, password, err := ensureDefaultCache(store, memoryBytes, policy.MinLimitBytes, c.auth == "none")
+	if err != nil {
+		return err
+	}
+
+	tenants, err := server.NewTenants(server.TenantsConfig{
+		Local:      c.auth == "none",
+		LocalLimit: memoryBytes,
+		DevIdle:    c.devIdle,
+		Logger:     log,
+	}, mem, store)
+	if err != nil {
+		return err
+	}
+	defer tenants.Close()
 
 	srv := server.New(server.Config{
-		Listen:    c.listen,
-		Threads:   c.threads,
-		MaxConns:  c.maxConns,
-		Verbosity: c.verbosity,
-		Logger:    log,
-	}, eng)
+		Listen:      c.listen,
+		Threads:     c.threads,
+		MaxConns:    c.maxConns,
+		Verbosity:   c.verbosity,
+		AuthTimeout: c.authTimeout,
+		Logger:      log,
+	}, tenants)
+
+	var httpSrv *analytics.HTTPServer
+	if c.http != "off" && c.http != "" {
+		token, err := adminToken(c)
+		if err != nil {
+			return err
+		}
+		admin := analytics.NewAdmin(analytics.AdminConfig{Store: store, Token: token, Servers: c.listen, Logger: log})
+		httpSrv, err = analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
+			if !admin.Handle(ctx) {
+				ctx.Error("Not found", fasthttp.StatusNotFound)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", c.http, err)
+		}
+		defer httpSrv.Shutdown()
+	}
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- srv.Run() }()
@@ -177,8 +278,28 @@ func serve(args []string, out, errOut io.Writer) error {
 		return fmt.Errorf("listening on %s: %w", c.listen, err)
 	case <-srv.Ready():
 	}
-	fmt.Fprintf(out, "memhive %s listening on %s (auth %s: every connection uses the cache \"default\", %d MiB)\n",
-		server.Version, c.listen, c.auth, c.memoryMiB)
+	state := serveState{Servers: c.listen, Pid: os.Getpid()}
+	if httpSrv != nil {
+		state.HTTP = httpSrv.Addr()
+	}
+	statePath := filepath.Join(c.data, serveStateFile)
+	if err := writeJSONFile(statePath, state); err != nil {
+		log.Warn("writing the server's address for the CLI", "err", err)
+	}
+	defer os.Remove(statePath)
+
+	mode := "sasl"
+	if c.auth == "none" {
+		mode = `none: every connection uses the cache "default"`
+	}
+	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
+	if created != nil {
+		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", created.Name, created.ID, created.LimitBytes>>20)
+		fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", c.listen, password.Username, password.Password)
+	}
+	if httpSrv != nil {
+		fmt.Fprintf(out, "dashboard: http://%s/\n", httpSrv.Addr())
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -197,4 +318,73 @@ func serve(args []string, out, errOut io.Writer) error {
 		log.Warn("stopping server", "err", err)
 	}
 	return nil
+}
+
+// newCredential is a credential's username with its one-time plaintext
+// password.
+type newCredential struct{ Username, Password string }
+
+// ensureDefaultCache creates the cache named "default", with the whole
+// memory and a primary credential, when the store holds no cache at all
+// (a first start), or in local mode when it is missing. It returns the
+// cache and credential it created, if any.
+func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local bool) (*control.Cache, newCredential, error) {
+	caches, err := store.Caches()
+	if err != nil {
+		return nil, newCredential{}, err
+	}
+	if len(caches) > 0 {
+		if !local {
+			return nil, newCredential{}, nil
+		}
+		if _, err := store.CacheByName(server.DefaultCache); err == nil {
+			return nil, newCredential{}, nil
+		}
+	}
+	limit := memoryBytes
+	if len(caches) > 0 {
+		// Local mode over a store made in SASL mode: the default cache
+		// uses the whole memory anyway; record the smallest limit.
+		limit = minLimit
+	}
+	cache, err := store.CreateCache(control.Cache{Name: server.DefaultCache, LimitBytes: limit, Enabled: true})
+	if err != nil {
+		return nil, newCredential{}, fmt.Errorf("creating the default cache: %w", err)
+	}
+	cred, password, err := store.CreateCredential(cache.ID, control.CapAll, true)
+	if err != nil {
+		return nil, newCredential{}, fmt.Errorf("creating the default cache's credential: %w", err)
+	}
+	return &cache, newCredential{cred.Username, password}, nil
+}
+
+// adminToken is the admin API's bearer token: --admin-token (or
+// $MEMHIVE_ADMIN_TOKEN), else the one kept in DATA/admin.token, else a new
+// one written there (readable by the owner only) for the CLI to use.
+func adminToken(c serveConfig) (string, error) {
+	if c.adminToken != "" {
+		return c.adminToken, nil
+	}
+	path := filepath.Join(c.data, adminTokenFile)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	token := control.NewPassword()
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing the admin token: %w", err)
+	}
+	return token, nil
+}
+
+// writeJSONFile replaces path with v as JSON, atomically.
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

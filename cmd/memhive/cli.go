@@ -1,0 +1,474 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/memhive/memhive/control"
+)
+
+// backend is what the cache, cred and env commands need of the control
+// plane: the store itself when no server holds it, or a running server's
+// admin API (so that changes apply to it at once).
+type backend interface {
+	CreateCache(name string, limit int64, dev bool) (control.Cache, string, string, error)
+	Caches() ([]control.Cache, error)
+	Cache(id uint32) (control.Cache, error)
+	UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error)
+	DeleteCache(id uint32) error
+	CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error)
+	Credentials(cacheID uint32) ([]control.Credential, error)
+	SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error)
+	Promote(cacheID, id uint32) (control.Credential, error)
+	DeleteCredential(cacheID, id uint32) error
+	Servers() string
+	Close() error
+}
+
+// cliConfig is what every control-plane command is told.
+type cliConfig struct {
+	data       string
+	memoryMiB  int64
+	overcommit bool
+	token      string
+	http       string
+	json       bool
+}
+
+func (c *cliConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.data, "data", "./data", "directory of the control-plane store")
+	fs.Int64Var(&c.memoryMiB, "server-memory", 1024, "the server's --memory in MiB, which bounds the caches' limits when the store is opened directly")
+	fs.BoolVar(&c.overcommit, "overcommit", false, "allow the caches' limits to add up to more than --memory (direct mode)")
+	fs.StringVar(&c.token, "admin-token", os.Getenv("MEMHIVE_ADMIN_TOKEN"), "admin API token when a server holds the store (default $MEMHIVE_ADMIN_TOKEN, else DATA/admin.token)")
+	fs.StringVar(&c.http, "http", "", "admin API address when a server holds the store (default: from DATA/serve.json)")
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+}
+
+// open picks the backend: the store directly if no server holds it, else
+// the admin API of the server that does.
+func (c *cliConfig) open() (backend, error) {
+	var state serveState
+	if b, err := os.ReadFile(filepath.Join(c.data, serveStateFile)); err == nil {
+		json.Unmarshal(b, &state)
+	}
+	servers := state.Servers
+	if servers == "" {
+		servers = "127.0.0.1:11211"
+	}
+	policy := control.Policy{MemoryBytes: c.memoryMiB << 20, MinLimitBytes: 1 << 20}
+	if c.overcommit {
+		policy.MemoryBytes = 0
+	}
+	path := filepath.Join(c.data, storeFile)
+	if _, err := os.Stat(c.data); err != nil {
+		return nil, fmt.Errorf("--data %s: %w", c.data, err)
+	}
+	store, err := control.Open(path, policy, 200*time.Millisecond)
+	if err == nil {
+		return &directBackend{store: store, servers: servers}, nil
+	}
+	if !errors.Is(err, control.ErrLocked) {
+		return nil, err
+	}
+	addr := c.http
+	if addr == "" {
+		addr = state.HTTP
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("the store in %s is held by a running server, but its admin address is unknown: pass --http", c.data)
+	}
+	token := c.token
+	if token == "" {
+		if b, err := os.ReadFile(filepath.Join(c.data, adminTokenFile)); err == nil {
+			token = strings.TrimSpace(string(b))
+		}
+	}
+	if token == "" {
+		return nil, errors.New("the store is held by a running server: pass its --admin-token (or set MEMHIVE_ADMIN_TOKEN)")
+	}
+	return newRemoteBackend(addr, token, servers), nil
+}
+
+// parseArgs parses fs from args, allowing flags after positional
+// arguments (`cache create NAME --memory 64`), and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// usageError is a command line that cannot be run; main exits 2 for it.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+const cacheUsage = `usage: memhive cache create NAME [--memory MB] [--dev]
+       memhive cache list
+       memhive cache show CACHE
+       memhive cache resize CACHE MB
+       memhive cache enable|disable|delete CACHE
+CACHE is a name or an id. Common flags: --data DIR, --json, --admin-token T, --http ADDR.`
+
+const credUsage = `usage: memhive cred create CACHE [--caps write,flush,api] [--primary]
+       memhive cred list CACHE
+       memhive cred update CACHE CRED --caps LIST
+       memhive cred promote|delete CACHE CRED
+CRED is an id or a username; --caps takes a comma-separated list (or "none").`
+
+// runCache is `memhive cache ...`.
+func runCache(args []string, out, errOut io.Writer) error {
+	if len(args) == 0 {
+		return usagef("%s", cacheUsage)
+	}
+	sub := args[0]
+	var cfg cliConfig
+	fs := flag.NewFlagSet("memhive cache "+sub, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	cfg.register(fs)
+	limitMB := fs.Int64("memory", 64, "the new cache's memory limit in MiB (create)")
+	dev := fs.Bool("dev", false, "a dev cache: disabled after the server's --dev-idle without commands (create)")
+	fs.Usage = func() { fmt.Fprintln(errOut, cacheUsage) }
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"create": 1, "list": 0, "show": 1, "resize": 2, "enable": 1, "disable": 1, "delete": 1}
+	n, ok := want[sub]
+	if !ok {
+		return usagef("unknown command %q\n%s", "cache "+sub, cacheUsage)
+	}
+	if len(pos) != n {
+		return usagef("memhive cache %s takes %d argument(s)\n%s", sub, n, cacheUsage)
+	}
+	b, err := cfg.open()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if sub == "create" {
+		c, user, pass, err := b.CreateCache(pos[0], *limitMB<<20, *dev)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, map[string]any{"cache": c, "servers": b.Servers(), "username": user, "password": pass})
+		}
+		printCaches(out, []control.Cache{c})
+		fmt.Fprintf(out, "\nMEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), user, pass)
+		return nil
+	}
+	if sub == "list" {
+		caches, err := b.Caches()
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, caches)
+		}
+		printCaches(out, caches)
+		return nil
+	}
+	c, err := findCache(b, pos[0])
+	if err != nil {
+		return err
+	}
+	var u control.CacheUpdate
+	switch sub {
+	case "show":
+		creds, err := b.Credentials(c.ID)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, map[string]any{"cache": c, "credentials": credViews(creds)})
+		}
+		printCaches(out, []control.Cache{c})
+		fmt.Fprintln(out)
+		printCreds(out, creds)
+		return nil
+	case "delete":
+		if err := b.DeleteCache(c.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted cache %q (id %d)\n", c.Name, c.ID)
+		return nil
+	case "resize":
+		mb, err := strconv.ParseInt(pos[1], 10, 64)
+		if err != nil || mb <= 0 {
+			return usagef("resize: %q is not a positive number of MiB", pos[1])
+		}
+		n := mb << 20
+		u.LimitBytes = &n
+	case "enable", "disable":
+		on := sub == "enable"
+		u.Enabled = &on
+	}
+	c, err = b.UpdateCache(c.ID, u)
+	if err != nil {
+		return err
+	}
+	if cfg.json {
+		return printJSON(out, c)
+	}
+	printCaches(out, []control.Cache{c})
+	return nil
+}
+
+// runCred is `memhive cred ...`.
+func runCred(args []string, out, errOut io.Writer) error {
+	if len(args) == 0 {
+		return usagef("%s", credUsage)
+	}
+	sub := args[0]
+	var cfg cliConfig
+	fs := flag.NewFlagSet("memhive cred "+sub, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	cfg.register(fs)
+	capsFlag := fs.String("caps", "", "capabilities: a comma-separated list of write, flush, api, or none")
+	primary := fs.Bool("primary", false, "make the new credential the cache's primary (create)")
+	fs.Usage = func() { fmt.Fprintln(errOut, credUsage) }
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"create": 1, "list": 1, "update": 2, "promote": 2, "delete": 2}
+	n, ok := want[sub]
+	if !ok {
+		return usagef("unknown command %q\n%s", "cred "+sub, credUsage)
+	}
+	if len(pos) != n {
+		return usagef("memhive cred %s takes %d argument(s)\n%s", sub, n, credUsage)
+	}
+	caps := control.CapAll
+	if *capsFlag != "" {
+		if caps, err = parseCaps(*capsFlag); err != nil {
+			return err
+		}
+	} else if sub == "update" {
+		return usagef("memhive cred update needs --caps")
+	}
+	b, err := cfg.open()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	c, err := findCache(b, pos[0])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		cred, pass, err := b.CreateCredential(c.ID, caps, *primary)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, map[string]any{"credential": credViews([]control.Credential{cred})[0], "password": pass})
+		}
+		printCreds(out, []control.Credential{cred})
+		fmt.Fprintf(out, "\nMEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), cred.Username, pass)
+		return nil
+	case "list":
+		creds, err := b.Credentials(c.ID)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, credViews(creds))
+		}
+		printCreds(out, creds)
+		return nil
+	}
+	cred, err := findCred(b, c.ID, pos[1])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "update":
+		cred, err = b.SetCapabilities(c.ID, cred.ID, caps)
+	case "promote":
+		cred, err = b.Promote(c.ID, cred.ID)
+	case "delete":
+		if err := b.DeleteCredential(c.ID, cred.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted credential %s (id %d) of cache %q\n", cred.Username, cred.ID, c.Name)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.json {
+		return printJSON(out, credViews([]control.Credential{cred})[0])
+	}
+	printCreds(out, []control.Credential{cred})
+	return nil
+}
+
+// runEnv is `memhive env CACHE`.
+func runEnv(args []string, out, errOut io.Writer) error {
+	var cfg cliConfig
+	fs := flag.NewFlagSet("memhive env", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	cfg.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(errOut, "usage: memhive env CACHE\n"+
+			"Prints MEMCACHIER_SERVERS, MEMCACHIER_USERNAME and MEMCACHIER_PASSWORD lines for eval.\n"+
+			"Passwords are stored only as salted hashes, so each call issues a NEW credential\n"+
+			"(write and flush capabilities) of the cache; remove old ones with memhive cred delete.")
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("usage: memhive env CACHE")
+	}
+	b, err := cfg.open()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	c, err := findCache(b, pos[0])
+	if err != nil {
+		return err
+	}
+	cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), cred.Username, pass)
+	return nil
+}
+
+func findCache(b backend, ref string) (control.Cache, error) {
+	if id, err := strconv.ParseUint(ref, 10, 32); err == nil {
+		return b.Cache(uint32(id))
+	}
+	caches, err := b.Caches()
+	if err != nil {
+		return control.Cache{}, err
+	}
+	for _, c := range caches {
+		if c.Name == ref {
+			return c, nil
+		}
+	}
+	return control.Cache{}, fmt.Errorf("cache %q: %w", ref, control.ErrNotFound)
+}
+
+func findCred(b backend, cacheID uint32, ref string) (control.Credential, error) {
+	creds, err := b.Credentials(cacheID)
+	if err != nil {
+		return control.Credential{}, err
+	}
+	for _, c := range creds {
+		if c.Username == ref || strconv.FormatUint(uint64(c.ID), 10) == ref {
+			return c, nil
+		}
+	}
+	return control.Credential{}, fmt.Errorf("credential %q of cache %d: %w", ref, cacheID, control.ErrNotFound)
+}
+
+func parseCaps(s string) (control.Capabilities, error) {
+	var caps control.Capabilities
+	if s == "none" {
+		return 0, nil
+	}
+	for _, name := range strings.Split(s, ",") {
+		switch strings.TrimSpace(name) {
+		case "write":
+			caps |= control.CapWrite
+		case "flush":
+			caps |= control.CapFlush
+		case "api":
+			caps |= control.CapAPI
+		case "all":
+			caps |= control.CapAll
+		default:
+			return 0, usagef("--caps: unknown capability %q (want write, flush, api, all or none)", name)
+		}
+	}
+	return caps, nil
+}
+
+func capsString(c control.Capabilities) string {
+	var names []string
+	for _, n := range []struct {
+		c    control.Capabilities
+		name string
+	}{{control.CapWrite, "write"}, {control.CapFlush, "flush"}, {control.CapAPI, "api"}} {
+		if c&n.c != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
+
+// credView is a credential for printing: never its salt or hash.
+type credView struct {
+	ID       uint32 `json:"id"`
+	CacheID  uint32 `json:"cache_id"`
+	Username string `json:"username"`
+	Caps     string `json:"capabilities"`
+	Primary  bool   `json:"primary"`
+}
+
+func credViews(creds []control.Credential) []credView {
+	out := make([]credView, 0, len(creds))
+	for _, c := range creds {
+		out = append(out, credView{c.ID, c.CacheID, c.Username, capsString(c.Caps), c.Primary})
+	}
+	return out
+}
+
+func printCaches(out io.Writer, caches []control.Cache) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tLIMIT\tPLAN\tENABLED\tDEV\tCREATED\tLAST ACTIVE")
+	for _, c := range caches {
+		last := "never"
+		if !c.LastActive.IsZero() {
+			last = c.LastActive.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%d MiB\t%s\t%v\t%v\t%s\t%s\n", c.ID, c.Name, c.LimitBytes>>20, c.Plan, c.Enabled, c.Dev, c.Created.Format(time.RFC3339), last)
+	}
+	w.Flush()
+}
+
+func printCreds(out io.Writer, creds []control.Credential) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUSERNAME\tCAPABILITIES\tPRIMARY")
+	for _, c := range credViews(creds) {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%v\n", c.ID, c.Username, c.Caps, c.Primary)
+	}
+	w.Flush()
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

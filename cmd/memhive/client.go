@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/memhive/memhive/control"
+)
+
+// directBackend changes the store itself: no server holds it.
+type directBackend struct {
+	store   control.Store
+	servers string
+}
+
+func (d *directBackend) CreateCache(name string, limit int64, dev bool) (control.Cache, string, string, error) {
+	c, err := d.store.CreateCache(control.Cache{Name: name, LimitBytes: limit, Enabled: true, Dev: dev})
+	if err != nil {
+		return c, "", "", err
+	}
+	cred, pass, err := d.store.CreateCredential(c.ID, control.CapAll, true)
+	if err != nil {
+		d.store.DeleteCache(c.ID)
+		return c, "", "", err
+	}
+	return c, cred.Username, pass, nil
+}
+
+func (d *directBackend) Caches() ([]control.Cache, error)       { return d.store.Caches() }
+func (d *directBackend) Cache(id uint32) (control.Cache, error) { return d.store.Cache(id) }
+func (d *directBackend) DeleteCache(id uint32) error            { return d.store.DeleteCache(id) }
+func (d *directBackend) Servers() string                        { return d.servers }
+func (d *directBackend) Close() error                           { return d.store.Close() }
+func (d *directBackend) Credentials(id uint32) ([]control.Credential, error) {
+	return d.store.Credentials(id)
+}
+func (d *directBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error) {
+	return d.store.UpdateCache(id, u)
+}
+func (d *directBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error) {
+	return d.store.CreateCredential(cacheID, caps, primary)
+}
+func (d *directBackend) SetCapabilities(_, id uint32, caps control.Capabilities) (control.Credential, error) {
+	return d.store.SetCapabilities(id, caps)
+}
+func (d *directBackend) Promote(_, id uint32) (control.Credential, error) { return d.store.Promote(id) }
+func (d *directBackend) DeleteCredential(_, id uint32) error              { return d.store.DeleteCredential(id) }
+
+// remoteBackend goes through a running server's admin API.
+type remoteBackend struct {
+	base, token, servers string
+	client               *http.Client
+}
+
+func newRemoteBackend(addr, token, servers string) *remoteBackend {
+	return &remoteBackend{base: "http://" + addr, token: token, servers: servers, client: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// call sends a request with a JSON body (nil: none) and decodes a 2xx
+// answer into out; any other answer becomes an error with its message.
+func (r *remoteBackend) call(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, r.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		json.Unmarshal(raw, &e)
+		if e.Error == "" {
+			e.Error = string(raw)
+		}
+		return fmt.Errorf("admin API: %s: %s", resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// remoteCache is the admin API's cache JSON.
+type remoteCache struct {
+	CacheID     uint32    `json:"cache_id"`
+	Name        string    `json:"name"`
+	Plan        string    `json:"plan"`
+	MemoryLimit int64     `json:"memory_limit"`
+	Enabled     bool      `json:"enabled"`
+	Dev         bool      `json:"dev"`
+	Created     time.Time `json:"created"`
+	LastActive  time.Time `json:"last_active"`
+}
+
+func (c remoteCache) cache() control.Cache {
+	return control.Cache{ID: c.CacheID, Name: c.Name, Plan: c.Plan, LimitBytes: c.MemoryLimit,
+		Enabled: c.Enabled, Dev: c.Dev, Created: c.Created, LastActive: c.LastActive}
+}
+
+// remoteCred is the admin API's credential JSON.
+type remoteCred struct {
+	ID       uint32 `json:"id"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Write    bool   `json:"write"`
+	Flush    bool   `json:"flush"`
+	API      bool   `json:"api"`
+	Primary  bool   `json:"primary"`
+}
+
+func (c remoteCred) credential(cacheID uint32) control.Credential {
+	var caps control.Capabilities
+	if c.Write {
+		caps |= control.CapWrite
+	}
+	if c.Flush {
+		caps |= control.CapFlush
+	}
+	if c.API {
+		caps |= control.CapAPI
+	}
+	return control.Credential{ID: c.ID, CacheID: cacheID, Username: c.Username, Primary: c.Primary, Caps: caps}
+}
+
+func capsBody(caps control.Capabilities) map[string]bool {
+	return map[string]bool{"write": caps&control.CapWrite != 0, "flush": caps&control.CapFlush != 0, "api": caps&control.CapAPI != 0}
+}
+
+func (r *remoteBackend) CreateCache(name string, limit int64, dev bool) (control.Cache, string, string, error) {
+	var res struct {
+		CacheID  uint32 `json:"cache_id"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := r.call("POST", "/admin/v1/caches", map[string]any{"name": name, "memory_limit_mb": limit >> 20, "dev": dev}, &res); err != nil {
+		return control.Cache{}, "", "", err
+	}
+	c, err := r.Cache(res.CacheID)
+	return c, res.Username, res.Password, err
+}
+
+func (r *remoteBackend) Caches() ([]control.Cache, error) {
+	var res []remoteCache
+	if err := r.call("GET", "/admin/v1/caches", nil, &res); err != nil {
+		return nil, err
+	}
+	out := make([]control.Cache, 0, len(res))
+	for _, c := range res {
+		out = append(out, c.cache())
+	}
+	return out, nil
+}
+
+func (r *remoteBackend) Cache(id uint32) (control.Cache, error) {
+	var res remoteCache
+	err := r.call("GET", fmt.Sprintf("/admin/v1/caches/%d", id), nil, &res)
+	return res.cache(), err
+}
+
+func (r *remoteBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error) {
+	body := map[string]any{}
+	if u.LimitBytes != nil {
+		body["memory_limit_mb"] = *u.LimitBytes >> 20
+	}
+	if u.Enabled != nil {
+		body["enabled"] = *u.Enabled
+	}
+	if u.Name != nil {
+		body["name"] = *u.Name
+	}
+	if u.Dev != nil {
+		body["dev"] = *u.Dev
+	}
+	var res remoteCache
+	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d", id), body, &res)
+	return res.cache(), err
+}
+
+func (r *remoteBackend) DeleteCache(id uint32) error {
+	return r.call("DELETE", fmt.Sprintf("/admin/v1/caches/%d", id), nil, nil)
+}
+
+func (r *remoteBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error) {
+	body := map[string]any{"primary": primary}
+	for k, v := range capsBody(caps) {
+		body[k] = v
+	}
+	var res remoteCred
+	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), body, &res)
+	return res.credential(cacheID), res.Password, err
+}
+
+func (r *remoteBackend) Credentials(cacheID uint32) ([]control.Credential, error) {
+	var res []remoteCred
+	if err := r.call("GET", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), nil, &res); err != nil {
+		return nil, err
+	}
+	out := make([]control.Credential, 0, len(res))
+	for _, c := range res {
+		out = append(out, c.credential(cacheID))
+	}
+	return out, nil
+}
+
+func (r *remoteBackend) SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error) {
+	var res remoteCred
+	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), capsBody(caps), &res)
+	return res.credential(cacheID), err
+}
+
+func (r *remoteBackend) Promote(cacheID, id uint32) (control.Credential, error) {
+	var res remoteCred
+	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials/primary/%d", cacheID, id), nil, &res)
+	return res.credential(cacheID), err
+}
+
+func (r *remoteBackend) DeleteCredential(cacheID, id uint32) error {
+	return r.call("DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), nil, nil)
+}
+
+func (r *remoteBackend) Servers() string { return r.servers }
+func (r *remoteBackend) Close() error    { return nil }
