@@ -264,13 +264,13 @@ func TestReadOnlyCredentialChangesNothing(t *testing.T) {
 		binReq(0x11, 1, make([]byte, 8), []byte("k"), []byte("x")), // setq
 		binReq(0x02, 1, make([]byte, 8), []byte("n"), []byte("x")), // add
 		binReq(0x03, 1, make([]byte, 8), []byte("k"), []byte("x")), // replace
-		binReq(0x0e, 1, nil, []byte("k"), []byte("x")),              // append
-		binReq(0x0f, 1, nil, []byte("k"), []byte("x")),              // prepend
-		binReq(0x04, 1, nil, []byte("k"), nil),                      // delete
-		binReq(0x05, 1, make([]byte, 20), []byte("k"), nil),         // incr
-		binReq(0x06, 1, make([]byte, 20), []byte("k"), nil),         // decr
-		binReq(0x1c, 1, make([]byte, 4), []byte("k"), nil),          // touch
-		binReq(0x1d, 1, make([]byte, 4), []byte("k"), nil),          // gat
+		binReq(0x0e, 1, nil, []byte("k"), []byte("x")),             // append
+		binReq(0x0f, 1, nil, []byte("k"), []byte("x")),             // prepend
+		binReq(0x04, 1, nil, []byte("k"), nil),                     // delete
+		binReq(0x05, 1, make([]byte, 20), []byte("k"), nil),        // incr
+		binReq(0x06, 1, make([]byte, 20), []byte("k"), nil),        // decr
+		binReq(0x1c, 1, make([]byte, 4), []byte("k"), nil),         // touch
+		binReq(0x1d, 1, make([]byte, 4), []byte("k"), nil),         // gat
 	} {
 		if st := binStatus(t, binary.send(string(req))); st != codec.StatusNotStored {
 			t.Fatalf("binary opcode %#x: status %#x", req[1], st)

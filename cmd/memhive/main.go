@@ -216,7 +216,8 @@ func serve(args []string, out, errOut io.Writer) error {
 	}
 	defer mem.Close()
 
-	policy := control.Policy{MemoryBytes: memoryBytes, MinLimitBytes: int64(mem.PageSize())}
+	// A cache of 1 MiB gets one slab page, slightly more than 1 MiB.
+	policy := control.Policy{MemoryBytes: memoryBytes, MinLimitBytes: 1 << 20}
 	if c.overcommit {
 		policy.MemoryBytes = 0
 	}

@@ -79,7 +79,8 @@ func FreePort(t testing.TB) int {
 }
 
 // StartMemhive starts `memhive serve --listen 127.0.0.1:PORT args...` and
-// waits until it accepts connections. Defaults: --auth none.
+// waits until it accepts connections. Defaults: --auth none, --http off,
+// a new temporary --data.
 func StartMemhive(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin := MemhiveBinary(t)
@@ -90,6 +91,11 @@ func StartMemhive(t testing.TB, args ...string) *Server {
 		}
 		if !hasFlag(args, "--data") {
 			a = append(a, "--data", t.TempDir())
+		}
+		if !hasFlag(args, "--http") {
+			// No fixed port for parallel tests to fight over; tests of
+			// the HTTP endpoints pass a free one.
+			a = append(a, "--http", "off")
 		}
 		return append(a, args...)
 	})
@@ -224,4 +230,29 @@ func (s *Server) RSS() (int64, error) {
 		return 0, err
 	}
 	return pages * int64(os.Getpagesize()), nil
+}
+
+// WaitOutput waits until the process has printed sub, for at most limit.
+func (s *Server) WaitOutput(sub string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(s.Output(), sub) {
+		if s.Exited() {
+			return fmt.Errorf("exited before printing %q; output:\n%s", sub, s.Output())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("did not print %q within %v; output:\n%s", sub, limit, s.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// Kill ends the process at once with SIGKILL, by pid, and waits for it:
+// a crash, with no chance to clean up.
+func (s *Server) Kill() {
+	if s.Exited() {
+		return
+	}
+	syscall.Kill(s.Pid, syscall.SIGKILL)
+	<-s.done
 }
