@@ -43,8 +43,8 @@ func NewAdmin(cfg AdminConfig) *Admin {
 	return &Admin{cfg: cfg, log: cfg.Logger}
 }
 
-// cacheJSON is a cache as the admin API shows it.
-type cacheJSON struct {
+// CacheInfo is a cache as the admin API shows it (and its clients read it).
+type CacheInfo struct {
 	CacheID     uint32    `json:"cache_id"`
 	Name        string    `json:"name"`
 	Plan        string    `json:"plan"`
@@ -56,9 +56,9 @@ type cacheJSON struct {
 	Servers     string    `json:"servers"`
 }
 
-// credJSON is a credential as the APIs show it: never its hash or salt;
-// the password only in the answer that created it.
-type credJSON struct {
+// CredentialInfo is a credential as the APIs show it: never its hash or
+// salt; the password only in the answer that created it.
+type CredentialInfo struct {
 	ID       uint32 `json:"id"`
 	Username string `json:"username"`
 	Password string `json:"password,omitempty"`
@@ -68,16 +68,36 @@ type credJSON struct {
 	Primary  bool   `json:"primary"`
 }
 
-func (a *Admin) cacheView(c control.Cache) cacheJSON {
-	return cacheJSON{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.cfg.Servers}
+func (a *Admin) cacheView(c control.Cache) CacheInfo {
+	return CacheInfo{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.cfg.Servers}
 }
 
-func credView(c control.Credential, password string) credJSON {
-	return credJSON{
+// Cache is the control-plane cache that i describes.
+func (i CacheInfo) Cache() control.Cache {
+	return control.Cache{ID: i.CacheID, Name: i.Name, Plan: i.Plan, LimitBytes: i.MemoryLimit,
+		Enabled: i.Enabled, Dev: i.Dev, Created: i.Created, LastActive: i.LastActive}
+}
+
+func credView(c control.Credential, password string) CredentialInfo {
+	return CredentialInfo{
 		ID: c.ID, Username: c.Username, Password: password,
 		Write: c.Caps&control.CapWrite != 0, Flush: c.Caps&control.CapFlush != 0, API: c.Caps&control.CapAPI != 0,
 		Primary: c.Primary,
 	}
+}
+
+// Caps is the capabilities i lists.
+func (i CredentialInfo) Caps() control.Capabilities {
+	var caps control.Capabilities
+	for _, c := range []struct {
+		on  bool
+		cap control.Capabilities
+	}{{i.Write, control.CapWrite}, {i.Flush, control.CapFlush}, {i.API, control.CapAPI}} {
+		if c.on {
+			caps |= c.cap
+		}
+	}
+	return caps
 }
 
 // Handle answers the request if its path belongs to the admin API and
@@ -183,7 +203,7 @@ func (a *Admin) listCaches(ctx *fasthttp.RequestCtx) {
 		a.storeError(ctx, err)
 		return
 	}
-	out := make([]cacheJSON, 0, len(caches))
+	out := make([]CacheInfo, 0, len(caches))
 	for _, c := range caches {
 		out = append(out, a.cacheView(c))
 	}
@@ -273,7 +293,7 @@ func (a *Admin) listCreds(ctx *fasthttp.RequestCtx, cacheID uint32) {
 		a.storeError(ctx, err)
 		return
 	}
-	out := make([]credJSON, 0, len(creds))
+	out := make([]CredentialInfo, 0, len(creds))
 	for _, c := range creds {
 		out = append(out, credView(c, ""))
 	}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
@@ -18,13 +17,7 @@ import (
 // username reversed), users whose name starts with "b" on cache b.
 func saslServer(t testing.TB, creds map[string]control.Capabilities) *Server {
 	t.Helper()
-	clk := engine.NewClock(time.Hour)
-	t.Cleanup(clk.Stop)
-	mem, err := engine.NewMemory(engine.Config{MemoryBytes: 32 << 20, Clock: clk, CrawlInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := testMemory(t, 32)
 	ts := &Tenants{
 		mem: mem, log: slog.Default(),
 		byID: map[uint32]*tenant{}, byUser: map[string]*user{},

@@ -7,19 +7,12 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/control"
-	"github.com/memhive/memhive/engine"
 )
 
 // storeTenants opens a real store in a temporary directory and follows it.
 func storeTenants(t *testing.T, cfg TenantsConfig) (*Tenants, control.Store) {
 	t.Helper()
-	clk := engine.NewClock(time.Hour)
-	t.Cleanup(clk.Stop)
-	mem, err := engine.NewMemory(engine.Config{MemoryBytes: 64 << 20, Clock: clk, CrawlInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := testMemory(t, 64)
 	store, err := control.Open(filepath.Join(t.TempDir(), "control.db"), control.Policy{MemoryBytes: 64 << 20}, time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,20 @@ func (c *cliConfig) open() (backend, error) {
 	return newRemoteBackend(addr, token, servers), nil
 }
 
+// openCache opens the backend and finds the cache ref names in it.
+func (c *cliConfig) openCache(ref string) (backend, control.Cache, error) {
+	b, err := c.open()
+	if err != nil {
+		return nil, control.Cache{}, err
+	}
+	cache, err := findCache(b, ref)
+	if err != nil {
+		b.Close()
+		return nil, control.Cache{}, err
+	}
+	return b, cache, nil
+}
+
 // parseArgs parses fs from args, allowing flags after positional
 // arguments (`cache create NAME --memory 64`), and returns the positionals.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -174,7 +188,8 @@ func runCache(args []string, out, errOut io.Writer) error {
 			return printJSON(out, map[string]any{"cache": c, "servers": b.Servers(), "username": user, "password": pass})
 		}
 		printCaches(out, []control.Cache{c})
-		fmt.Fprintf(out, "\nMEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), user, pass)
+		fmt.Fprintln(out)
+		printEnv(out, b.Servers(), user, pass)
 		return nil
 	}
 	if sub == "list" {
@@ -267,15 +282,11 @@ func runCred(args []string, out, errOut io.Writer) error {
 	} else if sub == "update" {
 		return usagef("memhive cred update needs --caps")
 	}
-	b, err := cfg.open()
+	b, c, err := cfg.openCache(pos[0])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	c, err := findCache(b, pos[0])
-	if err != nil {
-		return err
-	}
 	switch sub {
 	case "create":
 		cred, pass, err := b.CreateCredential(c.ID, caps, *primary)
@@ -286,7 +297,8 @@ func runCred(args []string, out, errOut io.Writer) error {
 			return printJSON(out, map[string]any{"credential": credViews([]control.Credential{cred})[0], "password": pass})
 		}
 		printCreds(out, []control.Credential{cred})
-		fmt.Fprintf(out, "\nMEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), cred.Username, pass)
+		fmt.Fprintln(out)
+		printEnv(out, b.Servers(), cred.Username, pass)
 		return nil
 	case "list":
 		creds, err := b.Credentials(c.ID)
@@ -344,21 +356,23 @@ func runEnv(args []string, out, errOut io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("usage: memhive env CACHE")
 	}
-	b, err := cfg.open()
+	b, c, err := cfg.openCache(pos[0])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	c, err := findCache(b, pos[0])
-	if err != nil {
-		return err
-	}
 	cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", b.Servers(), cred.Username, pass)
+	printEnv(out, b.Servers(), cred.Username, pass)
 	return nil
+}
+
+// printEnv prints a credential as the variables MemCachier's clients
+// read, one per line, for eval.
+func printEnv(out io.Writer, servers, username, password string) {
+	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", servers, username, password)
 }
 
 func findCache(b backend, ref string) (control.Cache, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/memhive/memhive/analytics"
 	"github.com/memhive/memhive/control"
 )
 
@@ -100,46 +101,8 @@ func (r *remoteBackend) call(method, path string, body, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-// remoteCache is the admin API's cache JSON.
-type remoteCache struct {
-	CacheID     uint32    `json:"cache_id"`
-	Name        string    `json:"name"`
-	Plan        string    `json:"plan"`
-	MemoryLimit int64     `json:"memory_limit"`
-	Enabled     bool      `json:"enabled"`
-	Dev         bool      `json:"dev"`
-	Created     time.Time `json:"created"`
-	LastActive  time.Time `json:"last_active"`
-}
-
-func (c remoteCache) cache() control.Cache {
-	return control.Cache{ID: c.CacheID, Name: c.Name, Plan: c.Plan, LimitBytes: c.MemoryLimit,
-		Enabled: c.Enabled, Dev: c.Dev, Created: c.Created, LastActive: c.LastActive}
-}
-
-// remoteCred is the admin API's credential JSON.
-type remoteCred struct {
-	ID       uint32 `json:"id"`
-	Username string `json:"username"`
-	Password string `json:"password"`
-	Write    bool   `json:"write"`
-	Flush    bool   `json:"flush"`
-	API      bool   `json:"api"`
-	Primary  bool   `json:"primary"`
-}
-
-func (c remoteCred) credential(cacheID uint32) control.Credential {
-	var caps control.Capabilities
-	if c.Write {
-		caps |= control.CapWrite
-	}
-	if c.Flush {
-		caps |= control.CapFlush
-	}
-	if c.API {
-		caps |= control.CapAPI
-	}
-	return control.Credential{ID: c.ID, CacheID: cacheID, Username: c.Username, Primary: c.Primary, Caps: caps}
+func credentialOf(c analytics.CredentialInfo, cacheID uint32) control.Credential {
+	return control.Credential{ID: c.ID, CacheID: cacheID, Username: c.Username, Primary: c.Primary, Caps: c.Caps()}
 }
 
 func capsBody(caps control.Capabilities) map[string]bool {
@@ -160,21 +123,21 @@ func (r *remoteBackend) CreateCache(name string, limit int64, dev bool) (control
 }
 
 func (r *remoteBackend) Caches() ([]control.Cache, error) {
-	var res []remoteCache
+	var res []analytics.CacheInfo
 	if err := r.call("GET", "/admin/v1/caches", nil, &res); err != nil {
 		return nil, err
 	}
 	out := make([]control.Cache, 0, len(res))
 	for _, c := range res {
-		out = append(out, c.cache())
+		out = append(out, c.Cache())
 	}
 	return out, nil
 }
 
 func (r *remoteBackend) Cache(id uint32) (control.Cache, error) {
-	var res remoteCache
+	var res analytics.CacheInfo
 	err := r.call("GET", fmt.Sprintf("/admin/v1/caches/%d", id), nil, &res)
-	return res.cache(), err
+	return res.Cache(), err
 }
 
 func (r *remoteBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error) {
@@ -191,9 +154,9 @@ func (r *remoteBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.C
 	if u.Dev != nil {
 		body["dev"] = *u.Dev
 	}
-	var res remoteCache
+	var res analytics.CacheInfo
 	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d", id), body, &res)
-	return res.cache(), err
+	return res.Cache(), err
 }
 
 func (r *remoteBackend) DeleteCache(id uint32) error {
@@ -205,33 +168,33 @@ func (r *remoteBackend) CreateCredential(cacheID uint32, caps control.Capabiliti
 	for k, v := range capsBody(caps) {
 		body[k] = v
 	}
-	var res remoteCred
+	var res analytics.CredentialInfo
 	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), body, &res)
-	return res.credential(cacheID), res.Password, err
+	return credentialOf(res, cacheID), res.Password, err
 }
 
 func (r *remoteBackend) Credentials(cacheID uint32) ([]control.Credential, error) {
-	var res []remoteCred
+	var res []analytics.CredentialInfo
 	if err := r.call("GET", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), nil, &res); err != nil {
 		return nil, err
 	}
 	out := make([]control.Credential, 0, len(res))
 	for _, c := range res {
-		out = append(out, c.credential(cacheID))
+		out = append(out, credentialOf(c, cacheID))
 	}
 	return out, nil
 }
 
 func (r *remoteBackend) SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error) {
-	var res remoteCred
+	var res analytics.CredentialInfo
 	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), capsBody(caps), &res)
-	return res.credential(cacheID), err
+	return credentialOf(res, cacheID), err
 }
 
 func (r *remoteBackend) Promote(cacheID, id uint32) (control.Credential, error) {
-	var res remoteCred
+	var res analytics.CredentialInfo
 	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials/primary/%d", cacheID, id), nil, &res)
-	return res.credential(cacheID), err
+	return credentialOf(res, cacheID), err
 }
 
 func (r *remoteBackend) DeleteCredential(cacheID, id uint32) error {

@@ -296,7 +296,7 @@ func serve(args []string, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
 	if created != nil {
 		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", created.Name, created.ID, created.LimitBytes>>20)
-		fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", c.listen, password.Username, password.Password)
+		printEnv(out, c.listen, password.Username, password.Password)
 	}
 	if httpSrv != nil {
 		fmt.Fprintf(out, "dashboard: http://%s/\n", httpSrv.Addr())
