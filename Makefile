@@ -7,7 +7,7 @@ DATA     ?= ./data
 FUZZTIME ?= 5m
 # Package holding the protocol fuzz targets, and the targets run by test/fuzz.
 FUZZPKG     := ./codec
-FUZZTARGETS := FuzzParseASCII FuzzParseBinary
+FUZZTARGETS := FuzzParseASCII FuzzParseBinary FuzzParseSASLPlain
 
 .PHONY: all build run deps fmtcheck vet test fuzz bench clean
 
