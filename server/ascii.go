@@ -29,9 +29,11 @@ var storeReplies = [...]string{
 func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	out := cs.out
 	eng := cs.tenant.eng
-	if denied, reply := deniedBy(cs.caps(), r.Cmd); denied {
-		if r.Cmd == codec.CmdFlushAll || !r.NoReply {
-			out = append(out, reply...)
+	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
+		if r.Cmd == codec.CmdFlushAll {
+			out = append(out, flushDenied...)
+		} else if !r.NoReply {
+			out = append(out, codec.ReplyNotStored...)
 		}
 		cs.out = out
 		return false

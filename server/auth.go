@@ -24,15 +24,13 @@ var mutating = [...]bool{
 	codec.CmdFlushAll: false,
 }
 
-// deniedBy reports whether caps forbid cmd, and the text reply that says so.
-func deniedBy(caps control.Capabilities, cmd codec.Command) (bool, string) {
+// denied reports whether caps forbid cmd: a change without write (answered
+// NOT_STORED), or flush_all without flush (answered flushDenied).
+func denied(caps control.Capabilities, cmd codec.Command) bool {
 	if int(cmd) < len(mutating) && mutating[cmd] && caps&control.CapWrite == 0 {
-		return true, codec.ReplyNotStored
+		return true
 	}
-	if cmd == codec.CmdFlushAll && caps&control.CapFlush == 0 {
-		return true, flushDenied
-	}
-	return false, ""
+	return cmd == codec.CmdFlushAll && caps&control.CapFlush == 0
 }
 
 // caps is what the connection's credential may do; in local mode, all.

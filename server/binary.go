@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 )
 
@@ -20,7 +21,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 	out := cs.out
 	op, opaque := r.Opcode, r.Opaque
 	eng := cs.tenant.eng
-	if denied, _ := deniedBy(cs.caps(), r.Cmd); denied {
+	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
 			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, flushDeniedText)
 		} else {
