@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -180,13 +181,17 @@ func (a *Admin) Handle(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// authorized checks the bearer token in constant time.
-func (a *Admin) authorized(ctx *fasthttp.RequestCtx) bool {
-	if a.cfg.Token == "" {
+// authorized checks the bearer token.
+func (a *Admin) authorized(ctx *fasthttp.RequestCtx) bool { return bearerOK(ctx, a.cfg.Token) }
+
+// bearerOK checks a request's bearer token against token in constant
+// time; an empty token admits nobody.
+func bearerOK(ctx *fasthttp.RequestCtx, token string) bool {
+	if token == "" {
 		return false
 	}
 	got, ok := strings.CutPrefix(string(ctx.Request.Header.Peek("Authorization")), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.cfg.Token)) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
 }
 
 func parseID(s string) (uint32, error) {
@@ -342,16 +347,7 @@ func (a *Admin) createCred(ctx *fasthttp.RequestCtx, cacheID uint32) {
 // withCred finds credential ref (an id or a username) of cache cacheID and
 // runs fn on it; a credential of another cache is not found.
 func (a *Admin) withCred(ctx *fasthttp.RequestCtx, cacheID uint32, ref string, fn func(*fasthttp.RequestCtx, control.Credential)) {
-	var cred control.Credential
-	var err error
-	if id, perr := parseID(ref); perr == nil {
-		cred, err = a.cfg.Store.Credential(id)
-	} else {
-		cred, err = a.cfg.Store.CredentialByUsername(ref)
-	}
-	if err == nil && cred.CacheID != cacheID {
-		err = control.ErrNotFound
-	}
+	cred, err := lookupCredential(a.cfg.Store, cacheID, ref)
 	if err != nil {
 		if errors.Is(err, control.ErrNotFound) {
 			writeError(ctx, fasthttp.StatusNotFound, "No credential found.")
@@ -361,6 +357,22 @@ func (a *Admin) withCred(ctx *fasthttp.RequestCtx, cacheID uint32, ref string, f
 		return
 	}
 	fn(ctx, cred)
+}
+
+// lookupCredential finds credential ref (an id or a username) of cache
+// cacheID; a credential of another cache is not found.
+func lookupCredential(store control.Store, cacheID uint32, ref string) (control.Credential, error) {
+	var cred control.Credential
+	var err error
+	if id, perr := parseID(ref); perr == nil {
+		cred, err = store.Credential(id)
+	} else {
+		cred, err = store.CredentialByUsername(ref)
+	}
+	if err == nil && cred.CacheID != cacheID {
+		err = fmt.Errorf("credential %q of cache %d: %w", ref, cacheID, control.ErrNotFound)
+	}
+	return cred, err
 }
 
 func (a *Admin) patchCred(ctx *fasthttp.RequestCtx, cred control.Credential) {

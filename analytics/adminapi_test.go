@@ -25,8 +25,14 @@ func newAdmin(t *testing.T) (*Admin, control.Store) {
 	return NewAdmin(AdminConfig{Store: store, Token: token, Servers: "127.0.0.1:11211"}), store
 }
 
-// do runs one request through the handler and returns the status and body.
+// do runs one request through the admin API.
 func do(a *Admin, method, path, auth, body string) (int, string) {
+	return doWith(a.Handle, method, path, auth, body)
+}
+
+// doWith runs one request through a handler and returns the status and
+// body (status 0: the handler did not take the path).
+func doWith(handle func(*fasthttp.RequestCtx) bool, method, path, auth, body string) (int, string) {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod(method)
 	ctx.Request.SetRequestURI(path)
@@ -34,7 +40,7 @@ func do(a *Admin, method, path, auth, body string) (int, string) {
 		ctx.Request.Header.Set("Authorization", auth)
 	}
 	ctx.Request.SetBodyString(body)
-	if !a.Handle(&ctx) {
+	if !handle(&ctx) {
 		return 0, ""
 	}
 	return ctx.Response.StatusCode(), string(ctx.Response.Body())

@@ -19,6 +19,7 @@ var (
 	bucketCreds     = []byte("credentials") // id -> Credential (JSON)
 	bucketNames     = []byte("cache_names") // name -> cache id
 	bucketUsernames = []byte("usernames")   // username -> credential id
+	bucketHistory   = []byte("history")     // cache id, unix nanoseconds (big-endian) -> Sample (JSON)
 )
 
 var cacheName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -51,7 +52,7 @@ func Open(path string, policy Policy, timeout time.Duration) (*Bolt, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCaches, bucketCreds, bucketNames, bucketUsernames} {
+		for _, b := range [][]byte{bucketCaches, bucketCreds, bucketNames, bucketUsernames, bucketHistory} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -285,6 +286,9 @@ func (s *Bolt) DeleteCache(id uint32) error {
 			}
 		}
 		if err := tx.Bucket(bucketNames).Delete([]byte(c.Name)); err != nil {
+			return err
+		}
+		if err := deleteHistory(tx, id, time.Unix(1<<40, 0)); err != nil {
 			return err
 		}
 		if err := b.Delete(itob(id)); err != nil {
@@ -541,6 +545,94 @@ func credentialsOf(tx *bolt.Tx, cacheID uint32) ([]Credential, error) {
 		return nil
 	})
 	return out, err
+}
+
+func historyKey(cacheID uint32, t time.Time) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint32(k, cacheID)
+	ns := int64(0)
+	if t.After(time.Unix(0, 0)) {
+		ns = t.UnixNano() // times before 1970 (the zero Time) sort first
+	}
+	binary.BigEndian.PutUint64(k[4:], uint64(ns))
+	return k
+}
+
+// AppendHistory implements Store.
+func (s *Bolt) AppendHistory(samples []Sample) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHistory)
+		for _, sm := range samples {
+			raw, err := json.Marshal(sm)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(historyKey(sm.CacheID, sm.Time), raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// History implements Store.
+func (s *Bolt) History(cacheID uint32, since time.Time) ([]Sample, error) {
+	var out []Sample
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketHistory).Cursor()
+		prefix := itob(cacheID)
+		for k, v := c.Seek(historyKey(cacheID, since)); k != nil && string(k[:4]) == string(prefix); k, v = c.Next() {
+			var sm Sample
+			if err := json.Unmarshal(v, &sm); err != nil {
+				return err
+			}
+			out = append(out, sm)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PruneHistory implements Store.
+func (s *Bolt) PruneHistory(before time.Time) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		ids := map[uint32]bool{}
+		c := tx.Bucket(bucketHistory).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Seek(historyKey(binary.BigEndian.Uint32(k)+1, time.Unix(0, 0))) {
+			ids[binary.BigEndian.Uint32(k)] = true
+			if binary.BigEndian.Uint32(k) == 1<<32-1 {
+				break
+			}
+		}
+		for id := range ids {
+			if err := deleteHistory(tx, id, before); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deleteHistory drops a cache's samples taken before before.
+func deleteHistory(tx *bolt.Tx, cacheID uint32, before time.Time) error {
+	b := tx.Bucket(bucketHistory)
+	c := b.Cursor()
+	end := historyKey(cacheID, before)
+	// Collect first: deleting under a cursor makes its Next skip keys.
+	var keys [][]byte
+	for k, _ := c.Seek(historyKey(cacheID, time.Unix(0, 0))); k != nil && string(k) < string(end); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var _ Store = (*Bolt)(nil)

@@ -341,3 +341,42 @@ func TestKillNineLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d acknowledged changes survived 6 kills", total)
 }
+
+func TestHistory(t *testing.T) {
+	s, path := openTest(t, Policy{})
+	a, _ := s.CreateCache(Cache{Name: "a", LimitBytes: mib})
+	b, _ := s.CreateCache(Cache{Name: "b", LimitBytes: mib})
+	base := time.Unix(1_800_000_000, 0)
+	var samples []Sample
+	for i := 0; i < 5; i++ {
+		for _, id := range []uint32{a.ID, b.ID} {
+			samples = append(samples, Sample{CacheID: id, Server: "h:1", Time: base.Add(time.Duration(i) * time.Minute), Stats: map[string]uint64{"get_hits": uint64(i) + uint64(id)*100}})
+		}
+	}
+	if err := s.AppendHistory(samples); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.History(a.ID, base.Add(2*time.Minute))
+	if err != nil || len(got) != 3 || got[0].Stats["get_hits"] != 102 || !got[2].Time.Equal(base.Add(4*time.Minute)) {
+		t.Fatalf("history of a since minute 2: %+v %v", got, err)
+	}
+	if err := s.PruneHistory(base.Add(3 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.History(b.ID, time.Time{}); len(got) != 2 {
+		t.Fatalf("b after pruning: %d samples", len(got))
+	}
+	s.DeleteCache(a.ID)
+	if got, _ := s.History(a.ID, time.Time{}); len(got) != 0 {
+		t.Fatalf("a deleted cache's history remains: %d samples", len(got))
+	}
+	s.Close()
+	s2, err := Open(path, Policy{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got, _ := s2.History(b.ID, time.Time{}); len(got) != 2 || got[1].Stats["get_hits"] != 204 {
+		t.Fatalf("history after reopening: %+v", got)
+	}
+}

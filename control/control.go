@@ -104,6 +104,14 @@ type CacheUpdate struct {
 	Dev        *bool
 }
 
+// Sample is one cache's stats at one moment, kept for the history graphs.
+type Sample struct {
+	CacheID uint32            `json:"cache_id"`
+	Server  string            `json:"server"`
+	Time    time.Time         `json:"time"`
+	Stats   map[string]uint64 `json:"stats"`
+}
+
 // Store is the control plane's storage. Every method that changes
 // something returns only after the change is durable, and notifies
 // watchers (synchronously, in commit order, before returning) for the
@@ -144,6 +152,13 @@ type Store interface {
 	CredentialByUsername(username string) (Credential, error)
 	// Credentials lists a cache's credentials by ascending ID (0: all caches').
 	Credentials(cacheID uint32) ([]Credential, error)
+
+	// AppendHistory stores stats samples.
+	AppendHistory(samples []Sample) error
+	// History returns a cache's samples taken at or after since, oldest first.
+	History(cacheID uint32, since time.Time) ([]Sample, error)
+	// PruneHistory drops every sample taken before before.
+	PruneHistory(before time.Time) error
 
 	// Watch calls fn with every change committed after Watch returns,
 	// until the returned cancel is called.

@@ -409,3 +409,70 @@ func (t *Tenants) sync() {
 		}
 	}
 }
+
+// CacheIDs lists the caches served, in no particular order.
+func (t *Tenants) CacheIDs() []uint32 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	ids := make([]uint32, 0, len(t.byID))
+	for id := range t.byID {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// CacheStats is one cache's statistics under memcached's names: the
+// fields of MemCachier's analytics API, all scoped to the cache.
+func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
+	t.mu.RLock()
+	tn := t.byID[id]
+	t.mu.RUnlock()
+	if tn == nil {
+		return nil, false
+	}
+	e := tn.eng.Stats()
+	c := tn.stats.totals()
+	return map[string]uint64{
+		"auth_cmds":         c.authCmds,
+		"auth_errors":       c.authErrors,
+		"bytes":             e.Bytes,
+		"bytes_read":        c.bytesRead,
+		"bytes_written":     c.bytesWritten,
+		"cas_badval":        e.CasBadval,
+		"cas_hits":          e.CasHits,
+		"cas_misses":        e.CasMisses,
+		"cmd_delete":        e.DeleteHits + e.DeleteMisses,
+		"cmd_flush":         e.CmdFlush,
+		"cmd_get":           e.CmdGet,
+		"cmd_set":           e.CmdSet,
+		"cmd_touch":         e.CmdTouch,
+		"curr_connections":  uint64(max(0, tn.stats.currConns.Load())),
+		"curr_items":        e.CurrItems,
+		"decr_hits":         e.DecrHits,
+		"decr_misses":       e.DecrMisses,
+		"delete_hits":       e.DeleteHits,
+		"delete_misses":     e.DeleteMisses,
+		"evictions":         e.Evictions,
+		"expired":           e.Reclaimed,
+		"get_hits":          e.GetHits,
+		"get_misses":        e.GetMisses,
+		"incr_hits":         e.IncrHits,
+		"incr_misses":       e.IncrMisses,
+		"limit_maxbytes":    e.LimitMaxbytes,
+		"time":              uint64(tn.eng.Clock().Unix()),
+		"total_connections": tn.stats.totalConns.Load(),
+		"total_items":       e.TotalItems,
+		"touch_hits":        e.TouchHits,
+		"touch_misses":      e.TouchMisses,
+	}, true
+}
+
+// Flush empties cache id as flush_all does; false if it is not served.
+func (t *Tenants) Flush(id uint32) bool {
+	eng := t.Engine(id)
+	if eng == nil {
+		return false
+	}
+	eng.FlushAll(0)
+	return true
+}

@@ -89,6 +89,9 @@ type serveConfig struct {
 	adminToken   string
 	overcommit   bool
 	devIdle      time.Duration
+	historyEvery time.Duration
+	historyKeep  time.Duration
+	metricsOpen  bool
 	data         string
 	verbosity    int
 	growthFactor float64
@@ -124,6 +127,9 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 		"bearer token of the admin API (default $MEMHIVE_ADMIN_TOKEN, else generated into DATA/admin.token)")
 	fs.BoolVar(&c.overcommit, "overcommit", false, "allow caches' limits to add up to more than --memory")
 	fs.DurationVar(&c.devIdle, "dev-idle", 720*time.Hour, "disable dev caches with no command for this long (0: never)")
+	fs.DurationVar(&c.historyEvery, "history-interval", time.Minute, "how often every cache's stats are sampled for the history graphs")
+	fs.DurationVar(&c.historyKeep, "history-retention", 7*24*time.Hour, "how long stats samples are kept")
+	fs.BoolVar(&c.metricsOpen, "metrics-public", false, "serve /metrics without the admin token")
 	str(&c.data, "data", "", "./data", "directory for the control-plane store")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity")
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
@@ -152,6 +158,9 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 	}
 	if c.authTimeout <= 0 {
 		return c, fmt.Errorf("--auth-timeout %v: must be positive", c.authTimeout)
+	}
+	if c.historyEvery <= 0 || c.historyKeep <= 0 {
+		return c, errors.New("--history-interval and --history-retention must be positive")
 	}
 	return c, nil
 }
@@ -261,8 +270,11 @@ func serve(args []string, out, errOut io.Writer) error {
 			return err
 		}
 		admin := analytics.NewAdmin(analytics.AdminConfig{Store: store, Token: token, Servers: c.listen, Logger: log})
+		api := analytics.NewAPI(analytics.APIConfig{Store: store, Source: tenants, Server: c.listen, HistoryWindow: c.historyKeep, Logger: log})
+		metrics := &analytics.Metrics{Store: store, Source: tenants, Version: server.Version, Token: token, Public: c.metricsOpen}
+		var dashboard analytics.Dashboard
 		httpSrv, err = analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
-			if !admin.Handle(ctx) {
+			if !admin.Handle(ctx) && !api.Handle(ctx) && !metrics.Handle(ctx) && !dashboard.Handle(ctx) {
 				ctx.Error("Not found", fasthttp.StatusNotFound)
 			}
 		})
@@ -271,6 +283,8 @@ func serve(args []string, out, errOut io.Writer) error {
 		}
 		defer httpSrv.Shutdown()
 	}
+	sampler := analytics.StartSampler(store, tenants, c.listen, c.historyEvery, c.historyKeep, log)
+	defer sampler.Stop()
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- srv.Run() }()

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memhive/memhive/internal/testserver"
+)
+
+// apiGet calls the analytics API with a credential and decodes the answer.
+func (h *hive) apiGet(l login, path string, out any) int {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+h.http+path, nil)
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(l.Username+":"+l.Password)))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			h.t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// scriptedWorkload sends commands whose effect on every counter is known.
+// gets of cas values are read back from the server, so it works against
+// memhive and memcached alike.
+func scriptedWorkload(t *testing.T, tc *textConn) {
+	t.Helper()
+	expect := func(cmd, want string) {
+		t.Helper()
+		if got := tc.cmd(cmd); got != want {
+			t.Fatalf("%q: %q, want %q", cmd, got, want)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		expect(fmt.Sprintf("set k%d 0 0 2\r\nv%d\r\n", i, i), "STORED") // 10 sets
+	}
+	for i := 0; i < 5; i++ {
+		tc.cmd(fmt.Sprintf("get k%d\r\n", i)) // 5 hits
+		tc.line()
+		tc.line()
+	}
+	for i := 0; i < 3; i++ {
+		expect(fmt.Sprintf("get m%d\r\n", i), "END") // 3 misses
+	}
+	expect("delete k9\r\n", "DELETED")       // delete hit
+	expect("delete nope\r\n", "NOT_FOUND")   // delete miss
+	expect("set n 0 0 1\r\n5\r\n", "STORED") // 11 sets
+	expect("incr n 1\r\n", "6")
+	expect("incr nope 1\r\n", "NOT_FOUND")
+	expect("decr n 2\r\n", "4")
+	expect("decr nope 1\r\n", "NOT_FOUND")
+	expect("touch k0 100\r\n", "TOUCHED")
+	expect("touch nope 100\r\n", "NOT_FOUND")
+	line := tc.cmd("gets k1\r\n") // a hit: 6 hits
+	tc.line()
+	tc.line()
+	cas := strings.Fields(line)[4]
+	expect("cas k1 0 0 1 "+cas+"\r\nx\r\n", "STORED") // cas hit, 12 sets
+	expect("cas k1 0 0 1 "+cas+"\r\nx\r\n", "EXISTS") // cas badval, 13 sets
+	expect("cas nope 0 0 1 1\r\nx\r\n", "NOT_FOUND")  // cas miss, 14 sets
+	for i := 0; i < 3; i++ {
+		expect(fmt.Sprintf("set e%d 0 1 1\r\nx\r\n", i), "STORED") // 17 sets
+	}
+	time.Sleep(2100 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		expect(fmt.Sprintf("get e%d\r\n", i), "END") // 3 expired: 6 misses
+	}
+	expect("flush_all 100\r\n", "OK") // a delayed flush: counted, changes nothing yet
+}
+
+// scriptedCounts is what scriptedWorkload leaves in the counters.
+var scriptedCounts = map[string]uint64{
+	"cmd_set": 17, "cmd_get": 12, "get_hits": 6, "get_misses": 6,
+	"delete_hits": 1, "delete_misses": 1, "cmd_delete": 2,
+	"incr_hits": 1, "incr_misses": 1, "decr_hits": 1, "decr_misses": 1,
+	"touch_hits": 1, "touch_misses": 1, "cmd_touch": 2,
+	"cas_hits": 1, "cas_badval": 1, "cas_misses": 1,
+	"curr_items": 10, "total_items": 15, "cmd_flush": 1, "expired": 3, "evictions": 0,
+}
+
+func TestStatsAreExact(t *testing.T) {
+	t.Parallel()
+	h, a, _ := twoCaches(t, 8)
+	tc := dialText(t, h.Addr)
+	tc.asciiLogin(a)
+	scriptedWorkload(t, tc)
+
+	var api map[string]map[string]uint64
+	if st := h.apiGet(a, fmt.Sprintf("/api/v1/%d/stats", a.CacheID), &api); st != 200 || len(api) != 1 {
+		t.Fatalf("API stats: status %d, %d servers", st, len(api))
+	}
+	got := api[h.Addr]
+	text := tc.stats()
+	for name, want := range scriptedCounts {
+		if got[name] != want {
+			t.Errorf("API %s = %d, want %d", name, got[name], want)
+		}
+		if v, ok := text[name]; ok && v != strconv.FormatUint(got[name], 10) {
+			t.Errorf("stats over the memcache port: %s = %s, API %d", name, v, got[name])
+		}
+	}
+	for _, name := range []string{"auth_cmds", "curr_connections", "total_connections", "limit_maxbytes"} {
+		if text[name] != strconv.FormatUint(got[name], 10) {
+			t.Errorf("%s: stats %s, API %d", name, text[name], got[name])
+		}
+	}
+	if got["auth_cmds"] != 1 || got["auth_errors"] != 0 || got["bytes_read"] == 0 || got["bytes_written"] == 0 {
+		t.Errorf("auth and traffic: %v", got)
+	}
+
+	// memcached itself, given the same commands, counts the same.
+	mc := testserver.StartMemcached(t, "-m", "64")
+	ref := dialText(t, mc.Addr)
+	scriptedWorkload(t, ref)
+	refStats := ref.stats()
+	for name, want := range scriptedCounts {
+		if v, ok := refStats[name]; ok && v != strconv.FormatUint(want, 10) {
+			t.Errorf("memcached counts %s = %s where memhive expects %d", name, v, want)
+		}
+	}
+
+	// Evictions: write far more than a small cache holds; every key that is
+	// gone was evicted, nothing else removed any.
+	small := h.createCache("small", 2)
+	w := newWriter(t, h.Addr, small, 3)
+	n := w.fill("x", 12<<20, 10000)
+	present := len(w.present("x", n))
+	var after map[string]map[string]uint64
+	h.apiGet(small, fmt.Sprintf("/api/v1/%d/stats", small.CacheID), &after)
+	if ev := after[h.Addr]["evictions"]; ev != uint64(n-present) || ev == 0 {
+		t.Fatalf("evictions %d, want %d (%d written, %d present)", ev, n-present, n, present)
+	}
+	if w.stat("evictions") != int64(n-present) {
+		t.Fatalf("stats over the memcache port: evictions %d", w.stat("evictions"))
+	}
+}
+
+func TestCredentialRotationThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	h, a, _ := twoCaches(t, 8)
+	do := func(method, path string, body string, out any) int {
+		req, _ := http.NewRequest(method, "http://"+h.http+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.Username+":"+a.Password)))
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+	var secondary struct {
+		ID       uint32 `json:"id"`
+		Username string `json:"sasl_username"`
+		Password string `json:"sasl_password"`
+	}
+	base := fmt.Sprintf("/api/v1/%d/credentials", a.CacheID)
+	if st := do("POST", base, "", &secondary); st != 201 || secondary.Password == "" {
+		t.Fatalf("create a secondary: %d", st)
+	}
+	if st := do("POST", fmt.Sprintf("%s/primary/%d", base, secondary.ID), "", nil); st != 200 {
+		t.Fatalf("promote: %d", st)
+	}
+	old := dialText(t, h.Addr)
+	if got := old.asciiLogin(a); got != "STORED" {
+		t.Fatalf("old primary before deletion: %q", got)
+	}
+	// The old primary deletes itself: the last call it makes.
+	if st := do("DELETE", fmt.Sprintf("%s/%s", base, a.Username), "", nil); st != 200 {
+		t.Fatalf("delete the old primary: %d", st)
+	}
+	if !old.closedByPeer(2 * time.Second) {
+		t.Fatal("the old primary's connection stayed open")
+	}
+	if got := dialText(t, h.Addr).asciiLogin(a); got != "CLIENT_ERROR authentication failure" {
+		t.Fatalf("old password on the memcache port: %q", got)
+	}
+	l := login{Username: secondary.Username, Password: secondary.Password}
+	if got := dialText(t, h.Addr).asciiLogin(l); got != "STORED" {
+		t.Fatalf("new primary on the memcache port: %q", got)
+	}
+	if st := h.apiGet(a, "/api/v1/login", nil); st != 403 {
+		t.Fatalf("the deleted credential on the API: %d", st)
+	}
+	var who map[string]uint32
+	if st := h.apiGet(l, "/api/v1/login", &who); st != 200 || who["cache_id"] != a.CacheID {
+		t.Fatalf("the new primary on the API: %d %v", st, who)
+	}
+}
