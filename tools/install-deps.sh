@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, on Debian, what memhive's tests need: the reference memcached, the
-# libmemcached tools (memccapable, memcslap) and the python clients used by
-# e2e tests. Idempotent: when everything is present it only checks and exits,
+# libmemcached tools (memccapable, memcslap), the python clients used by
+# e2e tests, Chromium for the dashboard's browser test, and that test's npm
+# packages (playwright-core, from e2e/browser/package-lock.json). Idempotent: when everything is present it only checks and exits,
 # without touching apt. Exits non-zero, naming what is missing, when it cannot
 # install (not root, not Debian, apt failure).
 set -euo pipefail
@@ -20,11 +21,27 @@ missing() {
 	if ! [ -x "$PY" ] || ! "$PY" -c 'import pymemcache' >/dev/null 2>&1; then
 		echo python3-pymemcache
 	fi
+	[ -x /usr/bin/chromium ] || echo chromium
+	command -v npm >/dev/null 2>&1 || echo npm
+}
+
+# npm_deps installs the browser test's packages when they are absent.
+npm_deps() {
+	local dir
+	dir="$(cd "$(dirname "$0")/.." && pwd)/e2e/browser"
+	[ -f "$dir/package-lock.json" ] || return 0
+	[ -d "$dir/node_modules/playwright-core" ] && return 0
+	echo "install-deps: npm ci in $dir" >&2
+	if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+		echo "install-deps: npm ci failed in $dir" >&2
+		exit 1
+	fi
 }
 
 need=$(missing | tr '\n' ' ')
 need=${need% }
 if [ -z "$need" ]; then
+	npm_deps
 	exit 0
 fi
 
@@ -48,7 +65,8 @@ still=$(missing | tr '\n' ' ')
 still=${still% }
 if [ -n "$still" ]; then
 	echo "install-deps: still missing after apt-get install: $still" >&2
-	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap and '$PY -c \"import pylibmc, pymemcache\"'" >&2
+	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap, /usr/bin/chromium, npm and '$PY -c \"import pylibmc, pymemcache\"'" >&2
 	exit 1
 fi
+npm_deps
 echo "install-deps: all test dependencies present" >&2
