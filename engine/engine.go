@@ -273,11 +273,14 @@ func (e *Engine) SetLimit(n int64) {
 }
 
 // stripesFor picks a stripe count: enough to keep lock contention low on a
-// few cores, few enough that each stripe holds a good number of pages (a
-// stripe's pages are shared among its size classes).
+// few cores, few enough that each stripe holds a good number of pages. A
+// stripe's pages are shared among its ~40 size classes; with 16 pages a
+// stripe, mixed sizes moved pages between classes so often that items
+// written a moment ago were evicted with them (e2e TestMemoryBound failed
+// 3 times in 10 at 64 MiB and 2 stripes); 64 pages a stripe holds them.
 func stripesFor(pages int) int {
 	n := 16
-	for n > 1 && pages/n < 16 {
+	for n > 1 && pages/n < 64 {
 		n /= 2
 	}
 	return n
