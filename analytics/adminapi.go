@@ -362,13 +362,13 @@ func (a *Admin) withCred(ctx *fasthttp.RequestCtx, cacheID uint32, ref string, f
 // lookupCredential finds credential ref (an id or a username) of cache
 // cacheID; a credential of another cache is not found.
 func lookupCredential(store control.Store, cacheID uint32, ref string) (control.Credential, error) {
-	var cred control.Credential
-	var err error
-	if id, perr := parseID(ref); perr == nil {
-		cred, err = store.Credential(id)
-	} else {
-		cred, err = store.CredentialByUsername(ref)
+	// A username of hex digits may also read as an id: try both.
+	if id, err := parseID(ref); err == nil {
+		if cred, err := store.Credential(id); err == nil && cred.CacheID == cacheID {
+			return cred, nil
+		}
 	}
+	cred, err := store.CredentialByUsername(ref)
 	if err == nil && cred.CacheID != cacheID {
 		err = fmt.Errorf("credential %q of cache %d: %w", ref, cacheID, control.ErrNotFound)
 	}
