@@ -200,3 +200,40 @@ func TestCredentialRotationThroughTheAPI(t *testing.T) {
 		t.Fatalf("the new primary on the API: %d %v", st, who)
 	}
 }
+
+func TestHistorySurvivesARestart(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	h := startHive(t, data, "--history-interval", "200ms")
+	def := login{Username: h.printed("MEMCACHIER_USERNAME"), Password: h.printed("MEMCACHIER_PASSWORD")}
+	tc := dialText(t, h.Addr)
+	tc.asciiLogin(def)
+	tc.cmd("set k 0 0 1\r\nv\r\n")
+	type entry struct {
+		MemcachierID uint32            `json:"memcachier_id"`
+		Server       string            `json:"server"`
+		Stats        map[string]uint64 `json:"stats"`
+		Timestamp    int64             `json:"timestamp"`
+	}
+	var before []entry
+	deadline := time.Now().Add(5 * time.Second)
+	for len(before) < 3 || before[len(before)-1].Stats["cmd_set"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("history after 5 s: %+v", before)
+		}
+		time.Sleep(100 * time.Millisecond)
+		h.apiGet(def, "/api/v1/1/history", &before)
+	}
+	for i := 1; i < len(before); i++ {
+		if before[i].Timestamp <= before[i-1].Timestamp || before[i].Server != h.Addr || before[i].MemcachierID != 1 {
+			t.Fatalf("history entries out of order or mislabelled: %+v", before[i-1:i+1])
+		}
+	}
+	h.Stop()
+	h2 := startHive(t, data, "--history-interval", "1h")
+	var after []entry
+	h2.apiGet(def, "/api/v1/1/history", &after)
+	if len(after) < len(before) || after[len(before)-1].Timestamp != before[len(before)-1].Timestamp {
+		t.Fatalf("history lost in a restart: %d samples before, %d after", len(before), len(after))
+	}
+}
