@@ -467,12 +467,15 @@ func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
 	}, true
 }
 
-// Flush empties cache id as flush_all does; false if it is not served.
+// Flush empties cache id as flush_all does, and reclaims the flushed
+// items at once so that the dashboard's item count drops to zero rather
+// than when the crawler next passes; false if the cache is not served.
 func (t *Tenants) Flush(id uint32) bool {
 	eng := t.Engine(id)
 	if eng == nil {
 		return false
 	}
 	eng.FlushAll(0)
+	eng.CrawlOnce()
 	return true
 }
