@@ -9,7 +9,7 @@ FUZZTIME ?= 5m
 FUZZPKG     := ./codec
 FUZZTARGETS := FuzzParseASCII FuzzParseBinary FuzzParseSASLPlain
 
-.PHONY: all build run deps fmtcheck vet test fuzz bench clean
+.PHONY: all build run deps fmtcheck vet test fuzz bench microbench clean
 
 all: build
 
@@ -46,7 +46,13 @@ fuzz:
 		$(GO) test $(FUZZPKG) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
-bench:
+# Side-by-side with memcached (targets T1..T8 of the performance issue);
+# rewrites the generated section of BENCHMARKS.md. Under 15 minutes.
+bench: deps build
+	$(GO) run ./cmd/memhive-bench compare --write BENCHMARKS.md
+
+# Micro-benchmarks only.
+microbench:
 	$(GO) test ./... -run '^$$' -bench . -benchmem
 
 clean:

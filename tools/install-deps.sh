@@ -22,6 +22,7 @@ missing() {
 		echo python3-pymemcache
 	fi
 	[ -x /usr/bin/chromium ] || echo chromium
+	command -v saslpasswd2 >/dev/null 2>&1 || echo sasl2-bin
 	command -v npm >/dev/null 2>&1 || echo npm
 }
 

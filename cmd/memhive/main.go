@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -214,6 +215,18 @@ func serve(args []string, out, errOut io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
 	memoryBytes := c.memoryMiB << 20
+	if path := os.Getenv("MEMHIVE_CPUPROFILE"); path != "" {
+		// For profiling under a real load (BENCHMARKS.md says how): the
+		// profile covers the whole run and is written at shutdown.
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	mem, err := engine.NewMemory(engine.Config{
 		MemoryBytes:  memoryBytes,
