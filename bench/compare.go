@@ -238,23 +238,26 @@ func (c *CompareConfig) runWorkload(ctx context.Context, w Workload, dir string)
 				return row, fmt.Errorf("prefill %s: %w", s.p.Name, err)
 			}
 		}
-		if w.Idle > 0 {
-			before, _ := s.p.RSS()
-			idle, err := openIdle(s.p.Addr, w.Idle)
-			if err != nil {
-				return row, fmt.Errorf("%s: opening %d idle connections: %w", s.p.Name, w.Idle, err)
-			}
-			defer closeAll(idle)
-			time.Sleep(500 * time.Millisecond)
-			after, _ := s.p.RSS()
-			s.m.IdleKiB = float64(after-before) / float64(w.Idle) / 1024
-		}
 	}
 	for round := 0; round < c.Rounds; round++ {
 		for _, s := range sides {
 			load := w.Load
 			load.Addr, load.Logins, load.Duration = s.p.Addr, s.logins, c.Duration
+			var idle []net.Conn
+			if w.Idle > 0 {
+				// Opened per measurement: this process may not hold the
+				// idle connections of both servers at once (RLIMIT_NOFILE).
+				before, _ := s.p.RSS()
+				var err error
+				if idle, err = openIdle(s.p.Addr, w.Idle); err != nil {
+					return row, fmt.Errorf("%s: opening %d idle connections: %w", s.p.Name, w.Idle, err)
+				}
+				time.Sleep(300 * time.Millisecond)
+				after, _ := s.p.RSS()
+				s.m.IdleKiB = max(s.m.IdleKiB, float64(after-before)/float64(w.Idle)/1024)
+			}
 			r, err := Run(ctx, load)
+			closeAll(idle)
 			if err != nil {
 				return row, fmt.Errorf("%s round %d: %w", s.p.Name, round+1, err)
 			}

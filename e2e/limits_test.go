@@ -3,9 +3,13 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -173,4 +177,142 @@ func TestCacheLimitsUnderPressure(t *testing.T) {
 	if items := b.stat("curr_items"); items != bItems {
 		t.Fatalf("resizing cache a changed cache b's items: %d -> %d", bItems, items)
 	}
+}
+
+// hammer writes about total bytes of values of random sizes (100 B to
+// 60 KB) into a cache over its own connection, pipelined; it returns the
+// first unexpected reply or error. It is safe to run in a goroutine.
+func hammer(addr string, l login, prefix string, total int, seed int64) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "set %s 0 0 %d\r\n%s\r\n", l.Username, len(l.Password), l.Password)
+	if line, err := r.ReadString('\n'); err != nil || line != "STORED\r\n" {
+		return fmt.Errorf("login: %q %v", line, err)
+	}
+	rng := rand.New(rand.NewSource(seed))
+	buf := make([]byte, 60100)
+	bw := bufio.NewWriterSize(c, 256<<10)
+	pending := 0
+	drain := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		for ; pending > 0; pending-- {
+			if line, err := r.ReadString('\n'); err != nil || line != "STORED\r\n" {
+				return fmt.Errorf("set: %q %v", line, err)
+			}
+		}
+		return nil
+	}
+	for i, written := 0, 0; written < total; i++ {
+		sz := 100 + rng.Intn(60000)
+		fmt.Fprintf(bw, "set %s%d 0 0 %d\r\n", prefix, i, sz)
+		bw.Write(buf[:sz])
+		bw.WriteString("\r\n")
+		written += sz
+		if pending++; pending == 32 {
+			if err := drain(); err != nil {
+				return err
+			}
+		}
+	}
+	return drain()
+}
+
+// TestCacheLimitsConcurrentPressure: two caches written at once, from
+// several connections each, far past their limits, stay within them the
+// whole time and evict only their own items; a third, small and well
+// under its limit, loses nothing meanwhile.
+func TestCacheLimitsConcurrentPressure(t *testing.T) {
+	t.Parallel()
+	const memoryMiB = 64
+	h := startHive(t, "", "--memory", strconv.Itoa(memoryMiB))
+	h.resize(1, 8)
+	lx, ly, lk := h.createCache("x", 8), h.createCache("y", 16), h.createCache("keep", 4)
+	keep := newWriter(t, h.Addr, lk, 7)
+	// One size class: a cache of a few pages cannot hold items of
+	// many sizes (each size class takes whole 1 MiB pages).
+	kept := keep.fill("k", 2<<20, 10000)
+	if ev := keep.stat("evictions"); ev != 0 {
+		t.Fatalf("cache keep evicted %d items filling 2 MiB of its 4", ev)
+	}
+	x, y := newWriter(t, h.Addr, lx, 8), newWriter(t, h.Addr, ly, 9)
+
+	// 36 of 64 MiB are given out: 29 more are refused, with a reason, and
+	// nothing is made; 28 fit.
+	req, _ := http.NewRequest("POST", "http://"+h.http+"/admin/v1/caches", strings.NewReader(`{"name":"toobig","memory_limit_mb":29}`))
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 409 || !strings.Contains(string(body), "memory") {
+		t.Fatalf("a cache past --memory: status %d %s, want 409 saying why", resp.StatusCode, body)
+	}
+	var caches []struct{ Name string }
+	h.admin("GET", "/admin/v1/caches", nil, &caches)
+	if len(caches) != 4 {
+		t.Fatalf("after a refused creation: %d caches, want 4", len(caches))
+	}
+	fits := h.createCache("fits", 28)
+	h.admin("DELETE", fmt.Sprintf("/admin/v1/caches/%d", fits.CacheID), nil, nil)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 4; i++ {
+		wg.Add(2)
+		go func() { defer wg.Done(); errs <- hammer(h.Addr, lx, fmt.Sprintf("x%d-", i), 12<<20, int64(i)) }()
+		go func() { defer wg.Done(); errs <- hammer(h.Addr, ly, fmt.Sprintf("y%d-", i), 24<<20, int64(100+i)) }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	// Sample the limits while the writes go on.
+	samples := 0
+	for sampling := true; sampling; samples++ {
+		select {
+		case <-done:
+			sampling = false
+		case <-time.After(20 * time.Millisecond):
+		}
+		for _, w := range []*writer{x, y} {
+			if bytes, limit := w.stat("bytes"), w.stat("limit_maxbytes"); bytes > limit {
+				t.Fatalf("during the writes: a cache holds %d bytes over its limit %d", bytes, limit)
+			}
+		}
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("hammering: %v", err)
+		}
+	}
+	for name, w := range map[string]*writer{"x": x, "y": y} {
+		if ev := w.stat("evictions"); ev == 0 {
+			t.Errorf("cache %s, written 6x its limit, evicted nothing", name)
+		}
+		if bytes, limit := w.stat("bytes"), w.stat("limit_maxbytes"); bytes > limit {
+			t.Errorf("cache %s holds %d bytes, limit %d", name, bytes, limit)
+		}
+	}
+	if got := len(keep.present("k", kept)); got != kept {
+		t.Fatalf("cache keep lost %d of %d items while the others were under pressure", kept-got, kept)
+	}
+	if ev := keep.stat("evictions"); ev != 0 {
+		t.Fatalf("cache keep counted %d evictions", ev)
+	}
+	rss, err := h.RSS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss > (memoryMiB+48)<<20 {
+		t.Fatalf("RSS %d MiB with --memory %d", rss>>20, memoryMiB)
+	}
+	t.Logf("%d samples of the limits during the writes; RSS %d MiB", samples, rss>>20)
 }

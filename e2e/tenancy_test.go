@@ -387,3 +387,122 @@ func TestAuthTimeout(t *testing.T) {
 		t.Fatalf("an authenticated idle connection was closed: %q", got)
 	}
 }
+
+// TestGoSASLClientCASAndStats covers the rest of memcachier/mc's API: the
+// CAS forms of every command, DelCAS, StatsWithKey and StatsReset, which
+// must reach only the client's own cache.
+func TestGoSASLClientCASAndStats(t *testing.T) {
+	t.Parallel()
+	h, a, b := twoCaches(t, 16)
+	c, cb := mcClient(h.Addr, a), mcClient(h.Addr, b)
+	defer c.Quit()
+	defer cb.Quit()
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	stale := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, mc.ErrKeyExists) {
+			t.Fatalf("%s with a stale CAS: %v, want key exists", what, err)
+		}
+	}
+	cas, err := c.Set("k", "v", 0, 0, 0)
+	must("set", err)
+	_, err = c.Set("k", "x", 0, 0, cas+1)
+	stale("set", err)
+	cas, err = c.Set("k", "v1", 0, 0, cas)
+	must("set with CAS", err)
+	_, err = c.Replace("k", "x", 0, 0, cas+1)
+	stale("replace", err)
+	cas, err = c.Replace("k", "v2", 0, 0, cas)
+	must("replace with CAS", err)
+	_, err = c.Append("k", "x", cas+1)
+	stale("append", err)
+	cas, err = c.Append("k", "a", cas)
+	must("append with CAS", err)
+	_, err = c.Prepend("k", "x", cas+1)
+	stale("prepend", err)
+	cas, err = c.Prepend("k", "p", cas)
+	must("prepend with CAS", err)
+	if v, _, gcas, err := c.Get("k"); err != nil || v != "pv2a" || gcas != cas {
+		t.Fatalf("after the CAS writes: %q cas %d (want %d) %v", v, gcas, cas, err)
+	}
+	if _, cas, err = c.Incr("n", 1, 5, 0, 0); err != nil {
+		t.Fatalf("incr creating: %v", err)
+	}
+	_, _, err = c.Incr("n", 1, 0, 0, cas+1)
+	stale("incr", err)
+	n, cas, err := c.Incr("n", 1, 0, 0, cas)
+	if err != nil || n != 6 {
+		t.Fatalf("incr with CAS: %d %v", n, err)
+	}
+	_, _, err = c.Decr("n", 1, 0, 0, cas+1)
+	stale("decr", err)
+	if n, _, err = c.Decr("n", 6, 0, 0, cas); err != nil || n != 0 {
+		t.Fatalf("decr with CAS: %d %v", n, err)
+	}
+	_, _, gcas, _ := c.Get("k")
+	stale("delete", c.DelCAS("k", gcas+1))
+	must("delete with CAS", c.DelCAS("k", gcas))
+	if _, _, _, err := c.Get("k"); !errors.Is(err, mc.ErrNotFound) {
+		t.Fatalf("after DelCAS: %v", err)
+	}
+	// A delayed flush empties the cache later. (memcached's delay of 1
+	// flushes at once: it takes the delay minus one second.)
+	_, err = c.Set("f", "v", 0, 0, 0)
+	must("set", err)
+	must("flush in 2 s", c.Flush(2))
+	if _, _, _, err := c.Get("f"); err != nil {
+		t.Fatalf("a delayed flush emptied the cache at once: %v", err)
+	}
+	_, err = cb.Set("bk", "v", 0, 0, 0)
+	must("set in b", err)
+	time.Sleep(2100 * time.Millisecond)
+	if _, _, _, err := c.Get("f"); !errors.Is(err, mc.ErrNotFound) {
+		t.Fatalf("after a delayed flush's time: %v", err)
+	}
+	if v, _, _, err := cb.Get("bk"); err != nil || v != "v" {
+		t.Fatalf("a's delayed flush reached b: %q %v", v, err)
+	}
+
+	// Stats groups and reset are per cache.
+	for _, group := range []string{"items", "slabs", "settings"} {
+		st, err := c.StatsWithKey(group)
+		if err != nil || len(st) != 1 {
+			t.Fatalf("stats %s: %v %v", group, st, err)
+		}
+	}
+	items, _ := cb.StatsWithKey("items")
+	for _, st := range items {
+		for name, v := range st {
+			if strings.HasSuffix(name, ":number") && v != "1" {
+				t.Fatalf("cache b's stats items count a's items: %s %s", name, v)
+			}
+		}
+	}
+	before, _ := c.Stats()
+	must("stats reset in b", cb.StatsReset())
+	after, _ := c.Stats()
+	for srv, st := range after {
+		if st["cmd_get"] != before[srv]["cmd_get"] || st["cmd_get"] == "0" || st["cmd_set"] == "0" {
+			t.Fatalf("b's stats reset changed a's counters: cmd_get %s -> %s, cmd_set %s", before[srv]["cmd_get"], st["cmd_get"], st["cmd_set"])
+		}
+	}
+	bst, _ := cb.Stats()
+	for _, st := range bst {
+		if st["cmd_get"] != "0" || st["cmd_set"] != "0" || st["curr_items"] != "1" {
+			t.Fatalf("b after its stats reset: cmd_get %s cmd_set %s curr_items %s", st["cmd_get"], st["cmd_set"], st["curr_items"])
+		}
+	}
+	must("stats reset in a", c.StatsReset())
+	ast, _ := c.Stats()
+	for _, st := range ast {
+		// The reset itself is no get: zero, as memcached counts.
+		if st["cmd_get"] != "0" || st["cmd_set"] != "0" {
+			t.Fatalf("a after its stats reset: cmd_get %s cmd_set %s", st["cmd_get"], st["cmd_set"])
+		}
+	}
+}
