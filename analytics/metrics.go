@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,6 +108,12 @@ func (m *Metrics) Handle(ctx *fasthttp.RequestCtx) bool {
 	}
 	family("memcached_version", "gauge", "The version of this server.")
 	sample("memcached_version", []string{"version", m.Version}, 1)
+	// The process's Go heap: item memory lives outside it, so it stays
+	// small however many items are stored (the performance issue's T5).
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	family("go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects.")
+	b.WriteString("go_memstats_heap_alloc_bytes " + strconv.FormatUint(ms.HeapAlloc, 10) + "\n")
 	for _, f := range metricFamilies {
 		family(f.name, f.typ, f.help)
 		for _, r := range rows {

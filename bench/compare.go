@@ -175,6 +175,13 @@ func Compare(ctx context.Context, c CompareConfig) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
+	if len(c.Only) == 0 || contains(c.Only, "T5") {
+		row, err := c.residentItems(ctx, dir)
+		if err != nil {
+			return rows, fmt.Errorf("T5: %w", err)
+		}
+		rows = append(rows, row)
+	}
 	if len(c.Only) == 0 || contains(c.Only, "T7") {
 		row, err := c.manyCaches(ctx, dir)
 		if err != nil {
@@ -349,6 +356,11 @@ func Table(rows []Row) string {
 		_, pa, _ := stats(r.Memhive.P99)
 		_, pb, _ := stats(r.Memc.P99)
 		name := w.Name
+		if w.ID == "T5" {
+			_, qa, _ := stats(r.Memhive.P999)
+			_, qb, _ := stats(r.Memc.P999)
+			name += fmt.Sprintf(" (p99.9: %.0f µs vs %.0f µs, **%.2f**; %s)", qa, qb, qa/qb, r.Note)
+		}
 		if w.Idle > 0 {
 			name += fmt.Sprintf(" (memory per idle connection: memhive %.1f KiB, memcached %.1f KiB)", r.Memhive.IdleKiB, r.Memc.IdleKiB)
 		}
@@ -465,4 +477,88 @@ func createCache(httpAddr, token, name string, mb int) (Login, error) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&out)
 	return Login{out.Username, out.Password}, err
+}
+
+// residentItems is T5, memhive only: T1's p99.9 with 10,000,000 items
+// resident against T1's with 100,000, and the Go heap with 10,000,000.
+func (c *CompareConfig) residentItems(ctx context.Context, dir string) (Row, error) {
+	const small, large = 100_000, 10_000_000
+	w := Workload{ID: "T5", Name: "T1 with 10,000,000 items resident (memhive only; the memcached column is memhive with 100,000 items)",
+		Target: "p99.9 <= 1.2x its own with 100k; Go heap <= 64 MiB", Load: Workloads()[0].Load}
+	row := Row{Workload: w, Memhive: Measurement{Server: "memhive, 10M items"}, Memc: Measurement{Server: "memhive, 100k items"}}
+	addr, err := FreeAddr()
+	if err != nil {
+		return row, err
+	}
+	httpAddr, err := FreeAddr()
+	if err != nil {
+		return row, err
+	}
+	data := filepath.Join(dir, "memhive-t5")
+	os.RemoveAll(data)
+	argv := []string{c.Memhive, "serve", "--listen", addr, "--http", httpAddr, "--metrics-public",
+		"--data", data, "-m", "4096", "-t", fmt.Sprint(c.Threads), "--auth", "none"}
+	p, err := StartProc("memhive", addr, argv, nil)
+	if err != nil {
+		return row, err
+	}
+	defer p.Stop()
+	measure := func(m *Measurement, keys int) error {
+		load := w.Load
+		load.Addr, load.Keys, load.Duration = addr, keys, c.Duration
+		for round := 0; round < c.Rounds; round++ {
+			r, err := Run(ctx, load)
+			if err != nil {
+				return err
+			}
+			m.Ops = append(m.Ops, r.OpsSec)
+			m.P99 = append(m.P99, r.P99us)
+			m.P999 = append(m.P999, r.P999us)
+			c.logf("T5   %-20s round %d: %9.0f ops/s  p99 %7.0f µs  p99.9 %7.0f µs", m.Server, round+1, r.OpsSec, r.P99us, r.P999us)
+		}
+		return nil
+	}
+	fill := Config{Protocol: "binary", Conns: 8, Pipeline: 64, Addr: addr, ValueMin: 100, ValueMax: 100}
+	fill.Keys = small
+	if err := Prefill(ctx, fill); err != nil {
+		return row, err
+	}
+	if err := measure(&row.Memc, small); err != nil {
+		return row, err
+	}
+	fill.Keys = large
+	if err := Prefill(ctx, fill); err != nil {
+		return row, err
+	}
+	if err := measure(&row.Memhive, large); err != nil {
+		return row, err
+	}
+	heap, err := goHeap(httpAddr)
+	if err != nil {
+		return row, err
+	}
+	row.Note = fmt.Sprintf("Go heap with 10M items: %.1f MiB", float64(heap)/(1<<20))
+	c.logf("T5   %s", row.Note)
+	return row, nil
+}
+
+// goHeap reads go_memstats_heap_alloc_bytes from memhive's /metrics.
+func goHeap(httpAddr string) (int64, error) {
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_alloc_bytes "); ok {
+			var n int64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in /metrics")
 }
