@@ -91,7 +91,11 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	case codec.CmdVersion:
 		out = codec.AppendVersion(out, Version)
 	case codec.CmdVerbosity:
-		s.verbosity.Store(int32(r.Delta))
+		// The log level is the process's: in SASL mode one tenant may not
+		// change what every other sees, so the command only answers.
+		if s.tenants.Local() {
+			s.verbosity.Store(int32(r.Delta))
+		}
 		if !r.NoReply {
 			out = append(out, codec.ReplyOK...)
 		}

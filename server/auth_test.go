@@ -312,3 +312,28 @@ func TestRevokedConnections(t *testing.T) {
 		t.Fatal("a disabled cache's credential authenticated")
 	}
 }
+
+func TestReaderCannotResetStats(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll, "reader": control.CapAPI})
+	full, ro := newSession(t, s), newSession(t, s)
+	full.send("set alice 0 0 5\r\necila\r\n")
+	ro.send("set reader 0 0 6\r\nredaer\r\n")
+	full.send("set k 0 0 1\r\nv\r\n")
+	if got := ro.send("stats reset\r\n"); got != statsResetDenied {
+		t.Fatalf("reader stats reset: %q", got)
+	}
+	b := newSession(t, s)
+	b.send(string(saslAuth("reader", "redaer")))
+	if st := binStatus(t, b.send(string(binReq(0x10, 1, nil, []byte("reset"), nil)))); st != codec.StatusAuthError {
+		t.Fatalf("reader binary stats reset: status %#x", st)
+	}
+	if got := full.send("stats\r\n"); !strings.Contains(got, "STAT cmd_set 1\r\n") {
+		t.Fatalf("a reader reset the counters:\n%s", got)
+	}
+	if got := full.send("verbosity 3\r\n"); got != "OK\r\n" || s.verbosity.Load() != 0 {
+		t.Fatalf("a tenant changed the process's verbosity: %q, now %d", got, s.verbosity.Load())
+	}
+	if got := full.send("stats reset\r\n"); got != "RESET\r\n" {
+		t.Fatalf("a full credential's stats reset: %q", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/control"
 )
 
 // stat is one "STAT name value" pair.
@@ -302,6 +303,9 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	}
 	switch sub {
 	case "reset":
+		if cs.caps()&control.CapWrite == 0 {
+			return append(out, statsResetDenied...)
+		}
 		s.resetStats(tn)
 		return append(out, codec.ReplyReset...)
 	case "detail":
@@ -325,6 +329,13 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	return appendStats(out, l)
 }
 
+// A credential without write may read its cache's counters but not wipe
+// them: the dashboard's history and hit rates are built on them.
+const (
+	statsResetDenied     = "CLIENT_ERROR stats reset needs the write capability, which this credential lacks\r\n"
+	statsResetDeniedText = "stats reset needs the write capability"
+)
+
 // binaryStats answers STAT: one packet per stat, then an empty one.
 func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 	tn := cs.tenant
@@ -333,6 +344,9 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 		sub = "-" // memcached lists connections only over text
 	}
 	if strings.HasPrefix(sub, "reset") {
+		if cs.caps()&control.CapWrite == 0 {
+			return codec.AppendBinaryError(out, r.Opcode, codec.StatusAuthError, r.Opaque, statsResetDeniedText)
+		}
 		s.resetStats(tn)
 		return codec.AppendBinaryStat(out, r.Opaque, nil, nil)
 	}
