@@ -402,22 +402,12 @@ func (c *CompareConfig) manyCaches(ctx context.Context, dir string) (Row, error)
 	w := Workload{ID: "T7", Name: "T1 with each of the 50 connections on its own cache, 1,000 caches (memhive only; the memcached column is memhive with one cache)",
 		Target: "ops >= 0.95x one cache", Load: Workloads()[0].Load}
 	row := Row{Workload: w, Memhive: Measurement{Server: "memhive, 1,000 caches"}, Memc: Measurement{Server: "memhive, 1 cache"}}
-	addr, err := FreeAddr()
+	p, httpAddr, err := c.memhiveWithHTTP(filepath.Join(dir, "memhive-t7"), max(c.MemoryMiB, 2048),
+		"--admin-token", token, "--overcommit", "-c", "20000", "--auth", "sasl")
 	if err != nil {
 		return row, err
 	}
-	httpAddr, err := FreeAddr()
-	if err != nil {
-		return row, err
-	}
-	data := filepath.Join(dir, "memhive-t7")
-	os.RemoveAll(data)
-	argv := []string{c.Memhive, "serve", "--listen", addr, "--http", httpAddr, "--admin-token", token, "--overcommit",
-		"--data", data, "-m", fmt.Sprint(max(c.MemoryMiB, 2048)), "-t", fmt.Sprint(c.Threads), "-c", "20000", "--auth", "sasl"}
-	p, err := StartProc("memhive", addr, argv, nil)
-	if err != nil {
-		return row, err
-	}
+	addr := p.Addr
 	defer p.Stop()
 	var logins []Login
 	for i := 0; i < caches; i++ {
@@ -460,6 +450,25 @@ func (c *CompareConfig) manyCaches(ctx context.Context, dir string) (Row, error)
 	return row, nil
 }
 
+// memhiveWithHTTP starts memhive on a fresh data directory with its HTTP
+// endpoints on, for the memhive-only workloads; it returns the process and
+// the HTTP address.
+func (c *CompareConfig) memhiveWithHTTP(data string, memoryMiB int, extra ...string) (*Proc, string, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	httpAddr, err := FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	os.RemoveAll(data)
+	argv := append([]string{c.Memhive, "serve", "--listen", addr, "--http", httpAddr, "--data", data,
+		"-m", fmt.Sprint(memoryMiB), "-t", fmt.Sprint(c.Threads)}, extra...)
+	p, err := StartProc("memhive", addr, argv, nil)
+	return p, httpAddr, err
+}
+
 // createCache makes a cache through memhive's admin API and returns its
 // primary credential.
 func createCache(httpAddr, token, name string, mb int) (Login, error) {
@@ -486,22 +495,11 @@ func (c *CompareConfig) residentItems(ctx context.Context, dir string) (Row, err
 	w := Workload{ID: "T5", Name: "T1 with 10,000,000 items resident (memhive only; the memcached column is memhive with 100,000 items)",
 		Target: "p99.9 <= 1.2x its own with 100k; Go heap <= 64 MiB", Load: Workloads()[0].Load}
 	row := Row{Workload: w, Memhive: Measurement{Server: "memhive, 10M items"}, Memc: Measurement{Server: "memhive, 100k items"}}
-	addr, err := FreeAddr()
+	p, httpAddr, err := c.memhiveWithHTTP(filepath.Join(dir, "memhive-t5"), 4096, "--metrics-public", "--auth", "none")
 	if err != nil {
 		return row, err
 	}
-	httpAddr, err := FreeAddr()
-	if err != nil {
-		return row, err
-	}
-	data := filepath.Join(dir, "memhive-t5")
-	os.RemoveAll(data)
-	argv := []string{c.Memhive, "serve", "--listen", addr, "--http", httpAddr, "--metrics-public",
-		"--data", data, "-m", "4096", "-t", fmt.Sprint(c.Threads), "--auth", "none"}
-	p, err := StartProc("memhive", addr, argv, nil)
-	if err != nil {
-		return row, err
-	}
+	addr := p.Addr
 	defer p.Stop()
 	measure := func(m *Measurement, keys int) error {
 		load := w.Load

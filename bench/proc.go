@@ -5,10 +5,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/memhive/memhive/internal/procstat"
 )
 
 // Proc is a server process started for a measurement, stopped by pid.
@@ -84,15 +84,4 @@ func (p *Proc) Stop() {
 }
 
 // RSS is the process's resident set size in bytes.
-func (p *Proc) RSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", p.Pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("short statm %q", b)
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize()), err
-}
+func (p *Proc) RSS() (int64, error) { return procstat.RSS(p.Pid) }

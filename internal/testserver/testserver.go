@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/memhive/memhive/internal/procstat"
 )
 
 // Server is one server process started for a test. Its fields are fixed
@@ -216,21 +218,7 @@ func (s *Server) Stop() {
 }
 
 // RSS returns the resident set size of the process in bytes, from /proc.
-func (s *Server) RSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", s.Pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("short statm %q", b)
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return pages * int64(os.Getpagesize()), nil
-}
+func (s *Server) RSS() (int64, error) { return procstat.RSS(s.Pid) }
 
 // WaitOutput waits until the process has printed sub, for at most limit.
 func (s *Server) WaitOutput(sub string, limit time.Duration) error {
