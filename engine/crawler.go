@@ -26,8 +26,18 @@ func (e *Engine) crawl(interval time.Duration) {
 // items. It returns how many it freed.
 func (e *Engine) CrawlOnce() int {
 	freed := 0
+	// A flush leaves items to reclaim until one pass has run after its
+	// time; otherwise only stripes holding expiring items need a pass.
+	ol := e.oldestLive.Load()
+	flushWork := ol != 0 && e.flushCrawled.Load() <= ol
 	for i := range e.stripes {
 		s := &e.stripes[i]
+		s.mu.Lock()
+		idle := s.expiring == 0 && !flushWork
+		s.mu.Unlock()
+		if idle {
+			continue
+		}
 		for b := 0; ; b += crawlBatch {
 			select {
 			case <-e.stopCrawler:
@@ -42,6 +52,9 @@ func (e *Engine) CrawlOnce() int {
 			freed += s.crawlLocked(b, min(b+crawlBatch, len(s.buckets)), e.clock.Now())
 			s.mu.Unlock()
 		}
+	}
+	if now := e.clock.Now(); flushWork && now > ol {
+		e.flushCrawled.Store(now)
 	}
 	return freed
 }

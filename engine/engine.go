@@ -66,7 +66,10 @@ type Engine struct {
 	// Flush state, memcached's settings.oldest_live: items last stored at
 	// or before oldestLive are invalid once the clock reaches it.
 	oldestLive atomic.Uint32
-	limitBytes atomic.Int64
+	// flushCrawled is when the crawler last finished a pass after the
+	// latest flush's time (see CrawlOnce).
+	flushCrawled atomic.Uint32
+	limitBytes   atomic.Int64
 
 	resizeMu    sync.Mutex // serialises SetLimit and Close
 	closed      bool       // guarded by resizeMu
@@ -304,7 +307,7 @@ func (e *Engine) Close() error {
 			s.mu.Lock()
 			s.alloc.ReleaseAll()
 			clear(s.buckets)
-			s.count, s.bytes = 0, 0
+			s.count, s.bytes, s.expiring = 0, 0, 0
 			s.mu.Unlock()
 		}
 		e.resizeMu.Unlock()

@@ -141,3 +141,41 @@ func TestClosedCacheGivesPagesBackAndStaysSafe(t *testing.T) {
 		t.Fatal("new cache on the freed pages holds nothing")
 	}
 }
+
+func TestCrawlerSkipsWhatCannotExpire(t *testing.T) {
+	e, clk := newTestEngine(t, 8)
+	fill(t, e, "forever", 1000, 100)
+	checked := func() uint64 { return e.Stats().CrawlerItemsChecked }
+	e.CrawlOnce()
+	if n := checked(); n != 0 {
+		t.Fatalf("the crawler checked %d items that never expire", n)
+	}
+	e.Store(ModeSet, []byte("brief"), 0, 5, []byte("v"), 0)
+	e.CrawlOnce()
+	if n := checked(); n == 0 {
+		t.Fatal("the crawler skipped a stripe with an expiring item")
+	}
+	clk.Advance(10)
+	if freed := e.CrawlOnce(); freed != 1 {
+		t.Fatalf("the crawler freed %d expired items, want 1", freed)
+	}
+	// Touching to no expiry and back keeps the count right.
+	e.Store(ModeSet, []byte("t"), 0, 100, []byte("v"), 0)
+	e.Touch([]byte("t"), 0)
+	before := checked()
+	e.CrawlOnce()
+	if checked() != before {
+		t.Fatal("an item touched to never expire still drew the crawler")
+	}
+	// A flush is crawled once, after its time.
+	e.FlushAll(0)
+	clk.Advance(1)
+	if freed := e.CrawlOnce(); freed != 1001 {
+		t.Fatalf("the pass after a flush freed %d items, want 1001", freed)
+	}
+	before = checked()
+	e.CrawlOnce()
+	if checked() != before {
+		t.Fatal("the crawler kept passing after the flush was applied")
+	}
+}

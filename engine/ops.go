@@ -87,7 +87,7 @@ func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 	case touch:
 		s.st.cmdTouch++
 		s.st.touchHits++
-		s.items.SetExptime(it, exp)
+		s.setExptimeLocked(it, exp)
 	case it == 0:
 		s.st.cmdGet++
 		s.st.getMisses++
@@ -119,7 +119,7 @@ func (e *Engine) Touch(key []byte, exptime int64) Status {
 		return NotFound
 	}
 	s.st.touchHits++
-	s.items.SetExptime(it, exp)
+	s.setExptimeLocked(it, exp)
 	s.touchLRULocked(it, now)
 	return Touched
 }

@@ -21,6 +21,10 @@ type stripe struct {
 	bmask   uint64
 	count   int
 	bytes   int64
+	// expiring counts the linked items with an expiry time: the crawler
+	// skips a stripe that has none (and no flush to apply), so caches of
+	// items that never expire cost it nothing.
+	expiring int
 
 	cas       uint64 // last CAS sequence number issued here
 	oldestCAS uint64 // memcached's settings.oldest_cas, for this stripe
@@ -55,6 +59,9 @@ func (s *stripe) linkLocked(h uint64, it slab.Handle) {
 	s.items.SetHNext(it, s.buckets[b])
 	s.buckets[b] = it
 	s.alloc.Link(it)
+	if s.items.Exptime(it) != 0 {
+		s.expiring++
+	}
 	s.count++
 	s.bytes += int64(slab.ItemSize(len(s.items.Key(it)), len(s.items.Value(it))))
 	s.st.totalItems++
@@ -80,7 +87,22 @@ func (s *stripe) unhashLocked(it slab.Handle) {
 		prev = cur
 	}
 	s.count--
+	if s.items.Exptime(it) != 0 {
+		s.expiring--
+	}
 	s.bytes -= int64(slab.ItemSize(len(key), len(s.items.Value(it))))
+}
+
+// setExptimeLocked changes a linked item's expiry, keeping expiring right.
+func (s *stripe) setExptimeLocked(it slab.Handle, exp uint32) {
+	if old := s.items.Exptime(it); (old != 0) != (exp != 0) {
+		if exp != 0 {
+			s.expiring++
+		} else {
+			s.expiring--
+		}
+	}
+	s.items.SetExptime(it, exp)
 }
 
 // removeLocked unlinks it from the index and LRU and frees its chunk.
