@@ -394,12 +394,14 @@ func RewriteSection(path, section string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// manyCaches is T7, memhive only: T1 with every connection on its own
-// cache among 1,000, against T1 with every connection on one cache, both
-// logged in with MemCachier's text login.
+// manyCaches is T7, memhive only: T1 spread over 1,000 caches, against T1
+// on one cache, both logged in with MemCachier's text login. Each of T1's
+// 50 connections works on its own cache and T1's key space is split among
+// them, so both sides hold the same number of items: what differs is only
+// that the requests go to 50 engines instead of one.
 func (c *CompareConfig) manyCaches(ctx context.Context, dir string) (Row, error) {
 	const caches, token = 1000, "bench-token"
-	w := Workload{ID: "T7", Name: "T1 with each of the 50 connections on its own cache, 1,000 caches (memhive only; the memcached column is memhive with one cache)",
+	w := Workload{ID: "T7", Name: "T1 spread over 1,000 caches: each of the 50 connections on its own cache, the 100k keys split among them (memhive only; the memcached column is memhive with one cache)",
 		Target: "ops >= 0.95x one cache", Load: Workloads()[0].Load}
 	row := Row{Workload: w, Memhive: Measurement{Server: "memhive, 1,000 caches"}, Memc: Measurement{Server: "memhive, 1 cache"}}
 	p, httpAddr, err := c.memhiveWithHTTP(filepath.Join(dir, "memhive-t7"), max(c.MemoryMiB, 2048),
@@ -422,21 +424,28 @@ func (c *CompareConfig) manyCaches(ctx context.Context, dir string) (Row, error)
 	c.logf("T7   created %d caches", caches)
 	load := w.Load
 	load.Addr = addr
-	for _, l := range logins {
-		pre := load
-		pre.Conns, pre.Logins = 4, []Login{l}
-		if err := Prefill(ctx, pre); err != nil {
-			return row, fmt.Errorf("prefill: %w", err)
+	spreadKeys := load.Keys / len(logins)
+	one := []Login{logins[0]}
+	for _, pre := range []struct {
+		logins []Login
+		keys   int
+	}{{one, load.Keys}, {logins[1:], spreadKeys}} {
+		for _, l := range pre.logins {
+			fill := load
+			fill.Conns, fill.Logins, fill.Keys = 4, []Login{l}, pre.keys
+			if err := Prefill(ctx, fill); err != nil {
+				return row, fmt.Errorf("prefill: %w", err)
+			}
 		}
 	}
-	one := []Login{logins[0]}
 	for round := 0; round < c.Rounds; round++ {
 		for _, side := range []struct {
 			m      *Measurement
 			logins []Login
-		}{{&row.Memhive, logins}, {&row.Memc, one}} {
+			keys   int
+		}{{&row.Memhive, logins, spreadKeys}, {&row.Memc, one, load.Keys}} {
 			l := load
-			l.Logins, l.Duration = side.logins, c.Duration
+			l.Logins, l.Keys, l.Duration = side.logins, side.keys, c.Duration
 			r, err := Run(ctx, l)
 			if err != nil {
 				return row, err

@@ -107,7 +107,7 @@ func NewMemory(cfg Config) (*Memory, error) {
 	if int64(pages)*int64(pageSize)/slab.ChunkAlign >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: memory %d bytes is more than item handles address", ErrConfig, cfg.MemoryBytes)
 	}
-	classes, err := slab.NewClasses(pageSize, line, cfg.GrowthFactor)
+	classes, err := slab.NewClasses(pageSize, slab.ChunkAlign, cfg.GrowthFactor)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}

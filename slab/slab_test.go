@@ -6,7 +6,7 @@ import (
 
 const testPage = 64 * 1024
 
-func TestClassesAreCacheLineMultiples(t *testing.T) {
+func TestClassesAreAlignmentMultiples(t *testing.T) {
 	for _, line := range []int{32, 64, 128} {
 		c, err := NewClasses(1<<20+128, line, 1.25)
 		if err != nil {
