@@ -50,8 +50,12 @@ func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) 
 		cs.out = append(cs.out, codec.ReplyUnauthenticated...)
 		return true
 	}
-	if !s.login(cs, r.Key, r.Value) {
+	switch s.login(cs, r.Key, r.Value) {
+	case loginFailed:
 		cs.out = append(cs.out, codec.ReplyAuthFailure...)
+		return true
+	case loginThrottled:
+		cs.out = append(cs.out, throttledText...)
 		return true
 	}
 	if !r.NoReply {
@@ -69,14 +73,14 @@ func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 	if r.Cmd == codec.CmdSASLList {
 		return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("PLAIN"))
 	}
-	ok, attempted := false, false
+	result, attempted := loginFailed, false
 	if r.Cmd == codec.CmdSASLAuth && bytes.Equal(r.Key, []byte("PLAIN")) {
 		authz, username, password, valid := codec.ParseSASLPlain(r.Value)
 		if valid && (len(authz) == 0 || bytes.Equal(authz, username)) {
-			ok, attempted = s.login(cs, username, password), true
+			result, attempted = s.login(cs, username, password), true
 		}
 	}
-	if !ok {
+	if result != loginOK {
 		if !attempted {
 			cs.stats.authCmds.Add(1)
 			cs.stats.authErrors.Add(1)
@@ -84,23 +88,51 @@ func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 		if !s.tenants.Local() {
 			s.unbind(cs)
 		}
-		return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, "Auth failure.")
+		msg := "Auth failure."
+		if result == loginThrottled {
+			msg = throttledBinary
+		}
+		return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, msg)
 	}
 	return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
 }
 
+// loginResult is the outcome of a login attempt.
+type loginResult int
+
+const (
+	loginOK loginResult = iota
+	loginFailed
+	loginThrottled // refused unchecked: too many failures from the address
+)
+
+// The answers to a login refused by the throttle, text and binary.
+const (
+	throttledText   = "CLIENT_ERROR too many authentication failures from this address; try again later\r\n"
+	throttledBinary = "Too many authentication failures from this address; try again later."
+)
+
 // login checks a username and password and, when they are right, binds
-// the connection to the credential's cache; it counts the attempt. In
-// local mode (--auth none) any credentials are accepted and the
-// connection stays on the default cache, as a memcached without SASL lets
-// every client in.
-func (s *Server) login(cs *conn, username, password []byte) bool {
+// the connection to the credential's cache; it counts the attempt, and a
+// failure against the source address's allowance. In local mode (--auth
+// none) any credentials are accepted and the connection stays on the
+// default cache, as a memcached without SASL lets every client in.
+func (s *Server) login(cs *conn, username, password []byte) loginResult {
 	if s.tenants.Local() {
 		cs.stats.authCmds.Add(1)
-		return true
+		return loginOK
+	}
+	if s.throttle.blocked(cs.peer) {
+		cs.stats.authCmds.Add(1)
+		cs.stats.authErrors.Add(1)
+		return loginThrottled
 	}
 	u, tn := s.tenants.authenticate(username, password)
 	if u == nil {
+		if s.throttle.fail(cs.peer) {
+			s.log.Warn("refusing logins from an address after repeated failures",
+				"addr", cs.peer.String(), "failures", s.throttle.limit, "window", s.throttle.window.String())
+		}
 		if tn != nil {
 			// Count the failure against the cache the username names.
 			sh := tn.stats.shard(cs.fd)
@@ -110,11 +142,11 @@ func (s *Server) login(cs *conn, username, password []byte) bool {
 			cs.stats.authCmds.Add(1)
 			cs.stats.authErrors.Add(1)
 		}
-		return false
+		return loginFailed
 	}
 	s.bind(cs, u.cache, u)
 	cs.stats.authCmds.Add(1)
-	return true
+	return loginOK
 }
 
 // bind attaches the connection to a cache (and credential: nil in local
@@ -169,8 +201,8 @@ func (s *Server) revoked(tn *tenant, u *user) bool {
 func (s *Server) closeRevoked() {
 	s.conns.Range(func(_, v any) bool {
 		cs := v.(*conn)
-		if cs.gc != nil && s.revoked(cs.sharedTenant.Load(), cs.sharedUser.Load()) {
-			cs.gc.Close()
+		if cs.closer != nil && s.revoked(cs.sharedTenant.Load(), cs.sharedUser.Load()) {
+			cs.closer.Close()
 		}
 		return true
 	})

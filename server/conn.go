@@ -1,10 +1,10 @@
 package server
 
 import (
+	"io"
+	"net/netip"
 	"sync/atomic"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 
 	"github.com/memhive/memhive/codec"
 )
@@ -28,14 +28,17 @@ type conn struct {
 	in      []byte      // an incomplete request carried over to the next read
 	swallow int         // input bytes still to discard (data of a refused storage command)
 	flushed int         // length of out that memcached would already have sent
+	held    atomic.Bool // requests wait in in until the client reads its replies
+	waking  atomic.Bool // a goroutine is waking the event loop to run held requests
 	closing atomic.Bool // closing once the queued output is written
 	closed  atomic.Bool // OnClose has run
 	stats   *statShard
 
-	fd      int
-	remote  string
+	fd      int    // the socket, or a negative id for a TLS connection
+	remote  string // host:port
+	peer    netip.Addr
 	lastCmd atomic.Uint32 // server time of the last request, read by "stats conns"
-	gc      gnet.Conn     // for closing it from another goroutine
+	closer  io.Closer     // closes it from another goroutine
 	opened  time.Time
 
 	// tenant and user are the cache and credential the connection uses

@@ -6,10 +6,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -33,7 +36,19 @@ type Config struct {
 	// AuthTimeout closes connections that have not authenticated this
 	// long after they opened (SASL mode); 0 means 5 s.
 	AuthTimeout time.Duration
-	Logger      *slog.Logger
+	// IdleTimeout closes connections that send no request for this long
+	// (memcached's -o idle_timeout); 0 means never.
+	IdleTimeout time.Duration
+	// AuthFailLimit is how many failed logins a source address may make
+	// in AuthFailWindow before its logins are refused for the rest of
+	// the window; 0 means no limit. AuthFailWindow 0 means a minute.
+	AuthFailLimit  int
+	AuthFailWindow time.Duration
+	// TLSListen, if set, is a host:port where TLS connections are served
+	// with TLS (which must then be set).
+	TLSListen string
+	TLS       *tls.Config
+	Logger    *slog.Logger
 }
 
 // Server serves the memcache protocols for the caches of a Tenants. Start
@@ -53,7 +68,15 @@ type Server struct {
 
 	stats     connStats // the process's connections; unauthenticated ones' traffic
 	verbosity atomic.Int32
-	conns     sync.Map // fd -> *conn, for "stats conns"
+	conns     sync.Map // fd (or negative TLS id) -> *conn, for "stats conns" and closing
+	throttle  *authThrottle
+	// inputLimit bounds a connection's buffered, unprocessed input: a
+	// whole largest item and its command line, or a multi-get line that
+	// long.
+	inputLimit int
+
+	tls      tlsListener
+	stopping atomic.Bool // Stop has begun: connections close once answered
 }
 
 // New makes a server for the caches of t. It closes the connections a
@@ -71,6 +94,9 @@ func New(cfg Config, t *Tenants) *Server {
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 5 * time.Second
 	}
+	if cfg.AuthFailWindow <= 0 {
+		cfg.AuthFailWindow = time.Minute
+	}
 	s := &Server{
 		cfg:     cfg,
 		tenants: t,
@@ -80,17 +106,30 @@ func New(cfg Config, t *Tenants) *Server {
 		started: time.Now(),
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
+
+		throttle:   newAuthThrottle(cfg.AuthFailLimit, cfg.AuthFailWindow),
+		inputLimit: t.mem.MaxItemSize() + inputSlack,
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
 	t.revoke = s.closeRevoked
 	return s
 }
 
-// Run listens and serves until Stop is called or the listener fails.
+// inputSlack is what a connection may buffer beyond the largest item: its
+// command line and the next request's start.
+const inputSlack = 64 << 10
+
+// Run listens and serves until Stop is called or a listener fails.
 func (s *Server) Run() error {
 	defer close(s.done)
 	if _, _, err := net.SplitHostPort(s.cfg.Listen); err != nil {
 		return fmt.Errorf("server: listen address %q: %w", s.cfg.Listen, err)
+	}
+	if s.cfg.TLSListen != "" {
+		if err := s.listenTLS(); err != nil {
+			return err
+		}
+		defer s.stopTLS()
 	}
 	return gnet.Run(s, "tcp://"+s.cfg.Listen,
 		gnet.WithMulticore(true),
@@ -99,27 +138,44 @@ func (s *Server) Run() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(0),
 		gnet.WithLogger(gnetLogger{s.log}),
-		gnet.WithTicker(!s.tenants.Local()),
+		gnet.WithTicker(!s.tenants.Local() || s.cfg.IdleTimeout > 0),
 	)
 }
 
 // Ready is closed once the server accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Stop closes the listener and every connection. It returns at once if
-// Run has already ended.
+// Stop shuts the server down gracefully: new connections are refused,
+// every open one runs the requests it has received, writes the replies
+// and closes, and once they all have (or ctx ends) the event loops stop.
+// TLS connections are closed at once. Stop returns at once if Run has
+// already ended.
 func (s *Server) Stop(ctx context.Context) error {
 	select {
 	case <-s.ready:
-		return s.gnetEng.Stop(ctx)
 	case <-s.done:
 		return nil
 	}
+	s.stopping.Store(true)
+	s.stopTLS()
+	s.conns.Range(func(_, v any) bool {
+		if g, ok := v.(*conn).closer.(gnet.Conn); ok {
+			g.Wake(nil)
+		}
+		return true
+	})
+	for s.stats.currConns.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.gnetEng.Stop(ctx)
 }
 
 // OnBoot records the running gnet engine.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.gnetEng = eng
+	if s.tls.ln != nil {
+		go s.acceptTLS()
+	}
 	close(s.ready)
 	return gnet.None
 }
@@ -127,52 +183,100 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 // OnOpen sets up per-connection state, refusing connections past MaxConns
 // with memcached's error line.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	cs := s.open(c.Fd(), c.RemoteAddr(), c)
+	if cs == nil {
+		c.SetContext(nil)
+		return []byte(s.refusal()), gnet.Close
+	}
+	c.SetContext(cs)
+	return nil, gnet.None
+}
+
+// tooManyConns is memcached's answer to a connection past -c;
+// shuttingDown answers one that arrives while the server stops.
+const (
+	tooManyConns = "ERROR Too many open connections\r\n"
+	shuttingDown = "SERVER_ERROR shutting down\r\n"
+)
+
+// refusal is the line for a connection open refused.
+func (s *Server) refusal() string {
+	if s.stopping.Load() {
+		return shuttingDown
+	}
+	return tooManyConns
+}
+
+// open counts a new connection and makes its state, or returns nil when
+// it is one too many (counted in rejected_connections); either way the
+// caller calls closeConn when it ends.
+func (s *Server) open(fd int, remote net.Addr, closer io.Closer) *conn {
 	n := s.stats.currConns.Add(1)
 	s.stats.totalConns.Add(1)
-	if int(n) > s.cfg.MaxConns {
+	if int(n) > s.cfg.MaxConns || s.stopping.Load() {
 		s.stats.rejectedConns.Add(1)
-		c.SetContext(nil)
-		return []byte("ERROR Too many open connections\r\n"), gnet.Close
+		return nil
 	}
 	cs := newConn()
-	cs.stats = s.stats.shard(c.Fd())
-	cs.fd = c.Fd()
-	cs.gc = c
+	cs.stats = s.stats.shard(fd)
+	cs.fd = fd
+	cs.closer = closer
 	cs.opened = time.Now()
-	if a := c.RemoteAddr(); a != nil {
-		cs.remote = a.String()
+	if remote != nil {
+		cs.remote = remote.String()
+		if ap, err := netip.ParseAddrPort(cs.remote); err == nil {
+			cs.peer = ap.Addr().Unmap()
+		}
 	}
 	cs.lastCmd.Store(s.clock.Now())
 	if s.tenants.Local() {
 		s.bind(cs, s.tenants.local, nil)
 	}
 	s.conns.Store(cs.fd, cs)
-	c.SetContext(cs)
-	return nil, gnet.None
+	return cs
 }
 
-// OnClose releases per-connection state.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+// closeConn releases a connection's state (cs nil: one refused by open).
+func (s *Server) closeConn(cs *conn) {
 	s.stats.currConns.Add(-1)
-	if cs, ok := c.Context().(*conn); ok {
+	if cs != nil {
 		cs.closed.Store(true)
 		s.unbind(cs)
 		s.conns.Delete(cs.fd)
 	}
+}
+
+// OnClose releases per-connection state.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	cs, _ := c.Context().(*conn)
+	s.closeConn(cs)
 	return gnet.None
 }
 
-// authTick is how often connections are checked for --auth-timeout.
+// authTick is how often connections are checked for --auth-timeout and
+// the idle timeout.
 const authTick = 100 * time.Millisecond
 
 // OnTick closes connections that have not authenticated within
-// AuthTimeout (SASL mode only; gnet calls it only when the ticker is on).
+// AuthTimeout (SASL mode) and those idle for IdleTimeout (if set). gnet
+// calls it only when the ticker is on.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	deadline := time.Now().Add(-s.cfg.AuthTimeout)
+	now := time.Now()
+	authDeadline := now.Add(-s.cfg.AuthTimeout)
+	checkAuth := !s.tenants.Local()
+	idleSecs := uint32(s.cfg.IdleTimeout / time.Second)
+	clockNow := s.clock.Now()
 	s.conns.Range(func(_, v any) bool {
 		cs := v.(*conn)
-		if cs.sharedTenant.Load() == nil && cs.opened.Before(deadline) && !cs.closing.Load() {
-			cs.gc.Close()
+		if cs.closing.Load() {
+			return true
+		}
+		unauthenticated := checkAuth && cs.sharedTenant.Load() == nil && cs.opened.Before(authDeadline)
+		// Strictly more than the timeout, as memcached: the clock ticks
+		// in whole seconds.
+		idle := s.cfg.IdleTimeout > 0 && clockNow-cs.lastCmd.Load() > max(idleSecs, 1)
+		if unauthenticated || idle {
+			cs.closer.Close()
 		}
 		return true
 	})
@@ -199,29 +303,21 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	}
-	if s.revoked(cs.tenant, cs.user) {
-		return gnet.Close
+	var closeConn bool
+	if c.OutboundBuffered() >= outputHold {
+		// The client is not reading its replies: run nothing more for it
+		// until it does, keeping what it sends within inputLimit.
+		closeConn = s.hold(cs, buf)
+	} else {
+		closeConn = s.step(cs, buf)
 	}
-	cs.lastCmd.Store(s.clock.Now())
-	if cs.tenant != nil {
-		cs.tenant.touch(s.clock.Unix())
+	if s.stopping.Load() {
+		closeConn = true
 	}
-	if len(cs.in) > 0 {
-		// A request is split across reads: gather it in the connection's
-		// own buffer, so each read costs its own length, not the length of
-		// everything buffered so far (gnet would copy that on every Peek).
-		cs.in = append(cs.in, buf...)
-		buf = cs.in
-	}
-	cs.flushed = 0
-	consumed, closeConn := s.process(cs, buf)
-	cs.stats.bytesRead.Add(uint64(n))
 	if len(cs.out) > 0 {
-		cs.stats.bytesWritten.Add(uint64(len(cs.out)))
 		c.Write(cs.out)
 		cs.resetOut()
 	}
-	cs.keepRest(buf[consumed:])
 	if n > 0 {
 		// Never Discard(0): gnet treats n <= 0 as "discard everything".
 		c.Discard(n)
@@ -235,8 +331,101 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		// close-after-write).
 		cs.closing.Store(true)
 		go closeWhenDrained(c, cs)
+		return gnet.None
+	}
+	if cs.held.Load() && cs.waking.CompareAndSwap(false, true) {
+		go wakeWhileHeld(c, cs)
 	}
 	return gnet.None
+}
+
+// outputHold is the output a connection may have queued, unsent, before
+// the server stops running its requests until the client reads.
+const outputHold = 4 << 20
+
+// step runs every complete request in data (what arrived since the last
+// call, possibly nothing) after the input cs kept from before, leaving
+// the replies in cs.out for the caller to write. It reports whether the
+// connection must close once they are written.
+func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
+	if s.revoked(cs.tenant, cs.user) {
+		return true
+	}
+	buf := data
+	if len(cs.in) > 0 {
+		// A request is split across reads: gather it in the connection's
+		// own buffer, so each read costs its own length, not the length of
+		// everything buffered so far (gnet would copy that on every Peek).
+		cs.in = append(cs.in, data...)
+		buf = cs.in
+	}
+	if cs.held.Load() {
+		cs.held.Store(false)
+	}
+	if len(buf) == 0 {
+		cs.stats.bytesRead.Add(uint64(len(data)))
+		return false
+	}
+	cs.lastCmd.Store(s.clock.Now())
+	if cs.tenant != nil {
+		cs.tenant.touch(s.clock.Unix())
+	}
+	cs.flushed = 0
+	consumed, closeConn := s.process(cs, buf)
+	// Counted after process, so that a login's own bytes count for the
+	// cache it logs in to.
+	cs.stats.bytesRead.Add(uint64(len(data)))
+	cs.stats.bytesWritten.Add(uint64(len(cs.out)))
+	cs.keepRest(buf[consumed:])
+	if !closeConn && len(cs.in) > s.inputLimit {
+		cs.out = append(cs.out, inputTooLarge...)
+		return true
+	}
+	return closeConn
+}
+
+// inputTooLarge answers a connection whose unprocessed input outgrew
+// inputLimit: a multi-get line longer than the largest item, or requests
+// sent while the replies to earlier ones are not being read.
+const inputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
+
+// hold keeps data unprocessed for a client that is not reading its
+// replies; it reports whether the connection must close because the
+// held input outgrew inputLimit.
+func (s *Server) hold(cs *conn, data []byte) (closeConn bool) {
+	cs.stats.bytesRead.Add(uint64(len(data)))
+	cs.in = append(cs.in, data...)
+	cs.held.Store(true)
+	if len(cs.in) > s.inputLimit {
+		cs.out = append(cs.out, inputTooLarge...)
+		return true
+	}
+	return false
+}
+
+// holdWake is how often a held connection's event loop is woken to see
+// whether the client has read enough to go on.
+const holdWake = 2 * time.Millisecond
+
+// wakeWhileHeld wakes a held connection's event loop until its held
+// requests have run (OnTraffic clears cs.held) or it closes. gnet calls
+// OnTraffic only when bytes arrive or on Wake, and a held connection may
+// receive nothing more.
+func wakeWhileHeld(c gnet.Conn, cs *conn) {
+	for {
+		for cs.held.Load() && !cs.closed.Load() {
+			time.Sleep(holdWake)
+			if c.Wake(nil) != nil {
+				break
+			}
+		}
+		cs.waking.Store(false)
+		// The loop may have held the connection again after the check
+		// above and seen this goroutine still running: carry on for it.
+		if !cs.held.Load() || cs.closed.Load() || !cs.waking.CompareAndSwap(false, true) {
+			return
+		}
+	}
 }
 
 // drainLimit bounds how long a closing connection may take to receive its
@@ -272,6 +461,12 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 			}
 		}
 		if consumed == len(buf) {
+			return consumed, false
+		}
+		if len(cs.out) >= outputHold {
+			// Enough replies for one write: run the rest once they are
+			// sent (OnTraffic keeps the connection woken meanwhile).
+			cs.held.Store(true)
 			return consumed, false
 		}
 		if cs.proto == protoUnknown {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -96,6 +97,17 @@ type serveConfig struct {
 	data         string
 	verbosity    int
 	growthFactor float64
+
+	idleTimeout    time.Duration
+	authFailLimit  int
+	authFailWindow time.Duration
+	tlsListen      string
+	tlsCert        string
+	tlsKey         string
+	tlsCA          string
+	logLevel       string
+	logFormat      string
+	stopTimeout    time.Duration
 }
 
 func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
@@ -132,6 +144,16 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.historyKeep, "history-retention", 7*24*time.Hour, "how long stats samples are kept")
 	fs.BoolVar(&c.metricsOpen, "metrics-public", false, "serve /metrics without the admin token")
 	str(&c.data, "data", "", "./data", "directory for the control-plane store")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close connections with no request for this long (memcached's -o idle_timeout; 0: never)")
+	fs.IntVar(&c.authFailLimit, "auth-fail-limit", 20, "failed logins a source address may make per --auth-fail-window before its logins are refused (0: no limit)")
+	fs.DurationVar(&c.authFailWindow, "auth-fail-window", time.Minute, "the window of --auth-fail-limit")
+	fs.StringVar(&c.tlsListen, "tls-listen", "", "address to serve TLS connections on (host:port; needs --tls-cert and --tls-key)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate chain for --tls-listen (reloaded on SIGHUP)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert (reloaded on SIGHUP)")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM CA certificates: TLS clients must present a certificate they signed")
+	fs.StringVar(&c.logLevel, "log-level", "info", "least severe log level written: debug, info, warn or error (-v means debug)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text (key=value) or json")
+	fs.DurationVar(&c.stopTimeout, "stop-timeout", 5*time.Second, "on SIGTERM or SIGINT, how long connections get to receive their replies before the process exits")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity")
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
 	if err := fs.Parse(args); err != nil {
@@ -162,6 +184,23 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 	}
 	if c.historyEvery <= 0 || c.historyKeep <= 0 {
 		return c, errors.New("--history-interval and --history-retention must be positive")
+	}
+	if c.idleTimeout < 0 || c.authFailLimit < 0 || c.authFailWindow <= 0 || c.stopTimeout <= 0 {
+		return c, errors.New("--idle-timeout and --auth-fail-limit must not be negative; --auth-fail-window and --stop-timeout must be positive")
+	}
+	if c.tlsListen != "" && (c.tlsCert == "" || c.tlsKey == "") {
+		return c, errors.New("--tls-listen needs --tls-cert and --tls-key")
+	}
+	if c.tlsListen == "" && (c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "") {
+		return c, errors.New("--tls-cert, --tls-key and --tls-ca need --tls-listen")
+	}
+	if _, err := logLevel(c.logLevel, c.verbosity); err != nil {
+		return c, err
+	}
+	switch c.logFormat {
+	case "text", "json":
+	default:
+		return c, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
 	}
 	return c, nil
 }
@@ -209,11 +248,12 @@ func serve(args []string, out, errOut io.Writer) error {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
-	level := slog.LevelInfo
-	if c.verbosity > 0 {
-		level = slog.LevelDebug
+	level, _ := logLevel(c.logLevel, c.verbosity)
+	var handler slog.Handler = slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})
+	if c.logFormat == "json" {
+		handler = slog.NewJSONHandler(errOut, &slog.HandlerOptions{Level: level})
 	}
-	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	log := slog.New(handler)
 	memoryBytes := c.memoryMiB << 20
 	if path := os.Getenv("MEMHIVE_CPUPROFILE"); path != "" {
 		// For profiling under a real load (BENCHMARKS.md says how): the
@@ -267,13 +307,28 @@ func serve(args []string, out, errOut io.Writer) error {
 	}
 	defer tenants.Close()
 
+	var certs *server.Certificates
+	var tlsConfig *tls.Config
+	if c.tlsListen != "" {
+		if certs, err = server.LoadCertificates(c.tlsCert, c.tlsKey); err != nil {
+			return err
+		}
+		if tlsConfig, err = certs.TLSConfig(c.tlsCA); err != nil {
+			return err
+		}
+	}
 	srv := server.New(server.Config{
-		Listen:      c.listen,
-		Threads:     c.threads,
-		MaxConns:    c.maxConns,
-		Verbosity:   c.verbosity,
-		AuthTimeout: c.authTimeout,
-		Logger:      log,
+		Listen:         c.listen,
+		Threads:        c.threads,
+		MaxConns:       c.maxConns,
+		Verbosity:      c.verbosity,
+		AuthTimeout:    c.authTimeout,
+		IdleTimeout:    c.idleTimeout,
+		AuthFailLimit:  c.authFailLimit,
+		AuthFailWindow: c.authFailWindow,
+		TLSListen:      c.tlsListen,
+		TLS:            tlsConfig,
+		Logger:         log,
 	}, tenants)
 
 	var httpSrv *analytics.HTTPServer
@@ -321,6 +376,9 @@ func serve(args []string, out, errOut io.Writer) error {
 		mode = `none: every connection uses the cache "default"`
 	}
 	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
+	if c.tlsListen != "" {
+		fmt.Fprintf(out, "TLS on %s\n", srv.TLSAddr())
+	}
 	if created != nil {
 		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", created.Name, created.ID, created.LimitBytes>>20)
 		printEnv(out, c.listen, password.Username, password.Password)
@@ -330,22 +388,54 @@ func serve(args []string, out, errOut io.Writer) error {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-runErr:
-		if err != nil {
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-runErr:
 			return err
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				reloadCertificates(certs, log)
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
 		}
-		return nil
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
+		break
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The deferred calls then stop the sampler and the HTTP server, close
+	// every cache and close the store, which syncs it.
+	ctx, cancel := context.WithTimeout(context.Background(), c.stopTimeout)
 	defer cancel()
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping server", "err", err)
 	}
 	return nil
+}
+
+// reloadCertificates rereads the TLS certificate on SIGHUP; a bad file
+// keeps the current certificate.
+func reloadCertificates(certs *server.Certificates, log *slog.Logger) {
+	if certs == nil {
+		log.Info("SIGHUP: no TLS certificate to reload")
+		return
+	}
+	if err := certs.Reload(); err != nil {
+		log.Error("SIGHUP: reloading the TLS certificate; keeping the current one", "err", err)
+		return
+	}
+	log.Info("SIGHUP: TLS certificate reloaded")
+}
+
+// logLevel is --log-level, lowered to debug by -v.
+func logLevel(name string, verbosity int) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(name)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", name)
+	}
+	if verbosity > 0 {
+		l = min(l, slog.LevelDebug)
+	}
+	return l, nil
 }
 
 // newCredential is a credential's username with its one-time plaintext

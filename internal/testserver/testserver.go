@@ -217,6 +217,23 @@ func (s *Server) Stop() {
 	}
 }
 
+// Terminate sends SIGTERM and waits up to limit for the process to exit;
+// it returns the exit code, or an error if the process outlived limit
+// (it is then killed).
+func (s *Server) Terminate(limit time.Duration) (int, error) {
+	syscall.Kill(s.Pid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return s.cmd.ProcessState.ExitCode(), nil
+	case <-time.After(limit):
+		s.Kill()
+		return -1, fmt.Errorf("pid %d still running %v after SIGTERM", s.Pid, limit)
+	}
+}
+
+// Signal sends sig to the process.
+func (s *Server) Signal(sig syscall.Signal) error { return syscall.Kill(s.Pid, sig) }
+
 // RSS returns the resident set size of the process in bytes, from /proc.
 func (s *Server) RSS() (int64, error) { return procstat.RSS(s.Pid) }
 
