@@ -520,3 +520,43 @@ func TestMaxConnsAnswersAndCounts(t *testing.T) {
 		t.Fatalf("rejected_connections %s, want 1", got)
 	}
 }
+
+// TestMultiGetReplyIsBounded: one multi-get of more large values than the
+// reply budget (16 MiB by default) gets the values up to the budget and
+// misses for the rest, not a reply as large as the items.
+func TestMultiGetReplyIsBounded(t *testing.T) {
+	s := testserver.StartMemhive(t, "-m", "128")
+	c := dialText(t, s.Addr)
+	value := strings.Repeat("v", 500_000)
+	var keys []string
+	for i := 0; i < 50; i++ {
+		k := fmt.Sprintf("big%d", i)
+		keys = append(keys, k)
+		if got := c.cmd(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(value), value)); got != "STORED" {
+			t.Fatal(got)
+		}
+	}
+	io.WriteString(c.c, "get "+strings.Join(keys, " ")+"\r\n")
+	values := 0
+	for {
+		c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		l := c.line()
+		if l == "END" {
+			break
+		}
+		if l != fmt.Sprintf("VALUE big%d 0 %d", values, len(value)) {
+			t.Fatalf("value %d: %q", values, l)
+		}
+		if _, err := io.CopyN(io.Discard, c.r, int64(len(value)+2)); err != nil {
+			t.Fatal(err)
+		}
+		values++
+	}
+	// 16 MiB of 500,000-byte values: the reply stops at the 34th.
+	if values != 34 {
+		t.Fatalf("%d values in the reply, want 34 (16 MiB of them)", values)
+	}
+	if got := c.cmd("get big49\r\n"); got != "VALUE big49 0 500000" {
+		t.Fatalf("a key left out of the bounded reply is still there: %q", got)
+	}
+}

@@ -40,7 +40,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	}
 	switch r.Cmd {
 	case codec.CmdGet, codec.CmdGets, codec.CmdGat, codec.CmdGats:
-		out = asciiRetrieve(eng, out, r)
+		out = asciiRetrieve(eng, out, r, s.replyBudget)
 	case codec.CmdSet, codec.CmdAdd, codec.CmdReplace, codec.CmdAppend, codec.CmdPrepend, codec.CmdCas:
 		st, _ := eng.Store(storeModes[r.Cmd], r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
 		if st == engine.TooLarge {
@@ -135,11 +135,20 @@ func (s *Server) refused(cs *conn, r *codec.Request) {
 // asciiRetrieve answers get, gets, gat and gats. When the request carries
 // an error (a key too long among the keys), memcached drops the values it
 // had gathered and answers only the error; the lookups still count.
-func asciiRetrieve(eng *engine.Engine, out []byte, r *codec.Request) []byte {
+//
+// A reply that has reached budget bytes takes no more values: the keys
+// left are answered as misses, which a cache may always answer. memcached
+// sends values from item memory without copying; memhive copies them into
+// the connection's output, so a multi-get of many large items must not
+// make that copy as large as the items.
+func asciiRetrieve(eng *engine.Engine, out []byte, r *codec.Request, budget int) []byte {
 	touch := r.Cmd == codec.CmdGat || r.Cmd == codec.CmdGats
 	withCAS := r.Cmd == codec.CmdGets || r.Cmd == codec.CmdGats
 	mark := len(out)
 	for _, key := range r.Keys {
+		if len(out)-mark >= budget {
+			break
+		}
 		var ref engine.Ref
 		var ok bool
 		if touch {

@@ -74,6 +74,8 @@ type Server struct {
 	// whole largest item and its command line, or a multi-get line that
 	// long.
 	inputLimit int
+	// replyBudget bounds the values one multi-get copies into its reply.
+	replyBudget int
 
 	tls      tlsListener
 	stopping atomic.Bool // Stop has begun: connections close once answered
@@ -107,8 +109,9 @@ func New(cfg Config, t *Tenants) *Server {
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 
-		throttle:   newAuthThrottle(cfg.AuthFailLimit, cfg.AuthFailWindow),
-		inputLimit: t.mem.MaxItemSize() + inputSlack,
+		throttle:    newAuthThrottle(cfg.AuthFailLimit, cfg.AuthFailWindow),
+		inputLimit:  t.mem.MaxItemSize() + inputSlack,
+		replyBudget: max(minReplyBudget, 2*t.mem.MaxItemSize()),
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
 	t.revoke = s.closeRevoked
@@ -118,6 +121,9 @@ func New(cfg Config, t *Tenants) *Server {
 // inputSlack is what a connection may buffer beyond the largest item: its
 // command line and the next request's start.
 const inputSlack = 64 << 10
+
+// minReplyBudget is the least a multi-get's reply may carry in values.
+const minReplyBudget = 16 << 20
 
 // Run listens and serves until Stop is called or a listener fails.
 func (s *Server) Run() error {
