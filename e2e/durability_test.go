@@ -27,16 +27,20 @@ type (
 		gone    bool // deleted, acknowledged: must stay gone
 	}
 	credWant struct {
-		cacheID uint32
-		caps    *[3]bool // write, flush, api
-		primary *bool
-		gone    bool
+		cacheID  uint32
+		password string
+		caps     *[3]bool // write, flush, api
+		primary  *bool
+		gone     bool
 	}
 	// acked is every acknowledged (2xx-answered) admin change so far.
 	acked struct {
 		caches map[uint32]*cacheWant
 		creds  map[string]*credWant // by username
 		count  int
+		// unexpected is the first answer that was neither right nor a
+		// sign of the server's death.
+		unexpected string
 	}
 )
 
@@ -57,7 +61,14 @@ type credJSON struct {
 // until a request fails (the server is gone). Each change's expectation is
 // made unknown before the request and set when its 2xx answer arrives.
 func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
-	ok := func(st int, err error, want int) bool { return err == nil && st == want }
+	var step string // the request in flight, for unexpected's message
+	ok := func(st int, err error, want int) bool {
+		if err == nil && st != want {
+			// The server answered, so it was not killed: a real failure.
+			a.unexpected = fmt.Sprintf("round %d: %s: status %d, want %d", round, step, st, want)
+		}
+		return err == nil && st == want
+	}
 	randCaps := func() [3]bool { return [3]bool{rng.Intn(2) == 0, rng.Intn(2) == 0, rng.Intn(2) == 0} }
 	capsBody := func(c [3]bool) map[string]any { return map[string]any{"write": c[0], "flush": c[1], "api": c[2]} }
 	for i := 0; ; i++ {
@@ -69,7 +80,7 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 		}
 		cache := &cacheWant{name: name, limitMB: ptr(1), enabled: ptr(true)}
 		a.caches[l.CacheID] = cache
-		primary := &credWant{cacheID: l.CacheID, caps: &[3]bool{true, true, true}, primary: ptr(true)}
+		primary := &credWant{cacheID: l.CacheID, password: l.Password, caps: &[3]bool{true, true, true}, primary: ptr(true)}
 		a.creds[l.Username] = primary
 		a.count++
 
@@ -85,7 +96,7 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 		if !ok(st, err, 201) {
 			return
 		}
-		second := &credWant{cacheID: l.CacheID, caps: &caps, primary: ptr(makePrimary)}
+		second := &credWant{cacheID: l.CacheID, password: x.Password, caps: &caps, primary: ptr(makePrimary)}
 		a.creds[x.Username] = second
 		if makePrimary {
 			primary.primary = ptr(false)
@@ -96,7 +107,7 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 		var method string
 		var want int
 		var apply func()
-		switch i % 5 {
+		switch i % 7 {
 		case 0: // change the second credential's capabilities
 			caps := randCaps()
 			second.caps = nil
@@ -106,14 +117,48 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 			second.primary, primary.primary = nil, nil
 			method, path, want, body = "POST", fmt.Sprintf("/admin/v1/caches/%d/credentials/primary/%d", l.CacheID, x.ID), 200, nil
 			apply = func() { second.primary, primary.primary = ptr(true), ptr(false) }
-		case 2: // delete it
-			delete(a.creds, x.Username)
+		case 2: // delete it; refused (409) if it is the primary of several
 			method, path, want, body = "DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", l.CacheID, x.ID), 200, nil
-			apply = func() { a.creds[x.Username] = &credWant{cacheID: l.CacheID, gone: true} }
+			if makePrimary {
+				want, apply = 409, func() {}
+				break
+			}
+			delete(a.creds, x.Username)
+			apply = func() { a.creds[x.Username] = &credWant{cacheID: l.CacheID, password: x.Password, gone: true} }
 		case 3: // resize and disable the cache
 			cache.limitMB, cache.enabled = nil, nil
 			method, path, want, body = "PATCH", fmt.Sprintf("/admin/v1/caches/%d", l.CacheID), 200, map[string]any{"memory_limit_mb": 2, "enabled": false}
 			apply = func() { cache.limitMB, cache.enabled = ptr(2), ptr(false) }
+		case 5: // rotate: a new primary replaces the first, which is deleted
+			var y credJSON
+			st, err = h.tryAdmin("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", l.CacheID), capsBody([3]bool{true, true, true}), &y)
+			if !ok(st, err, 201) {
+				return
+			}
+			third := &credWant{cacheID: l.CacheID, password: y.Password, caps: &[3]bool{true, true, true}, primary: ptr(false)}
+			a.creds[y.Username] = third
+			a.count++
+			third.primary, primary.primary, second.primary = nil, nil, nil
+			st, err = h.tryAdmin("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials/primary/%d", l.CacheID, y.ID), nil, nil)
+			if !ok(st, err, 200) {
+				return
+			}
+			third.primary, primary.primary, second.primary = ptr(true), ptr(false), ptr(false)
+			a.count++
+			delete(a.creds, l.Username)
+			method, path, want, body = "DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%s", l.CacheID, l.Username), 200, nil
+			apply = func() { a.creds[l.Username] = &credWant{cacheID: l.CacheID, password: l.Password, gone: true} }
+		case 6: // a plan change up, then down
+			cache.limitMB = nil
+			st, err = h.tryAdmin("PATCH", fmt.Sprintf("/admin/v1/caches/%d", l.CacheID), map[string]any{"memory_limit_mb": 4}, nil)
+			if !ok(st, err, 200) {
+				return
+			}
+			cache.limitMB = ptr(4)
+			a.count++
+			cache.limitMB = nil
+			method, path, want, body = "PATCH", fmt.Sprintf("/admin/v1/caches/%d", l.CacheID), 200, map[string]any{"memory_limit_mb": 3}
+			apply = func() { cache.limitMB = ptr(3) }
 		case 4: // delete the cache
 			delete(a.caches, l.CacheID)
 			delete(a.creds, l.Username)
@@ -129,6 +174,7 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 		if body != nil {
 			b = body
 		}
+		step = method + " " + path
 		st, err = h.tryAdmin(method, path, b, nil)
 		if !ok(st, err, want) {
 			return
@@ -173,6 +219,9 @@ func TestKillNineKeepsAcknowledgedChanges(t *testing.T) {
 		time.Sleep(time.Duration(2+killRng.Intn(60)) * time.Millisecond)
 		h.Kill()
 		<-done
+		if a.unexpected != "" {
+			t.Fatalf("admin API: %s", a.unexpected)
+		}
 		if round%10 == 9 {
 			verifyDirect(t, data, a, round)
 		}
@@ -237,6 +286,38 @@ func verifyAcked(t *testing.T, h *hive, a *acked, round int) {
 	}
 	for user, w := range a.creds {
 		checkCred(t, fmt.Sprintf("after kill %d", round), user, w, creds)
+	}
+	verifyLogins(t, h, a, round)
+}
+
+// verifyLogins logs in on the memcache port with credentials whose state
+// is known: a few acknowledged ones of enabled caches must log in, a few
+// acknowledged deletions must fail (few, to stay under the server's
+// failed-login throttle).
+func verifyLogins(t *testing.T, h *hive, a *acked, round int) {
+	t.Helper()
+	live, dead := 0, 0
+	for user, w := range a.creds {
+		if w.password == "" {
+			continue
+		}
+		cache := a.caches[w.cacheID]
+		switch {
+		case w.gone && dead < 3:
+			dead++
+			tc := dialText(t, h.Addr)
+			if got := tc.asciiLogin(login{Username: user, Password: w.password}); got != "CLIENT_ERROR authentication failure" {
+				t.Fatalf("after kill %d: credential %s, deleted and acknowledged, logs in: %q", round, user, got)
+			}
+			tc.c.Close()
+		case !w.gone && cache != nil && !cache.gone && cache.enabled != nil && *cache.enabled && live < 5:
+			live++
+			tc := dialText(t, h.Addr)
+			if got := tc.asciiLogin(login{Username: user, Password: w.password}); got != "STORED" {
+				t.Fatalf("after kill %d: acknowledged credential %s of cache %s fails to log in: %q", round, user, cache.name, got)
+			}
+			tc.c.Close()
+		}
 	}
 }
 
