@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -596,24 +597,48 @@ func statsGroup(t *testing.T, tc *textConn, group string) []string {
 // once at first start, is the one exception the contract makes).
 func TestPasswordsAreNeverLogged(t *testing.T) {
 	t.Parallel()
-	h, a, _ := twoCaches(t, 8, "-v", "2")
+	// Debug level and JSON logs, and a throttle that the failures below
+	// trip, so that every log path runs.
+	h, a, _ := twoCaches(t, 8, "-v", "2", "--log-format", "json", "--auth-fail-limit", "2")
 	wrong := a
 	wrong.Password = "WRONGPASSWORDMARKER1234"
 	unknown := login{Username: "NOSUCHUSERMARKER", Password: "UNKNOWNUSERPASSWORDMARKER"}
-	for _, l := range []login{a, wrong, unknown} {
+	tc := dialText(t, h.Addr)
+	if got := tc.asciiLogin(a); got != "STORED" {
+		t.Fatalf("login: %q", got)
+	}
+	tc.cmd("set SECRETKEYMARKER 0 0 1\r\nv\r\n")
+	tc.cmd("get SECRETKEYMARKER\r\n")
+	cred := h.createCred(a.CacheID, true, true, true)
+	if st := dialBinary(t, h.Addr).auth(cred); st != 0 {
+		t.Fatalf("SASL login: status %#x", st)
+	}
+	// The failures last: the throttle then refuses this address.
+	for _, l := range []login{wrong, unknown, a} {
 		dialText(t, h.Addr).asciiLogin(l)
 		dialBinary(t, h.Addr).auth(l)
 	}
-	tc := dialText(t, h.Addr)
-	tc.asciiLogin(a)
-	tc.cmd("set k 0 0 1\r\nv\r\n")
-	cred := h.createCred(a.CacheID, true, true, true)
-	dialBinary(t, h.Addr).auth(cred)
+	// A wrong admin token, on every kind of path.
+	for _, path := range []string{"/admin/v1/caches", "/metrics", "/admin/v1/caches/1/credentials"} {
+		req, _ := http.NewRequest("GET", "http://"+h.http+path, nil)
+		req.Header.Set("Authorization", "Bearer WRONGTOKENMARKER")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Fatalf("%s with a wrong admin token: status %d, want 401", path, resp.StatusCode)
+			}
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	out := h.Output()
-	for _, p := range []string{a.Password, wrong.Password, unknown.Password, cred.Password} {
+	// The output's start is serve's own banner with the default cache's
+	// credential, printed once to stdout on purpose; the logs follow it.
+	if !strings.Contains(out, "refusing logins from an address") {
+		t.Fatalf("the throttle did not log; output:\n%s", out)
+	}
+	for _, p := range []string{a.Password, wrong.Password, unknown.Password, cred.Password, h.token, "WRONGTOKENMARKER", "SECRETKEYMARKER"} {
 		if strings.Contains(out, p) {
-			t.Fatalf("the server's output holds a password %q:\n%s", p, out)
+			t.Fatalf("the server's output holds a secret or key %q:\n%s", p, out)
 		}
 	}
 }
