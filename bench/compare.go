@@ -35,6 +35,7 @@ type Workload struct {
 	Prefill  int  // keys to store before measuring (0: none)
 	SASL     bool // every connection authenticates (binary SASL)
 	Idle     int  // idle connections held open while measuring
+	TLS      bool // both servers serve TLS with a throwaway certificate
 }
 
 // Workloads are the targets' workloads; Load.Addr and Logins are filled
@@ -47,12 +48,15 @@ func Workloads() []Workload {
 	t2b.Protocol = "binary"
 	t3 := t1
 	t3.Protocol = "binary"
+	t9 := t1
+	t9.TLS = true
 	return []Workload{
 		{ID: "T1", Name: "text, 50 conns, pipeline 1, 1:10, 100 B, 100k keys", Target: "ops >= 1.10, p99 <= 1.0", Load: t1, Prefill: 100000},
 		{ID: "T2", Name: "T1 with pipeline 16", Target: "ops >= 2.0", Load: t2, Prefill: 100000},
 		{ID: "T2b", Name: "binary, pipeline 16, otherwise T1", Target: "ops >= 1.0", Load: t2b, Prefill: 100000},
 		{ID: "T3", Name: "binary, every connection SASL-authenticated, otherwise T1", Target: "ops >= 1.10", Load: t3, Prefill: 100000, SASL: true},
 		{ID: "T6", Name: "T1 plus 10,000 idle connections", Target: "ops >= 0.9x T1, <= 8 KiB per idle conn", Load: t1, Prefill: 100000, Idle: 10000},
+		{ID: "T9", Name: "T1 over TLS (memcached -Z; memhive --tls-listen), ECDSA P-256 certificate", Target: "recorded (reliability issue)", Load: t9, Prefill: 100000, TLS: true},
 	}
 }
 
@@ -86,8 +90,17 @@ func (c *CompareConfig) server(name string, w Workload, dir string) (*Proc, []Lo
 	mem := fmt.Sprint(c.MemoryMiB)
 	threads := fmt.Sprint(c.Threads)
 	conns := "20000"
+	var certFile, keyFile string
+	if w.TLS {
+		if certFile, keyFile, err = writeThrowawayCert(dir); err != nil {
+			return nil, nil, err
+		}
+	}
 	if name == "memcached" {
 		argv := []string{c.Memcached, "-l", host, "-p", port, "-U", "0", "-m", mem, "-t", threads, "-c", conns}
+		if w.TLS {
+			argv = append(argv, "-Z", "-o", "ssl_chain_cert="+certFile+",ssl_key="+keyFile)
+		}
 		if os.Geteuid() == 0 {
 			argv = append(argv, "-u", "root")
 		}
@@ -112,7 +125,18 @@ func (c *CompareConfig) server(name string, w Workload, dir string) (*Proc, []Lo
 		auth = "sasl"
 	}
 	argv := []string{c.Memhive, "serve", "--listen", addr, "--http", "off", "--data", data, "-m", mem, "-t", threads, "-c", conns, "--auth", auth}
+	var tlsAddr string
+	if w.TLS {
+		if tlsAddr, err = FreeAddr(); err != nil {
+			return nil, nil, err
+		}
+		argv = append(argv, "--tls-listen", tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
+	}
 	p, err := StartProc(name, addr, argv, nil)
+	if err == nil && w.TLS {
+		// Started (and waited for) on the plain port; measured on TLS.
+		p.Addr = tlsAddr
+	}
 	if err != nil || !w.SASL {
 		return p, nil, err
 	}

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("memhive-bench run", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:11211", "server address")
 	fs.StringVar(&c.Protocol, "protocol", "text", "text or binary")
+	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS (the server's certificate is not verified)")
 	fs.StringVar(&user, "username", "", "log every connection in (binary: SASL PLAIN; text: MemCachier's set login)")
 	fs.StringVar(&pass, "password", "", "password for --username")
 	fs.IntVar(&c.Conns, "connections", 50, "connections")
