@@ -467,26 +467,6 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 	return n, nil
 }
 
-// metaASCII answers the meta commands (mg ms md mn ma me) with "ERROR" for
-// now. ms carries a data block: where memcached would read or swallow it,
-// Swallow covers it so that it is never run as commands.
-func (p *Parser) metaASCII(buf []byte, n int, t *lineTokens, req *Request) (int, error) {
-	errorLine(req, n, errLineError)
-	if t.tok(0)[1] != 's' {
-		return n, nil
-	}
-	// process_mset_command learns the data length only past these checks.
-	const maxMetaTokens = 20 // MFLAG_MAX_OPT_LENGTH
-	if t.ntokens <= 3 || t.ntokens > maxMetaTokens || len(t.tok(1)) > MaxKeyLen {
-		return n, nil
-	}
-	vlen, ok := safeStrtol(t.tok(2))
-	if !ok || vlen < 0 || vlen > math.MaxInt32-2 {
-		return n, nil
-	}
-	req.Swallow = int(vlen) + 2
-	return n, nil
-}
 
 // The number parsers below reproduce memcached's safe_strto* (util.c) on a
 // 64-bit Linux, quirks included: leading white space and a sign are

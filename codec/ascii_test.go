@@ -137,14 +137,30 @@ var asciiCases = []struct {
 	{"cache_memlimit\r\n", `n=16 error reply="ERROR\r\n"`},
 	{"lru\r\n", `n=5 error reply="ERROR\r\n"`},
 
-	// Meta commands: ERROR for now, ms's data swallowed where memcached would read it.
-	{"mn\r\n", `n=4 error reply="ERROR\r\n"`},
-	{"mg k v\r\n", `n=8 error reply="ERROR\r\n"`},
-	{"ms k 2\r\nab\r\n", `n=8 error reply="ERROR\r\n" swallow=4`},
-	{"ms k 2 T10 F5\r\nab\r\n", `n=15 error reply="ERROR\r\n" swallow=4`},
-	{"ms k\r\n", `n=6 error reply="ERROR\r\n"`},
-	{"ms k x\r\n", `n=8 error reply="ERROR\r\n"`},
-	{"ms " + k251 + " 2\r\n", `n=258 error reply="ERROR\r\n"`},
+	{"mn\r\n", `n=4 mn flush`},
+	{"mg k v\r\n", `n=8 mg key="k"`},
+	{"ms k 2\r\nab\r\n", `n=12 ms key="k" value="ab"`},
+	{"ms k 2 T10 F5\r\nab\r\n", `n=19 ms key="k" value="ab" flags=5 exp=10`},
+	{"ms k 2 q\r\nabXY", `n=14 error key="k" reply="CLIENT_ERROR bad data chunk\r\n"`},
+	{"ms k\r\n", `n=6 error reply="CLIENT_ERROR bad command line format\r\n"`},
+	{"ms k x\r\n", `n=8 error reply="CLIENT_ERROR bad command line format\r\n"`},
+	{"ms " + k251 + " 2\r\n", `n=258 error reply="CLIENT_ERROR bad command line format\r\n"`},
+	{"ms k 2 Z\r\nab\r\n", `n=10 error key="k" reply="CLIENT_ERROR invalid flag\r\n" swallow=4`},
+	{"ms k 2 MX\r\nab\r\n", `n=11 error key="k" reply="CLIENT_ERROR invalid mode for ms M token\r\n" swallow=4`},
+	{"md k q\r\n", `n=8 md key="k" noreply`},
+	{"md k k k\r\n", `n=10 error key="k" reply="CLIENT_ERROR invalid or duplicate flag\r\n"`},
+	{"ma k D5 J7 N0\r\n", `n=15 ma key="k" delta=5 initial=7`},
+	{"ma k\r\n", `n=6 ma key="k" delta=1`},
+	{"ma k MX\r\n", `n=9 error key="k" delta=1 reply="CLIENT_ERROR invalid mode for ma M token\r\n"`},
+	{"mg k Tx\r\n", `n=9 error key="k" reply="CLIENT_ERROR bad token in command line format\r\n"`},
+	{"mg k Fx\r\n", `n=9 error key="k" reply="CLIENT_ERROR bad command line format\r\n"`},
+	{"mg a2V5 b v\r\n", `n=13 mg key="key"`},
+	{"mg a2V b\r\n", `n=10 error reply="CLIENT_ERROR error decoding key\r\n"`},
+	{"mg k\r\n", `n=6 mg key="k"`},
+	{"mg\r\n", `n=4 error reply="ERROR\r\n"`},
+	{"me k\r\n", `n=6 me key="k"`},
+	{"me\r\n", `n=4 error reply="CLIENT_ERROR bad command line format\r\n"`},
+	{"mz k\r\n", `n=6 error reply="ERROR\r\n"`},
 	{"mx\r\n", `n=4 error reply="ERROR\r\n"`},
 
 	// Junk.
@@ -201,7 +217,7 @@ func TestParseASCIIMaxItemSize(t *testing.T) {
 		{"set k 0 0 9\r\n123456789\r\n", `n=24 set key="k" value="123456789"`},
 		{"set k 0 0 10\r\n", `n=14 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=12 refused=set`},
 		{"set kk 0 0 9 noreply\r\n", `n=22 error key="kk" noreply swallow=11 refused=set`},
-		{"ms k 10 T0\r\n", `n=12 error reply="ERROR\r\n" swallow=12`},
+		{"ms k 10 T0\r\n", `n=12 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=12 refused=ms`},
 	} {
 		n, err := p.ParseASCII([]byte(c.in), &r)
 		if got := describe(n, err, &r); got != c.want {

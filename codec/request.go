@@ -49,6 +49,16 @@ const (
 
 	CmdError // protocol error: see Request.ErrReply, Status, Swallow, Close, Abort
 
+	// The meta commands (ASCII only): Key (decoded when base64), and
+	// Request.Meta for the flags; ms has Value, and Flags, Exptime, CAS
+	// from F, T, C; ma has Delta (D, default 1) and Initial (J).
+	CmdMetaGet    // mg
+	CmdMetaSet    // ms
+	CmdMetaDelete // md
+	CmdMetaArith  // ma
+	CmdMetaNoop   // mn
+	CmdMetaDebug  // me
+
 	// CmdAdmin is an ASCII operator command memcached 1.6.18 has but the
 	// codec does not interpret: Key is its name (slabs, cache_memlimit,
 	// lru_crawler, watch, lru, extstore, refresh_certs) and Keys its
@@ -65,6 +75,8 @@ var commandNames = [...]string{
 	CmdVersion: "version", CmdVerbosity: "verbosity", CmdQuit: "quit", CmdNoop: "noop",
 	CmdSASLList: "sasl_list", CmdSASLAuth: "sasl_auth", CmdSASLStep: "sasl_step",
 	CmdError: "error", CmdAdmin: "admin",
+	CmdMetaGet: "mg", CmdMetaSet: "ms", CmdMetaDelete: "md", CmdMetaArith: "ma",
+	CmdMetaNoop: "mn", CmdMetaDebug: "me",
 }
 
 // String returns the command's lower-case name, for logs and tests.
@@ -159,6 +171,8 @@ type Request struct {
 	// (ASCII set; binary SET and SETQ, with or without CAS), and the ASCII
 	// protocol counts it in store_too_large (binary does not).
 	Refused Command
+
+	meta *Meta // the meta commands' flags, allocated on first use
 }
 
 // Parser parses requests. Its fields are read-only after first use, so one
@@ -187,5 +201,5 @@ func (p *Parser) tooLarge(nkey, vlen int) bool {
 
 // reset clears req for a new parse, keeping Keys' storage.
 func (req *Request) reset() {
-	*req = Request{Keys: req.Keys[:0]}
+	*req = Request{Keys: req.Keys[:0], meta: req.meta}
 }

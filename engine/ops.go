@@ -162,6 +162,23 @@ func (e *Engine) Unlink(key []byte) {
 // binary set, add or replace with a CAS is ModeCAS). It returns the
 // outcome and, when stored, the item's new CAS value.
 func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value []byte, cas uint64) (Status, uint64) {
+	return e.StoreMeta(mode, key, flags, exptime, value, cas, StoreOptions{})
+}
+
+// StoreOptions are the meta protocol's additions to a store (ms).
+type StoreOptions struct {
+	// Stale (ms I with C): a CAS value lower than the item's stores the
+	// value anyway, marked stale, keeping the item's expiry and token.
+	Stale bool
+	// KeyBinary marks the item's key as sent base64-encoded.
+	KeyBinary bool
+	// SetCAS (ms E) gives the new item CASValue instead of a fresh one.
+	SetCAS   bool
+	CASValue uint64
+}
+
+// StoreMeta is Store with the meta protocol's options.
+func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, value []byte, cas uint64, o StoreOptions) (Status, uint64) {
 	if len(key)+len(value) > e.cfg.MaxItemSize {
 		return TooLarge, 0
 	}
@@ -173,6 +190,14 @@ func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value
 	defer s.mu.Unlock()
 	s.st.cmdSet++
 	old := s.getLocked(h, key, now, false)
+	var iflags uint8
+	if o.KeyBinary {
+		iflags = slab.ItemKeyBinary
+	}
+	newCAS := uint64(0)
+	if o.SetCAS {
+		newCAS = o.CASValue
+	}
 
 	if old == 0 {
 		switch mode {
@@ -182,7 +207,7 @@ func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value
 		case ModeReplace, ModeAppend, ModePrepend:
 			return NotStored, 0
 		}
-		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, iflags, newCAS)
 	}
 
 	switch mode {
@@ -190,14 +215,22 @@ func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value
 		s.touchLRULocked(old, now)
 		return NotStored, 0
 	case ModeCAS:
-		if oldCAS := s.items.CAS(old); cas != oldCAS {
+		oldCAS := s.items.CAS(old)
+		if cas != 0 && cas < oldCAS && o.Stale {
+			// memcached's CAS_STALE: an older writer's value, kept as
+			// stale until someone wins the token to recache it.
+			s.st.casHits++
+			iflags |= slab.ItemStale | s.items.IFlags(old)&slab.ItemTokenSent
+			return s.storeNewLocked(h, key, flags, s.items.Exptime(old), now, value, nil, iflags, newCAS)
+		}
+		if cas != oldCAS {
 			s.st.casBadval++
 			return Exists, 0
 		}
 		s.st.casHits++
-		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, iflags, newCAS)
 	case ModeSet, ModeReplace:
-		return s.storeNewLocked(h, key, flags, exp, now, value, nil, false)
+		return s.storeNewLocked(h, key, flags, exp, now, value, nil, iflags, newCAS)
 	case ModeAppend, ModePrepend:
 		if cas != 0 && cas != s.items.CAS(old) {
 			return Exists, 0
@@ -210,18 +243,19 @@ func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value
 		s.scratch = append(s.scratch[:0], oldVal...)
 		oflags, oexp := s.items.Flags(old), s.items.Exptime(old)
 		if mode == ModeAppend {
-			return s.storeNewLocked(h, key, oflags, oexp, now, s.scratch, value, false)
+			return s.storeNewLocked(h, key, oflags, oexp, now, s.scratch, value, iflags, newCAS)
 		}
-		return s.storeNewLocked(h, key, oflags, oexp, now, value, s.scratch, false)
+		return s.storeNewLocked(h, key, oflags, oexp, now, value, s.scratch, iflags, newCAS)
 	}
 	return NotStored, 0
 }
 
-// storeNewLocked allocates an item holding first+second, replaces any
-// item with the same key, and links it. A failed allocation on a set
-// drops the old item too, so that a stale value does not outlive a write
-// that was acknowledged as failed (memcached does the same).
-func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, first, second []byte, fetched bool) (Status, uint64) {
+// storeNewLocked allocates an item holding first+second, with the state
+// bits iflags and CAS value cas (0: a fresh one), replaces any item with
+// the same key, and links it. A failed allocation on a set drops the old
+// item too, so that a stale value does not outlive a write that was
+// acknowledged as failed (memcached does the same).
+func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, first, second []byte, iflags uint8, cas uint64) (Status, uint64) {
 	n := len(first) + len(second)
 	it := s.alloc.Alloc(slab.ItemSize(len(key), n))
 	if it == 0 {
@@ -235,10 +269,12 @@ func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, fi
 	v := s.items.Value(it)
 	copy(v, first)
 	copy(v[len(first):], second)
-	cas := s.nextCAS()
+	if cas == 0 {
+		cas = s.nextCAS()
+	}
 	s.items.SetCAS(it, cas)
-	if fetched {
-		s.items.SetIFlags(it, slab.ItemFetched)
+	if iflags != 0 {
+		s.items.SetIFlags(it, iflags)
 	}
 	// The allocation may have evicted the old item; look it up again.
 	if old := s.findLocked(h, key); old != 0 {
@@ -261,39 +297,47 @@ type DeltaResult struct {
 func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult) {
 	h := hash(key)
 	s := e.stripeFor(h)
-	now := e.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st, res, _ := s.deltaLocked(h, key, incr, delta, cas, create, initial, exptime)
+	return st, res
+}
+
+// deltaLocked is Delta under the stripe's lock; on OK it also returns the
+// item, which the caller may go on reading while it holds the lock.
+func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult, slab.Handle) {
+	e := s.e
+	now := e.clock.Now()
 	it := s.getLocked(h, key, now, false)
 	if it == 0 {
 		if create {
 			var buf [20]byte
 			digits := strconv.AppendUint(buf[:0], initial, 10)
-			st, newCAS := s.storeNewLocked(h, key, 0, e.clock.RelTime(exptime), now, digits, nil, false)
+			st, newCAS := s.storeNewLocked(h, key, 0, e.clock.RelTime(exptime), now, digits, nil, 0, 0)
 			if st != Stored {
-				return st, DeltaResult{}
+				return st, DeltaResult{}, 0
 			}
-			return OK, DeltaResult{Value: initial, CAS: newCAS}
+			return OK, DeltaResult{Value: initial, CAS: newCAS}, s.findLocked(h, key)
 		}
 		if incr {
 			s.st.incrMisses++
 		} else {
 			s.st.decrMisses++
 		}
-		return NotFound, DeltaResult{}
+		return NotFound, DeltaResult{}, 0
 	}
 	v := s.items.Value(it)
 	// memcached's order: an empty value is not a number, before the CAS
 	// check; the digits are read after it.
 	if len(v) == 0 {
-		return NonNumeric, DeltaResult{}
+		return NonNumeric, DeltaResult{}, 0
 	}
 	if cas != 0 && s.items.CAS(it) != cas {
-		return Exists, DeltaResult{}
+		return Exists, DeltaResult{}, 0
 	}
 	cur, ok := parseCounter(v)
 	if !ok {
-		return NonNumeric, DeltaResult{}
+		return NonNumeric, DeltaResult{}, 0
 	}
 	if incr {
 		cur += delta
@@ -318,14 +362,15 @@ func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, in
 		newCAS := s.nextCAS()
 		s.items.SetCAS(it, newCAS)
 		s.touchLRULocked(it, now)
-		return OK, DeltaResult{Value: cur, CAS: newCAS}
+		return OK, DeltaResult{Value: cur, CAS: newCAS}, it
 	}
-	fetched := s.items.IFlags(it)&slab.ItemFetched != 0
-	st, newCAS := s.storeNewLocked(h, key, s.items.Flags(it), s.items.Exptime(it), now, digits, nil, fetched)
+	// The new item keeps the old one's state bits (fetched, stale, ...).
+	keep := s.items.IFlags(it) &^ slab.ItemLinked
+	st, newCAS := s.storeNewLocked(h, key, s.items.Flags(it), s.items.Exptime(it), now, digits, nil, keep, 0)
 	if st != Stored {
-		return st, DeltaResult{}
+		return st, DeltaResult{}, 0
 	}
-	return OK, DeltaResult{Value: cur, CAS: newCAS}
+	return OK, DeltaResult{Value: cur, CAS: newCAS}, s.findLocked(h, key)
 }
 
 // parseCounter reads a value as memcached's safe_strtoull does on the

@@ -106,6 +106,11 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 		cs.swallow = r.Swallow
 		s.refused(cs, r)
 		closeConn = r.Close
+	case codec.CmdMetaGet, codec.CmdMetaSet, codec.CmdMetaDelete, codec.CmdMetaArith,
+		codec.CmdMetaNoop, codec.CmdMetaDebug:
+		cs.out = out
+		s.execMeta(cs, r)
+		out = cs.out
 	case codec.CmdAdmin:
 		// memcached's operator commands (slabs, lru_crawler, watch, ...)
 		// drive machinery memhive does not have.
@@ -127,7 +132,7 @@ func (s *Server) refused(cs *conn, r *codec.Request) {
 	if !r.Binary {
 		cs.stats.storeTooLarge.Add(1)
 	}
-	if r.Refused == codec.CmdSet && cs.caps()&control.CapWrite != 0 {
+	if (r.Refused == codec.CmdSet || r.Refused == codec.CmdMetaSet) && cs.caps()&control.CapWrite != 0 {
 		cs.tenant.eng.Unlink(r.Key)
 	}
 }

@@ -96,13 +96,14 @@ type statShard struct {
 	storeTooLarge atomic.Uint64
 	authCmds      atomic.Uint64
 	authErrors    atomic.Uint64
-	_             [24]byte
+	metaCmds      atomic.Uint64
+	_             [16]byte
 }
 
 func (c *connStats) shard(fd int) *statShard { return &c.shards[fd&31] }
 
 type connTotals struct {
-	bytesRead, bytesWritten, storeTooLarge, authCmds, authErrors uint64
+	bytesRead, bytesWritten, storeTooLarge, authCmds, authErrors, metaCmds uint64
 }
 
 func (c *connStats) totals() connTotals {
@@ -114,6 +115,7 @@ func (c *connStats) totals() connTotals {
 		t.storeTooLarge += s.storeTooLarge.Load()
 		t.authCmds += s.authCmds.Load()
 		t.authErrors += s.authErrors.Load()
+		t.metaCmds += s.metaCmds.Load()
 	}
 	return t
 }
@@ -128,5 +130,6 @@ func (c *connStats) reset() {
 		s.storeTooLarge.Store(0)
 		s.authCmds.Store(0)
 		s.authErrors.Store(0)
+		s.metaCmds.Store(0)
 	}
 }

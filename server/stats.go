@@ -77,7 +77,7 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("cmd_set", e.CmdSet)
 	l.u("cmd_flush", e.CmdFlush)
 	l.u("cmd_touch", e.CmdTouch)
-	l.u("cmd_meta", 0)
+	l.u("cmd_meta", ct.metaCmds)
 	l.u("get_hits", e.GetHits)
 	l.u("get_misses", e.GetMisses)
 	l.u("get_expired", e.GetExpired)

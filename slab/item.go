@@ -27,7 +27,7 @@ const ChunkAlign = 32
 //	36 cacheID uint32  owning cache (tenant)
 //	40 nkey    uint8   key length
 //	41 class   uint8   size class id
-//	42 iflags  uint8   ItemLinked, ItemFetched
+//	42 iflags  uint8   ItemLinked, ItemFetched, and the meta protocol's bits
 //	43         uint8   unused
 const HeaderSize = 44
 
@@ -50,6 +50,12 @@ const (
 const (
 	ItemLinked  = 1 << 0 // in the hash index and an LRU list
 	ItemFetched = 1 << 1 // read at least once since it was stored
+	// The meta protocol's: marked stale by an invalidation (md I, ms I), a
+	// recache token handed out (mg W), and a key stored base64-encoded
+	// (b), which replies encode again.
+	ItemStale     = 1 << 2
+	ItemTokenSent = 1 << 3
+	ItemKeyBinary = 1 << 4
 )
 
 // ItemSize is the number of bytes an item with the given key and value
@@ -123,7 +129,7 @@ func (m Items) CacheID(h Handle) uint32 { return *m.u32(h, offCacheID) }
 // Class is h's size class.
 func (m Items) Class(h Handle) int { return int(*m.u8(h, offClass)) }
 
-// IFlags is h's state bits (ItemLinked, ItemFetched).
+// IFlags is h's state bits (ItemLinked, ItemFetched, ...).
 func (m Items) IFlags(h Handle) uint8 { return *m.u8(h, offIFlags) }
 
 // SetIFlags replaces h's state bits.

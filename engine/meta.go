@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"github.com/memhive/memhive/slab"
+)
+
+// The meta protocol's operations. memcached answers mg's and ma's return
+// flags in the order the client wrote them, some of which change the item
+// (T, N) and some of which read it (t, c, ...): so these operations return
+// the item still locked, as a Ref, for the protocol layer to walk the flags
+// in order, and Release it after.
+
+// TTL is the item's remaining time to live in seconds, as memcached
+// computes it (unsigned 32-bit server times), or never when it does not
+// expire.
+func (r Ref) TTL() (secs uint32, never bool) {
+	exp := r.s.items.Exptime(r.it)
+	if exp == 0 {
+		return 0, true
+	}
+	return exp - r.s.e.clock.Now(), false
+}
+
+// SetTTL gives the item a new expiry (a client exptime: relative seconds,
+// an absolute unix time, or negative for already expired).
+func (r Ref) SetTTL(exptime int64) {
+	r.s.setExptimeLocked(r.it, r.s.e.clock.RelTime(exptime))
+}
+
+// ExpiresBefore reports whether the item expires, and before the client
+// exptime given (mg R).
+func (r Ref) ExpiresBefore(exptime int64) bool {
+	exp := r.s.items.Exptime(r.it)
+	return exp != 0 && exp < r.s.e.clock.RelTime(exptime)
+}
+
+// Idle is how many seconds ago the item was last stored or bumped (mg l).
+func (r Ref) Idle() int64 { return int64(r.s.e.clock.Now()) - int64(r.s.items.Atime(r.it)) }
+
+// Fetched reports whether the item has been read since it was stored.
+func (r Ref) Fetched() bool { return r.s.items.IFlags(r.it)&slab.ItemFetched != 0 }
+
+// Stale reports whether the item was invalidated (md I) or stored stale.
+func (r Ref) Stale() bool { return r.s.items.IFlags(r.it)&slab.ItemStale != 0 }
+
+// TokenSent reports whether a client has won the right to recache it.
+func (r Ref) TokenSent() bool { return r.s.items.IFlags(r.it)&slab.ItemTokenSent != 0 }
+
+// SendToken records that a client won the right to recache the item.
+func (r Ref) SendToken() { r.s.items.SetIFlags(r.it, r.s.items.IFlags(r.it)|slab.ItemTokenSent) }
+
+// KeyBinary reports whether the key was stored base64-encoded.
+func (r Ref) KeyBinary() bool { return r.s.items.IFlags(r.it)&slab.ItemKeyBinary != 0 }
+
+// ClassSize is the item's size class (numbered from 1, as memcached's) and
+// the bytes it takes in it (me).
+func (r Ref) ClassSize() (class, size int) {
+	return r.s.items.Class(r.it) + 1, slab.ItemSize(len(r.Key()), len(r.Value()))
+}
+
+// Bump marks the item fetched and moves it up its LRU, as a get does.
+func (r Ref) Bump() {
+	r.s.items.SetIFlags(r.it, r.s.items.IFlags(r.it)|slab.ItemFetched)
+	r.s.touchLRULocked(r.it, r.s.e.clock.Now())
+}
+
+// MetaGet looks a key up for mg without bumping it (the caller bumps after
+// reading what mg reports, unless u). On a miss with vivify it creates an
+// empty item (flags 0, no expiry, marked binary-keyed if keyBinary) and
+// reports created. It counts a hit or miss as memcached's mg does: as a
+// touch when touch (a T flag), as a get otherwise; a miss always as a get;
+// a created item as a hit.
+func (e *Engine) MetaGet(key []byte, touch, vivify, keyBinary bool) (r Ref, hit, created bool) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	s.mu.Lock()
+	it := s.getLocked(h, key, now, true)
+	if it == 0 && vivify {
+		var iflags uint8
+		if keyBinary {
+			iflags = slab.ItemKeyBinary
+		}
+		if st, _ := s.storeNewLocked(h, key, 0, 0, now, nil, nil, iflags, 0); st == Stored {
+			it, created = s.findLocked(h, key), true
+		}
+	}
+	switch {
+	case it == 0:
+		s.st.cmdGet++
+		s.st.getMisses++
+	case touch:
+		s.st.cmdTouch++
+		s.st.touchHits++
+	default:
+		s.st.cmdGet++
+		s.st.getHits++
+	}
+	if it == 0 {
+		s.mu.Unlock()
+		return Ref{}, false, false
+	}
+	return Ref{s, it}, true, created
+}
+
+// Peek finds a key's item without counting or bumping anything (me).
+func (e *Engine) Peek(key []byte) (Ref, bool) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	s.mu.Lock()
+	it := s.getLocked(h, key, e.clock.Now(), false)
+	if it == 0 {
+		s.mu.Unlock()
+		return Ref{}, false
+	}
+	return Ref{s, it}, true
+}
+
+// MetaDelete is md: with hasCAS the item's CAS must equal cas (else
+// Exists); with invalidate the item is kept, marked stale, its token
+// cleared and its CAS renewed, with a new expiry if newTTL; otherwise it is
+// deleted.
+func (e *Engine) MetaDelete(key []byte, hasCAS bool, cas uint64, invalidate, newTTL bool, exptime int64) Status {
+	h := hash(key)
+	s := e.stripeFor(h)
+	now := e.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.getLocked(h, key, now, false)
+	if it == 0 {
+		s.st.deleteMisses++
+		return NotFound
+	}
+	if hasCAS && s.items.CAS(it) != cas {
+		s.st.deleteMisses++
+		return Exists
+	}
+	if !invalidate {
+		s.st.deleteHits++
+		s.removeLocked(it)
+		return Deleted
+	}
+	if newTTL {
+		s.setExptimeLocked(it, e.clock.RelTime(exptime))
+	}
+	f := s.items.IFlags(it)
+	s.items.SetIFlags(it, (f|slab.ItemStale)&^slab.ItemTokenSent)
+	s.items.SetCAS(it, s.nextCAS())
+	return Deleted
+}
+
+// MetaDelta is ma: Delta, except that a miss with vivify creates the item
+// with initial and no expiry (created reports it), and that on OK the item
+// is returned locked, for the caller to read and set its expiry in the
+// order of the flags, then Release.
+func (e *Engine) MetaDelta(key []byte, incr bool, delta, cas uint64, vivify bool, initial uint64) (st Status, res DeltaResult, r Ref, created bool) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	s.mu.Lock()
+	if vivify && s.getLocked(h, key, e.clock.Now(), false) == 0 {
+		created = true
+	}
+	st, res, it := s.deltaLocked(h, key, incr, delta, cas, created, initial, 0)
+	if st != OK || it == 0 {
+		s.mu.Unlock()
+		return st, res, Ref{}, false
+	}
+	return st, res, Ref{s, it}, created
+}

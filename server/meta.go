@@ -1,0 +1,353 @@
+package server
+
+import (
+	"encoding/base64"
+	"strconv"
+
+	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/engine"
+)
+
+// The meta commands, answered as memcached 1.6.18's proto_text.c does:
+// the return flags in the order the client wrote them, O and k echoed,
+// q suppressing the nominal answers (HD, and EN for mg).
+
+// metaStoreModes maps ms's M argument to a storage mode.
+var metaStoreModes = [256]engine.Mode{
+	0: engine.ModeSet, 'S': engine.ModeSet, 'E': engine.ModeAdd, 'A': engine.ModeAppend,
+	'P': engine.ModePrepend, 'R': engine.ModeReplace,
+}
+
+// execMeta runs one meta command, appending its answer to cs.out.
+func (s *Server) execMeta(cs *conn, r *codec.Request) {
+	m := r.Meta()
+	if cs.caps()&control.CapWrite == 0 && metaWrites(r, m) {
+		// As NOT_STORED for the classic commands: nothing changes, and
+		// the O and k flags still let a pipelining client match it.
+		cs.out = appendEcho(append(cs.out, "NS"...), r, m)
+		cs.out = append(cs.out, "\r\n"...)
+		return
+	}
+	switch r.Cmd {
+	case codec.CmdMetaGet:
+		cs.out = metaGet(cs.tenant.eng, cs.out, r, m)
+	case codec.CmdMetaSet:
+		cs.out = metaSet(cs, cs.out, r, m)
+	case codec.CmdMetaDelete:
+		cs.out = metaDelete(cs.tenant.eng, cs.out, r, m)
+	case codec.CmdMetaArith:
+		cs.out = metaArith(cs.tenant.eng, cs.out, r, m)
+	case codec.CmdMetaNoop:
+		cs.out = append(cs.out, codec.ReplyMetaNoop...)
+	case codec.CmdMetaDebug:
+		cs.stats.metaCmds.Add(1)
+		cs.out = metaDebug(cs.tenant.eng, cs.out, r)
+	}
+}
+
+// metaWrites reports whether a meta command changes the cache: ms, md,
+// ma, and mg with T (a new expiry) or N (creating the item).
+func metaWrites(r *codec.Request, m *codec.Meta) bool {
+	switch r.Cmd {
+	case codec.CmdMetaSet, codec.CmdMetaDelete, codec.CmdMetaArith:
+		return true
+	case codec.CmdMetaGet:
+		return m.NewTTL || m.Vivify
+	}
+	return false
+}
+
+// appendEcho appends the O and k flags of a request, for answers that
+// carry no item (misses, failures): the key as the request gave it.
+func appendEcho(out []byte, r *codec.Request, m *codec.Meta) []byte {
+	for _, tok := range m.Tokens[:m.NTok] {
+		switch tok[0] {
+		case 'O':
+			out = append(append(out, ' '), tok...)
+		case 'k':
+			out = codec.AppendMetaKey(out, r.Key, m.Base64)
+		}
+	}
+	return out
+}
+
+// appendU32 appends " <flag><n>" with n printed as memcached's itoa_u32
+// does: differences of 32-bit server times, unsigned.
+func appendU32(out []byte, flag byte, n uint32) []byte {
+	return strconv.AppendUint(append(out, ' ', flag), uint64(n), 10)
+}
+
+func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
+	ref, hit, created := eng.MetaGet(r.Key, m.NewTTL, m.Vivify, m.Base64)
+	if !hit {
+		if m.OpaqueTooLong {
+			return append(out, codec.ReplyOpaqueTooLong...)
+		}
+		if r.NoReply {
+			return out
+		}
+		out = appendEcho(append(out, "EN"...), r, m)
+		return append(out, "\r\n"...)
+	}
+	mark := len(out)
+	value := ref.Value()
+	if m.Value {
+		out = strconv.AppendInt(append(out, "VA "...), int64(len(value)), 10)
+	} else {
+		out = append(out, "HD"...)
+	}
+	won, locked := false, false
+	for _, tok := range m.Tokens[:m.NTok] {
+		switch tok[0] {
+		case 'N', 'T', 'R', 'l', 'h':
+			// memcached looks these up locked and bumps the item after
+			// answering (not at all if the answer fails).
+			locked = true
+		}
+		switch tok[0] {
+		case 'T':
+			ref.SetTTL(r.Exptime)
+		case 'N':
+			if created {
+				ref.SetTTL(m.Vivified)
+				won = true
+			}
+		case 'R':
+			if !ref.TokenSent() && !created && ref.ExpiresBefore(m.RecacheT) {
+				won = true
+			}
+		case 's':
+			out = appendU32(out, 's', uint32(len(value)))
+		case 't':
+			out = appendTTL(out, ref)
+		case 'c':
+			out = strconv.AppendUint(append(out, " c"...), ref.CAS(), 10)
+		case 'f':
+			out = appendU32(out, 'f', ref.Flags())
+		case 'l':
+			out = appendU32(out, 'l', uint32(ref.Idle()))
+		case 'h':
+			if ref.Fetched() {
+				out = append(out, " h1"...)
+			} else {
+				out = append(out, " h0"...)
+			}
+		case 'O':
+			if len(tok) > maxOpaque {
+				// memcached stops at this flag with an error: no token
+				// is handed out, and a locked item is not bumped.
+				if !locked && !m.NoBump {
+					ref.Bump()
+				}
+				ref.Release()
+				return append(out[:mark], codec.ReplyOpaqueTooLong...)
+			}
+			out = append(append(out, ' '), tok...)
+		case 'k':
+			out = codec.AppendMetaKey(out, ref.Key(), ref.KeyBinary())
+		}
+	}
+	// Z before W, so that one answer never carries both.
+	if ref.TokenSent() {
+		out = append(out, " Z"...)
+	}
+	if ref.Stale() {
+		out = append(out, " X"...)
+		if !ref.TokenSent() {
+			won = true
+		}
+	}
+	if won {
+		out = append(out, " W"...)
+		ref.SendToken()
+	}
+	out = append(out, "\r\n"...)
+	if m.Value {
+		out = append(append(out, value...), "\r\n"...)
+	}
+	if !m.NoBump {
+		ref.Bump()
+	}
+	ref.Release()
+	return out
+}
+
+// maxOpaque is the longest O token memcached echoes, counting the 'O'.
+const maxOpaque = 32
+
+// appendTTL appends " t<seconds left>", or " t-1" for no expiry.
+func appendTTL(out []byte, ref engine.Ref) []byte {
+	ttl, never := ref.TTL()
+	if never {
+		return append(out, " t-1"...)
+	}
+	return appendU32(out, 't', ttl)
+}
+
+func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
+	mode := metaStoreModes[m.Mode]
+	var cas uint64
+	if m.HasCAS {
+		cas = r.CAS
+		if mode == engine.ModeSet || mode == engine.ModeReplace {
+			mode = engine.ModeCAS
+		}
+	}
+	st, newCAS := cs.tenant.eng.StoreMeta(mode, r.Key, r.Flags, r.Exptime, r.Value, cas, engine.StoreOptions{
+		Stale:     m.Stale && mode == engine.ModeCAS,
+		KeyBinary: m.Base64,
+		SetCAS:    m.SetCAS,
+		CASValue:  m.CASValue,
+	})
+	switch st {
+	case engine.Stored:
+		if r.NoReply {
+			return out
+		}
+		out = append(out, "HD"...)
+	case engine.Exists:
+		out = append(out, "EX"...)
+	case engine.NotFound:
+		out = append(out, "NF"...)
+	case engine.NotStored:
+		out = append(out, "NS"...)
+	case engine.TooLarge:
+		cs.stats.storeTooLarge.Add(1)
+		return append(out, codec.ReplyTooLarge...)
+	default:
+		return append(out, codec.ReplyOutOfMemoryStore...)
+	}
+	for _, tok := range m.Tokens[:m.NTok] {
+		switch tok[0] {
+		case 'O':
+			out = append(append(out, ' '), tok...)
+		case 'k':
+			out = codec.AppendMetaKey(out, r.Key, m.Base64)
+		case 'c':
+			out = strconv.AppendUint(append(out, " c"...), newCAS, 10)
+		}
+	}
+	return append(out, "\r\n"...)
+}
+
+func metaDelete(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
+	switch eng.MetaDelete(r.Key, m.HasCAS, r.CAS, m.Stale, m.NewTTL, r.Exptime) {
+	case engine.Deleted:
+		if r.NoReply {
+			return out
+		}
+		out = append(out, "HD"...)
+	case engine.Exists:
+		out = append(out, "EX"...)
+	default:
+		out = append(out, "NF"...)
+	}
+	return append(appendEcho(out, r, m), "\r\n"...)
+}
+
+func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
+	incr := m.Mode != 'D' && m.Mode != '-'
+	var cas uint64
+	if m.HasCAS {
+		cas = r.CAS
+	}
+	st, res, ref, created := eng.MetaDelta(r.Key, incr, r.Delta, cas, m.Vivify, r.Initial)
+	switch st {
+	case engine.OK:
+	case engine.NonNumeric:
+		return append(out, codec.ReplyNonNumeric...)
+	case engine.NotFound, engine.Exists:
+		if m.OpaqueTooLong {
+			return append(out, codec.ReplyOpaqueTooLong...)
+		}
+		code := "NF"
+		if st == engine.Exists {
+			code = "EX"
+		}
+		return append(appendEcho(append(out, code...), r, m), "\r\n"...)
+	case engine.NoMemory:
+		if m.Vivify {
+			return append(out, "SERVER_ERROR Out of memory allocating new item\r\n"...)
+		}
+		return append(out, codec.ReplyOutOfMemoryDelta...)
+	default:
+		return append(out, codec.ReplyOutOfMemoryDelta...)
+	}
+	mark := len(out)
+	var digits [20]byte
+	value := strconv.AppendUint(digits[:0], res.Value, 10)
+	if m.Value {
+		out = strconv.AppendInt(append(out, "VA "...), int64(len(value)), 10)
+	} else {
+		out = append(out, "HD"...)
+	}
+	for _, tok := range m.Tokens[:m.NTok] {
+		switch tok[0] {
+		case 'c':
+			out = strconv.AppendUint(append(out, " c"...), ref.CAS(), 10)
+		case 't':
+			out = appendTTL(out, ref)
+		case 'T':
+			ref.SetTTL(r.Exptime)
+		case 'N':
+			if created {
+				ref.SetTTL(m.Vivified)
+			}
+		case 'O':
+			if len(tok) > maxOpaque {
+				// memcached stops at this flag: the flags after it do
+				// nothing.
+				ref.Release()
+				return append(out[:mark], codec.ReplyOpaqueTooLong...)
+			}
+			out = append(append(out, ' '), tok...)
+		case 'k':
+			out = codec.AppendMetaKey(out, r.Key, m.Base64)
+		}
+	}
+	ref.Release()
+	if r.NoReply {
+		return out[:mark]
+	}
+	if m.Value {
+		out = append(append(append(out, "\r\n"...), value...), "\r\n"...)
+		return out
+	}
+	return append(out, "\r\n"...)
+}
+
+// metaDebug answers me: the item's expiry, last access, CAS, fetched bit,
+// class and size, without counting or bumping anything.
+func metaDebug(eng *engine.Engine, out []byte, r *codec.Request) []byte {
+	ref, ok := eng.Peek(r.Key)
+	if !ok {
+		return append(out, codec.ReplyMetaMiss...)
+	}
+	out = append(out, "ME "...)
+	if ref.KeyBinary() {
+		out = base64.StdEncoding.AppendEncode(out, ref.Key())
+	} else {
+		out = append(out, ref.Key()...)
+	}
+	out = append(out, " exp="...)
+	if ttl, never := ref.TTL(); never {
+		out = append(out, "-1"...)
+	} else {
+		// memcached prints current_time - exptime as an int: minus the
+		// time left.
+		out = strconv.AppendInt(out, -int64(int32(ttl)), 10)
+	}
+	out = strconv.AppendUint(append(out, " la="...), uint64(uint32(ref.Idle())), 10)
+	out = strconv.AppendUint(append(out, " cas="...), ref.CAS(), 10)
+	if ref.Fetched() {
+		out = append(out, " fetch=yes"...)
+	} else {
+		out = append(out, " fetch=no"...)
+	}
+	class, size := ref.ClassSize()
+	out = strconv.AppendInt(append(out, " cls="...), int64(class), 10)
+	out = strconv.AppendInt(append(out, " size="...), int64(size), 10)
+	ref.Release()
+	return append(out, "\r\n"...)
+}
