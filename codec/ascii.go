@@ -467,7 +467,6 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 	return n, nil
 }
 
-
 // The number parsers below reproduce memcached's safe_strto* (util.c) on a
 // 64-bit Linux, quirks included: leading white space and a sign are
 // accepted, the number may be followed by white space and anything after
