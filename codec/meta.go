@@ -165,15 +165,17 @@ func (p *Parser) metaCommand(buf []byte, n int, t *lineTokens, req *Request, cmd
 			return errorLine(req, n, errReply)
 		}
 	case CmdMetaSet:
-		if errReply == nil && m.OpaqueTooLong {
-			errReply = errLineOpaqueTooLong
-		}
+		// memcached notes a long opaque, then checks the mode: a bad
+		// mode is the error it reports.
 		if errReply == nil {
 			switch m.Mode {
 			case 0, 'E', 'A', 'P', 'R', 'S':
 			default:
 				errReply = errLineInvalidModeSet
 			}
+		}
+		if errReply == nil && m.OpaqueTooLong {
+			errReply = errLineOpaqueTooLong
 		}
 		if errReply == nil && p.tooLarge(len(req.Key), vlen) {
 			req.Refused = CmdMetaSet

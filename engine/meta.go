@@ -21,6 +21,14 @@ func (r Ref) TTL() (secs uint32, never bool) {
 	return exp - r.s.e.clock.Now(), false
 }
 
+// Expiry is the item's expiry in server time (0: never) and the server
+// time now.
+func (r Ref) Expiry() (exp, now uint32) { return r.s.items.Exptime(r.it), r.s.e.clock.Now() }
+
+// ServerTime converts a client exptime to server time, as SetTTL would
+// store it.
+func (r Ref) ServerTime(exptime int64) uint32 { return r.s.e.clock.RelTime(exptime) }
+
 // SetTTL gives the item a new expiry (a client exptime: relative seconds,
 // an absolute unix time, or negative for already expired).
 func (r Ref) SetTTL(exptime int64) {
@@ -66,22 +74,18 @@ func (r Ref) Bump() {
 
 // MetaGet looks a key up for mg without bumping it (the caller bumps after
 // reading what mg reports, unless u). On a miss with vivify it creates an
-// empty item (flags 0, no expiry, marked binary-keyed if keyBinary) and
-// reports created. It counts a hit or miss as memcached's mg does: as a
+// empty item (flags 0, no expiry; never marked binary-keyed, as in
+// memcached) and reports created. It counts a hit or miss as memcached's mg does: as a
 // touch when touch (a T flag), as a get otherwise; a miss always as a get;
 // a created item as a hit.
-func (e *Engine) MetaGet(key []byte, touch, vivify, keyBinary bool) (r Ref, hit, created bool) {
+func (e *Engine) MetaGet(key []byte, touch, vivify bool) (r Ref, hit, created bool) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	now := e.clock.Now()
 	s.mu.Lock()
 	it := s.getLocked(h, key, now, true)
 	if it == 0 && vivify {
-		var iflags uint8
-		if keyBinary {
-			iflags = slab.ItemKeyBinary
-		}
-		if st, _ := s.storeNewLocked(h, key, 0, 0, now, nil, nil, iflags, 0); st == Stored {
+		if st, _ := s.storeNewLocked(h, key, 0, 0, now, nil, nil, 0, 0); st == Stored {
 			it, created = s.findLocked(h, key), true
 		}
 	}
@@ -153,17 +157,20 @@ func (e *Engine) MetaDelete(key []byte, hasCAS bool, cas uint64, invalidate, new
 // with initial and no expiry (created reports it), and that on OK the item
 // is returned locked, for the caller to read and set its expiry in the
 // order of the flags, then Release.
-func (e *Engine) MetaDelta(key []byte, incr bool, delta, cas uint64, vivify bool, initial uint64) (st Status, res DeltaResult, r Ref, created bool) {
+//
+// replaced reports that the new number did not fit in place, so that a new
+// item took the old one's place: memcached then hands ma the old, unlinked
+// item, so ma's T and N change nothing (what it reads is the same).
+func (e *Engine) MetaDelta(key []byte, incr bool, delta, cas uint64, vivify bool, initial uint64) (st Status, res DeltaResult, r Ref, created, replaced bool) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	s.mu.Lock()
-	if vivify && s.getLocked(h, key, e.clock.Now(), false) == 0 {
-		created = true
-	}
+	before := s.getLocked(h, key, e.clock.Now(), false)
+	created = vivify && before == 0
 	st, res, it := s.deltaLocked(h, key, incr, delta, cas, created, initial, 0)
 	if st != OK || it == 0 {
 		s.mu.Unlock()
-		return st, res, Ref{}, false
+		return st, res, Ref{}, false, false
 	}
-	return st, res, Ref{s, it}, created
+	return st, res, Ref{s, it}, created, !created && it != before
 }

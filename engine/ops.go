@@ -120,6 +120,8 @@ func (e *Engine) Touch(key []byte, exptime int64) Status {
 	}
 	s.st.touchHits++
 	s.setExptimeLocked(it, exp)
+	// memcached's touch fetches the item with a bump: it counts as read.
+	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
 	s.touchLRULocked(it, now)
 	return Touched
 }
@@ -239,6 +241,8 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 		if len(key)+len(oldVal)+len(value) > e.cfg.MaxItemSize {
 			return NotStored, 0
 		}
+		// memcached builds the joined item afresh: no binary-key mark.
+		iflags &^= slab.ItemKeyBinary
 		// Keep the old value across the allocation, which may evict it.
 		s.scratch = append(s.scratch[:0], oldVal...)
 		oflags, oexp := s.items.Flags(old), s.items.Exptime(old)
@@ -364,8 +368,9 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 		s.touchLRULocked(it, now)
 		return OK, DeltaResult{Value: cur, CAS: newCAS}, it
 	}
-	// The new item keeps the old one's state bits (fetched, stale, ...).
-	keep := s.items.IFlags(it) &^ slab.ItemLinked
+	// As memcached's do_add_delta, the new item keeps only the fetched
+	// mark: not the meta protocol's stale, token or binary-key bits.
+	keep := s.items.IFlags(it) & slab.ItemFetched
 	st, newCAS := s.storeNewLocked(h, key, s.items.Flags(it), s.items.Exptime(it), now, digits, nil, keep, 0)
 	if st != Stored {
 		return st, DeltaResult{}, 0

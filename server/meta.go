@@ -79,7 +79,7 @@ func appendU32(out []byte, flag byte, n uint32) []byte {
 }
 
 func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
-	ref, hit, created := eng.MetaGet(r.Key, m.NewTTL, m.Vivify, m.Base64)
+	ref, hit, created := eng.MetaGet(r.Key, m.NewTTL, m.Vivify)
 	if !hit {
 		if m.OpaqueTooLong {
 			return append(out, codec.ReplyOpaqueTooLong...)
@@ -252,7 +252,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	if m.HasCAS {
 		cas = r.CAS
 	}
-	st, res, ref, created := eng.MetaDelta(r.Key, incr, r.Delta, cas, m.Vivify, r.Initial)
+	st, res, ref, created, replaced := eng.MetaDelta(r.Key, incr, r.Delta, cas, m.Vivify, r.Initial)
 	switch st {
 	case engine.OK:
 	case engine.NonNumeric:
@@ -274,6 +274,9 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	default:
 		return append(out, codec.ReplyOutOfMemoryDelta...)
 	}
+	// After a replacement memcached's T changes the detached old item:
+	// what t reports, not what is stored.
+	exp, now := ref.Expiry()
 	mark := len(out)
 	var digits [20]byte
 	value := strconv.AppendUint(digits[:0], res.Value, 10)
@@ -287,11 +290,19 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		case 'c':
 			out = strconv.AppendUint(append(out, " c"...), ref.CAS(), 10)
 		case 't':
-			out = appendTTL(out, ref)
+			if exp == 0 {
+				out = append(out, " t-1"...)
+			} else {
+				out = appendU32(out, 't', exp-now)
+			}
 		case 'T':
-			ref.SetTTL(r.Exptime)
+			exp = ref.ServerTime(r.Exptime)
+			if !replaced {
+				ref.SetTTL(r.Exptime)
+			}
 		case 'N':
 			if created {
+				exp = ref.ServerTime(m.Vivified)
 				ref.SetTTL(m.Vivified)
 			}
 		case 'O':
@@ -307,7 +318,9 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		}
 	}
 	ref.Release()
-	if r.NoReply {
+	if r.NoReply && !created {
+		// memcached suppresses only the answer of an incr or decr done;
+		// one that created the item answers, q or not.
 		return out[:mark]
 	}
 	if m.Value {

@@ -16,6 +16,7 @@ package difftest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"math/rand/v2"
 	"strconv"
@@ -657,6 +658,12 @@ var textKinds = []textGen{
 	{5, (*Generator).textBad},
 	{0.15, (*Generator).textTooLarge},
 	{0.04, (*Generator).textBigAppend},
+	{6, (*Generator).metaGet},
+	{5, (*Generator).metaSet},
+	{2.5, (*Generator).metaDelete},
+	{3, (*Generator).metaArith},
+	{1, (*Generator).metaNoop},
+	{0.7, (*Generator).metaDebug},
 }
 
 var textTotal = func() float64 {
@@ -1515,3 +1522,169 @@ func (g *Generator) binAlone(b *Batch) *Request {
 	r.Closes = true
 	return r
 }
+
+// ---------------------------------------------------------------------------
+// Meta commands.
+
+// metaCAS appends " <flag><cas of key>" (C, or E) as a CAS placeholder.
+func (t *tb) metaCAS(flag, key string, stale bool) *tb {
+	t.cur = append(t.cur, ' ')
+	t.cur = append(t.cur, flag...)
+	t.flush()
+	t.segs = append(t.segs, seg{cas: &casRef{key: key, stale: stale}})
+	t.n++
+	return t
+}
+
+// metaKey returns key as a meta command sends it: plain, or base64 with a
+// b flag to add (memcached decodes it to the same key).
+//
+// An encoded key over 250 bytes is an error that leaves ms's data block
+// to be read as commands, whose outcome depends on how the bytes arrive:
+// long keys are sent plain.
+func (g *Generator) metaKey(key string) (string, bool) {
+	if enc := base64.StdEncoding.EncodeToString([]byte(key)); len(enc) <= 250 && g.chance(0.15) {
+		return enc, true
+	}
+	return key, false
+}
+
+// opaqueFlag is an O flag: usually up to 32 bytes, memcached's limit, rarely
+// longer (an error).
+func (g *Generator) opaqueFlag() string {
+	n := g.intn(20)
+	if g.chance(0.02) {
+		n = g.between(32, 40)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = letters[g.intn(len(letters))]
+	}
+	return "O" + string(b)
+}
+
+// recacheTime is an R flag's argument: far from the expiry times the
+// generator uses, so that the win never depends on the clock.
+func (g *Generator) recacheTime() string {
+	return []string{"5", "500", "5000", "200000"}[g.intn(4)]
+}
+
+// metaFlags turns a set of candidate flags into a shuffled flag list: each
+// is kept with probability p. c needs k (the CAS normaliser keys on it).
+func (g *Generator) metaFlags(cands []string, p float64) []string {
+	var out []string
+	hasC, hasK := false, false
+	for _, f := range cands {
+		if g.chance(p) {
+			out = append(out, f)
+			hasC = hasC || f == "c"
+			hasK = hasK || f == "k"
+		}
+	}
+	if hasC && !hasK {
+		out = append(out, "k")
+	}
+	g.r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if g.chance(0.01) {
+		// An unknown or repeated flag: an error.
+		out = append(out, []string{"Z", "x", "v", "k"}[g.intn(4)])
+		if len(out) > 1 && out[len(out)-1] != "Z" && out[len(out)-1] != "x" {
+			out = append(out, out[len(out)-1])
+		}
+	}
+	return out
+}
+
+func (g *Generator) metaGet() *Request {
+	key := g.fetchKey()
+	g.clean(key)
+	k, b := g.metaKey(key)
+	t := g.text().tok("mg", k)
+	cands := []string{"v", "s", "t", "c", "f", "l", "h", "k", "q", "u", g.opaqueFlag(),
+		"T" + g.expText(), "N" + g.expText(), "R" + g.recacheTime()}
+	if b {
+		t.tok("b")
+	}
+	t.tok(g.metaFlags(cands, 0.3)...)
+	return t.eol().req("mg")
+}
+
+func (g *Generator) metaSet() *Request {
+	key := g.key()
+	g.clean(key)
+	k, b := g.metaKey(key)
+	mode := []string{"", "", "", "MS", "ME", "MA", "MP", "MR"}[g.intn(8)]
+	var val []byte
+	if mode == "MA" || mode == "MP" {
+		val = g.smallValue()
+	} else {
+		val = g.value()
+	}
+	t := g.text().tok("ms", k, strconv.Itoa(len(val)))
+	if b {
+		t.tok("b")
+	}
+	cands := []string{"q", "k", "c", "I", g.opaqueFlag(), "T" + g.expText(), "F" + g.flagsText()}
+	if mode != "" {
+		cands = append(cands, mode)
+	}
+	if g.chance(0.01) {
+		cands = append(cands, "MX")
+	}
+	t.tok(g.metaFlags(cands, 0.35)...)
+	if g.chance(0.3) {
+		t.metaCAS("C", key, g.chance(0.4))
+	}
+	t.eol().raw(val).raw([]byte("\r\n"))
+	return t.req("ms")
+}
+
+func (g *Generator) metaDelete() *Request {
+	key := g.key()
+	g.clean(key)
+	k, b := g.metaKey(key)
+	t := g.text().tok("md", k)
+	if b {
+		t.tok("b")
+	}
+	t.tok(g.metaFlags([]string{"q", "k", "I", g.opaqueFlag(), "T" + g.expText()}, 0.3)...)
+	if g.chance(0.25) {
+		t.metaCAS("C", key, g.chance(0.3))
+	}
+	return t.eol().req("md")
+}
+
+func (g *Generator) metaArith() *Request {
+	key := g.deltaKey()
+	g.clean(key)
+	k, b := g.metaKey(key)
+	t := g.text().tok("ma", k)
+	if b {
+		t.tok("b")
+	}
+	mode := []string{"MI", "M+", "MD", "M-"}[g.intn(4)]
+	incr := mode == "MI" || mode == "M+"
+	cands := []string{"q", "k", "c", "t", "v", g.opaqueFlag(), "T" + g.expText(), "N" + g.expText(),
+		"J" + numericInitial[g.intn(len(numericInitial))], "D" + g.delta(incr), mode}
+	t.tok(g.metaFlags(cands, 0.35)...)
+	if g.chance(0.15) {
+		t.metaCAS("C", key, g.chance(0.3))
+	}
+	return t.eol().req("ma")
+}
+
+// numericInitial are ma's J values: far below 2^63 (see numericValues).
+var numericInitial = []string{"0", "1", "10", "4294967296", "999999999999"}
+
+func (g *Generator) metaDebug() *Request {
+	key := g.key()
+	g.clean(key)
+	k, b := g.metaKey(key)
+	t := g.text().tok("me", k)
+	if b {
+		t.tok("b")
+	}
+	return t.eol().req("me")
+}
+
+func (g *Generator) metaNoop() *Request { return g.text().tok("mn").eol().req("mn") }

@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -588,10 +589,14 @@ func textItem(buf []byte) int {
 	if i < 0 {
 		return 0
 	}
-	if bytes.HasPrefix(buf, []byte("VALUE ")) {
+	if bytes.HasPrefix(buf, []byte("VALUE ")) || bytes.HasPrefix(buf, []byte("VA ")) {
 		f := strings.Fields(string(buf[:i]))
-		if len(f) >= 4 {
-			if size, err := strconv.Atoi(f[3]); err == nil && size >= 0 {
+		sizeField := 3
+		if f[0] == "VA" {
+			sizeField = 1
+		}
+		if len(f) > sizeField {
+			if size, err := strconv.Atoi(f[sizeField]); err == nil && size >= 0 {
 				need := i + 1 + size + 2
 				if len(buf) < need {
 					return 0
@@ -670,8 +675,103 @@ func (s *side) normText(item []byte) []byte {
 		}
 	case bytes.HasPrefix(item, []byte("VERSION ")):
 		return []byte("VERSION *\r\n")
+	case bytes.HasPrefix(item, []byte("ME ")):
+		return s.normMetaDebug(item)
+	case isMetaReply(item):
+		return s.normMeta(item)
 	}
 	return item
+}
+
+// isMetaReply tells a meta command's status line (HD, VA, EN, NF, NS, EX).
+func isMetaReply(item []byte) bool {
+	if len(item) < 3 {
+		return false
+	}
+	switch string(item[:2]) {
+	case "HD", "VA", "EN", "NF", "NS", "EX":
+		return item[2] == ' ' || item[2] == '\r' || item[2] == '\n'
+	}
+	return false
+}
+
+// normMeta normalises a meta status line (and a VA's data block): a CAS
+// value (c) becomes its ordinal for the key the line names (k, decoded
+// when followed by b), and the clock-dependent t and l values a '*'.
+func (s *side) normMeta(item []byte) []byte {
+	i := bytes.IndexByte(item, '\n')
+	line, rest := item[:i+1], item[i+1:]
+	eol := "\n"
+	if bytes.HasSuffix(line, []byte("\r\n")) {
+		eol = "\r\n"
+	}
+	f := strings.Split(strings.TrimRight(string(line), "\r\n"), " ")
+	key := ""
+	for j, tok := range f {
+		if j > 0 && strings.HasPrefix(tok, "k") {
+			key = tok[1:]
+			if j+1 < len(f) && f[j+1] == "b" {
+				if k, err := base64.StdEncoding.DecodeString(key); err == nil {
+					key = string(k)
+				}
+			}
+		}
+	}
+	for j := 1; j < len(f); j++ {
+		tok := f[j]
+		if len(tok) < 2 || (f[0] == "VA" && j == 1) {
+			continue
+		}
+		n, err := strconv.ParseUint(tok[1:], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch tok[0] {
+		case 'c':
+			if key == "" {
+				f[j] = "c#?"
+				continue
+			}
+			f[j] = fmt.Sprintf("c#%d", s.ordinal(key, n))
+			s.saw(key, n)
+		case 't', 'l':
+			f[j] = tok[:1] + "*"
+		}
+	}
+	return append([]byte(strings.Join(f, " ")+eol), rest...)
+}
+
+// normMetaDebug normalises me's answer: the CAS value to its ordinal, the
+// clock-dependent exp (unless -1) and la, and the class and size, which
+// follow each server's own item layout.
+func (s *side) normMetaDebug(item []byte) []byte {
+	f := strings.Split(strings.TrimRight(string(item), "\r\n"), " ")
+	if len(f) < 2 {
+		return item
+	}
+	key := f[1]
+	for j, tok := range f[2:] {
+		name, val, ok := strings.Cut(tok, "=")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "exp":
+			if val != "-1" {
+				f[j+2] = "exp=*"
+			}
+		case "la", "cls", "size":
+			f[j+2] = name + "=*"
+		case "cas":
+			if n, err := strconv.ParseUint(val, 10, 64); err == nil {
+				if k, err := base64.StdEncoding.DecodeString(key); err == nil && s.ord[string(k)] != nil && s.ord[key] == nil {
+					key = string(k)
+				}
+				f[j+2] = fmt.Sprintf("cas=#%d", s.ordinal(key, n))
+			}
+		}
+	}
+	return []byte(strings.Join(f, " ") + "\r\n")
 }
 
 // normBinary normalises one binary reply packet.
