@@ -4,12 +4,9 @@
 GO       ?= go
 LISTEN   ?= 127.0.0.1:11211
 DATA     ?= ./data
-FUZZTIME ?= 5m
-# Package holding the protocol fuzz targets, and the targets run by test/fuzz.
-FUZZPKG     := ./codec
-FUZZTARGETS := FuzzParseASCII FuzzParseBinary FuzzParseSASLPlain
+FUZZTIME ?= 2m
 
-.PHONY: all build run deps fmtcheck vet test fuzz bench microbench clean
+.PHONY: all build run deps fmtcheck vet test fuzz soak bench microbench clean
 
 all: build
 
@@ -35,16 +32,17 @@ vet:
 
 test: deps fmtcheck vet
 	$(GO) test ./... -count=1 -timeout 12m
-	@for f in $(FUZZTARGETS); do \
-		echo "fuzz $$f for 10s"; \
-		$(GO) test $(FUZZPKG) -run '^$$' -fuzz "^$$f\$$" -fuzztime 10s || exit 1; \
-	done
+	FUZZTIME=10s FUZZMINIMIZETIME=1s GO=$(GO) tools/fuzz.sh
 
+# Every fuzz target of the module for $(FUZZTIME) each; the new interesting
+# inputs become seed corpus under the packages' testdata/fuzz/.
 fuzz:
-	@for f in $(FUZZTARGETS); do \
-		echo "fuzz $$f for $(FUZZTIME)"; \
-		$(GO) test $(FUZZPKG) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
-	done
+	KEEP_CORPUS=1 FUZZTIME=$(FUZZTIME) GO=$(GO) tools/fuzz.sh
+
+# Ten minutes of mixed load with disconnects, auth failures and resizes;
+# goroutines, fds and RSS must come back to their baseline.
+soak:
+	MEMHIVE_SOAK=10m $(GO) test ./e2e -run '^TestSoak$$' -count=1 -timeout 15m -v
 
 # Side-by-side with memcached (targets T1..T8 of the performance issue);
 # rewrites the generated section of BENCHMARKS.md. Under 15 minutes.

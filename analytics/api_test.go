@@ -209,6 +209,9 @@ func TestMetricsParse(t *testing.T) {
 			t.Fatalf("no %s in /metrics", name)
 		}
 	}
+	if g := families["go_goroutines"]; g == nil || len(g.GetMetric()) != 1 || g.GetMetric()[0].GetGauge().GetValue() < 1 {
+		t.Fatalf("go_goroutines is not one gauge of at least 1: %v", g)
+	}
 	found := false
 	for _, mt := range families["memcached_commands_total"].GetMetric() {
 		labels := map[string]string{}

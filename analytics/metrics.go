@@ -114,6 +114,10 @@ func (m *Metrics) Handle(ctx *fasthttp.RequestCtx) bool {
 	runtime.ReadMemStats(&ms)
 	family("go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects.")
 	b.WriteString("go_memstats_heap_alloc_bytes " + strconv.FormatUint(ms.HeapAlloc, 10) + "\n")
+	// Prometheus' standard name; the soak test holds it to a baseline to
+	// catch goroutines leaked per connection.
+	family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
+	b.WriteString("go_goroutines " + strconv.Itoa(runtime.NumGoroutine()) + "\n")
 	for _, f := range metricFamilies {
 		family(f.name, f.typ, f.help)
 		for _, r := range rows {

@@ -16,6 +16,40 @@ func FuzzParseASCII(f *testing.F) {
 	})
 }
 
+// FuzzParseMeta is FuzzParseASCII seeded with meta commands: every flag
+// of mg, ms, md and ma, base64 keys, modes, quiet mode and errors.
+func FuzzParseMeta(f *testing.F) {
+	seeds := []string{
+		"mg k v s t c f l h k O123 q u T30 N30 R30 E5\r\n",
+		"mg a2V5 b v k\r\n",
+		"ms k 3 T0 F5 C1 I q O1 k c b MS\r\nabc\r\n",
+		"ms k 3 ME\r\nabc\r\n", "ms k 3 MA q\r\nabc\r\n", "ms k 3 MX\r\nabc\r\n",
+		"md k q C5 I T10 O9 k b\r\n",
+		"ma k N0 J10 D5 T0 MD q O1 k c t v\r\n", "ma k M+\r\n",
+		"mn\r\n", "me k\r\n", "me a2V5 b\r\n",
+		"mg k v v\r\n", "mg k Z\r\n", "ms k x\r\nab\r\n", "mg a2V b\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), []byte("mn\r\n"))
+	}
+	f.Fuzz(func(t *testing.T, data, extra []byte) {
+		fuzzParser(t, data, extra, (*Parser).ParseASCII)
+		var p Parser
+		var r Request
+		if n, err := p.ParseASCII(data, &r); err == nil && r.Cmd >= CmdMetaGet && r.Cmd <= CmdMetaArith {
+			m := r.Meta()
+			if m == nil || m.NTok > len(m.Tokens) || len(r.Key) > MaxKeyLen || n > len(data) {
+				t.Fatalf("meta request out of bounds: %+v", r)
+			}
+			for _, tok := range m.Tokens[:m.NTok] {
+				if len(tok) == 0 {
+					t.Fatal("empty meta flag token")
+				}
+			}
+		}
+	})
+}
+
 func FuzzParseBinary(f *testing.F) {
 	f.Add(pkt{op: OpGet, key: "k"}.bytes(), pkt{op: OpNoop}.bytes())
 	f.Fuzz(func(t *testing.T, data, extra []byte) {

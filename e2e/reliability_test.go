@@ -522,18 +522,23 @@ func TestMaxConnsAnswersAndCounts(t *testing.T) {
 }
 
 // TestMultiGetReplyIsBounded: one multi-get of more large values than the
-// reply budget (16 MiB by default) gets the values up to the budget and
+// reply budget (64 MiB by default) gets the values up to the budget and
 // misses for the rest, not a reply as large as the items.
 func TestMultiGetReplyIsBounded(t *testing.T) {
-	s := testserver.StartMemhive(t, "-m", "128")
+	s := testserver.StartMemhive(t, "-m", "64")
 	c := dialText(t, s.Addr)
 	value := strings.Repeat("v", 500_000)
 	var keys []string
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 10; i++ {
 		k := fmt.Sprintf("big%d", i)
-		keys = append(keys, k)
 		if got := c.cmd(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", k, len(value), value)); got != "STORED" {
 			t.Fatal(got)
+		}
+	}
+	// Each key 20 times: 200 values, 100 MB, memcached would send them all.
+	for r := 0; r < 20; r++ {
+		for i := 0; i < 10; i++ {
+			keys = append(keys, fmt.Sprintf("big%d", i))
 		}
 	}
 	io.WriteString(c.c, "get "+strings.Join(keys, " ")+"\r\n")
@@ -544,7 +549,7 @@ func TestMultiGetReplyIsBounded(t *testing.T) {
 		if l == "END" {
 			break
 		}
-		if l != fmt.Sprintf("VALUE big%d 0 %d", values, len(value)) {
+		if l != fmt.Sprintf("VALUE big%d 0 %d", values%10, len(value)) {
 			t.Fatalf("value %d: %q", values, l)
 		}
 		if _, err := io.CopyN(io.Discard, c.r, int64(len(value)+2)); err != nil {
@@ -552,11 +557,11 @@ func TestMultiGetReplyIsBounded(t *testing.T) {
 		}
 		values++
 	}
-	// 16 MiB of 500,000-byte values: the reply stops at the 34th.
-	if values != 34 {
-		t.Fatalf("%d values in the reply, want 34 (16 MiB of them)", values)
+	// 64 MiB of 500,000-byte values: the reply stops at the 135th.
+	if values != 135 {
+		t.Fatalf("%d values in the reply, want 135 (64 MiB of them)", values)
 	}
-	if got := c.cmd("get big49\r\n"); got != "VALUE big49 0 500000" {
+	if got := c.cmd("get big9\r\n"); got != "VALUE big9 0 500000" {
 		t.Fatalf("a key left out of the bounded reply is still there: %q", got)
 	}
 }

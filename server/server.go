@@ -123,7 +123,7 @@ func New(cfg Config, t *Tenants) *Server {
 const inputSlack = 64 << 10
 
 // minReplyBudget is the least a multi-get's reply may carry in values.
-const minReplyBudget = 16 << 20
+const minReplyBudget = 64 << 20
 
 // Run listens and serves until Stop is called or a listener fails.
 func (s *Server) Run() error {
