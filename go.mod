@@ -3,6 +3,7 @@ module github.com/memhive/memhive
 go 1.26.8
 
 require (
+	github.com/QuangTung97/go-memcache v0.3.5
 	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
 	github.com/dgryski/go-farm v0.0.0-20240924180020-3414d57e47da
 	github.com/klauspost/cpuid/v2 v2.4.2
