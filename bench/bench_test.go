@@ -38,7 +38,7 @@ func TestHistogramQuantiles(t *testing.T) {
 // that every reply was right and the histogram filled.
 func TestSmoke(t *testing.T) {
 	s := testserver.StartMemhive(t, "--memory", "64")
-	for _, proto := range []string{"text", "binary"} {
+	for _, proto := range []string{"text", "binary", "meta"} {
 		cfg := Config{Addr: s.Addr, Protocol: proto, Conns: 4, Pipeline: 8, Keys: 1000, ValueMin: 10, ValueMax: 200, Requests: 20000}
 		if err := Prefill(context.Background(), cfg); err != nil {
 			t.Fatalf("%s prefill: %v", proto, err)

@@ -50,12 +50,18 @@ func Workloads() []Workload {
 	t3.Protocol = "binary"
 	t9 := t1
 	t9.TLS = true
+	t10 := t1
+	t10.Protocol = "meta"
+	t10b := t2
+	t10b.Protocol = "meta"
 	return []Workload{
 		{ID: "T1", Name: "text, 50 conns, pipeline 1, 1:10, 100 B, 100k keys", Target: "ops >= 1.10, p99 <= 1.0", Load: t1, Prefill: 100000},
 		{ID: "T2", Name: "T1 with pipeline 16", Target: "ops >= 2.0", Load: t2, Prefill: 100000},
 		{ID: "T2b", Name: "binary, pipeline 16, otherwise T1", Target: "ops >= 1.0", Load: t2b, Prefill: 100000},
 		{ID: "T3", Name: "binary, every connection SASL-authenticated, otherwise T1", Target: "ops >= 1.10", Load: t3, Prefill: 100000, SASL: true},
 		{ID: "T6", Name: "T1 plus 10,000 idle connections", Target: "ops >= 0.9x T1, <= 8 KiB per idle conn", Load: t1, Prefill: 100000, Idle: 10000},
+		{ID: "T10", Name: "T1 with meta commands (mg v f, ms T0)", Target: "recorded (meta issue)", Load: t10, Prefill: 100000},
+		{ID: "T10b", Name: "T10 with pipeline 16", Target: "recorded (meta issue)", Load: t10b, Prefill: 100000},
 		{ID: "T9", Name: "T1 over TLS (memcached -Z; memhive --tls-listen), ECDSA P-256 certificate", Target: "recorded (reliability issue)", Load: t9, Prefill: 100000, TLS: true},
 	}
 }

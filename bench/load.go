@@ -72,8 +72,8 @@ func (c *Config) defaults() error {
 	if c.Protocol == "" {
 		c.Protocol = "text"
 	}
-	if c.Protocol != "text" && c.Protocol != "binary" {
-		return fmt.Errorf("protocol %q: want text or binary", c.Protocol)
+	if c.Protocol != "text" && c.Protocol != "binary" && c.Protocol != "meta" {
+		return fmt.Errorf("protocol %q: want text, binary or meta", c.Protocol)
 	}
 	c.Conns = max(c.Conns, 1)
 	c.Pipeline = max(c.Pipeline, 1)
@@ -237,7 +237,8 @@ func dialWorker(cfg *Config, id int) (*worker, error) {
 func (w *worker) login(l Login) error {
 	w.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	defer w.conn.SetDeadline(time.Time{})
-	if w.cfg.Protocol == "text" {
+	if w.cfg.Protocol != "binary" {
+		// MemCachier's text login, for meta connections too.
 		fmt.Fprintf(w.w, "set %s 0 0 %d\r\n%s\r\n", l.Username, len(l.Password), l.Password)
 		w.w.Flush()
 		line, err := w.r.ReadString('\n')
@@ -330,6 +331,23 @@ func (w *worker) encode(key []byte, set bool, size int) {
 		w.w.Write(w.buf)
 		return
 	}
+	if w.cfg.Protocol == "meta" {
+		if set {
+			w.buf = append(w.buf[:0], "ms "...)
+			w.buf = append(w.buf, key...)
+			w.buf = append(w.buf, ' ')
+			w.buf = strconv.AppendInt(w.buf, int64(size), 10)
+			w.buf = append(w.buf, " T0\r\n"...)
+			w.buf = append(w.buf, w.value[:size]...)
+			w.buf = append(w.buf, "\r\n"...)
+		} else {
+			w.buf = append(w.buf[:0], "mg "...)
+			w.buf = append(w.buf, key...)
+			w.buf = append(w.buf, " v f\r\n"...)
+		}
+		w.w.Write(w.buf)
+		return
+	}
 	if set {
 		w.buf = binHeader(w.buf[:0], 0x01, len(key), 8, len(key)+8+size, 0)
 		w.buf = append(w.buf, 0, 0, 0, 0, 0, 0, 0, 0) // flags, exptime
@@ -380,6 +398,9 @@ func (w *worker) reply(set bool) error {
 	if err != nil {
 		return err
 	}
+	if w.cfg.Protocol == "meta" {
+		return w.metaReply(set, line)
+	}
 	if set {
 		if string(line) != "STORED\r\n" {
 			return fmt.Errorf("%w: set answered %q", errReply, line)
@@ -411,6 +432,40 @@ func (w *worker) reply(set bool) error {
 	end, err := w.r.ReadSlice('\n')
 	if err != nil || string(end) != "END\r\n" {
 		return fmt.Errorf("%w: value not followed by END: %q", errReply, end)
+	}
+	w.hits++
+	return nil
+}
+
+// metaReply checks the status line of an ms (HD) or an mg (VA with its
+// value, or EN).
+func (w *worker) metaReply(set bool, line []byte) error {
+	if set {
+		if string(line) != "HD\r\n" {
+			return fmt.Errorf("%w: ms answered %q", errReply, line)
+		}
+		w.sets++
+		return nil
+	}
+	w.gets++
+	if string(line) == "EN\r\n" {
+		w.misses++
+		return nil
+	}
+	// VA <bytes> f<flags>
+	if len(line) < 5 || string(line[:3]) != "VA " {
+		return fmt.Errorf("%w: mg answered %q", errReply, line)
+	}
+	end := 3
+	for end < len(line) && line[end] >= '0' && line[end] <= '9' {
+		end++
+	}
+	n, err := strconv.Atoi(string(line[3:end]))
+	if err != nil {
+		return fmt.Errorf("%w: mg answered %q", errReply, line)
+	}
+	if _, err := w.r.Discard(n + 2); err != nil {
+		return err
 	}
 	w.hits++
 	return nil

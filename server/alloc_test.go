@@ -18,6 +18,11 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 		{"ascii get hit", []byte("get key\r\n")},
 		{"ascii multi-get", []byte("gets key key nope\r\n")},
 		{"binary get hit", binGet},
+		{"meta set", []byte("ms key 5 T0 F3 c k O1\r\nhello\r\n")},
+		{"meta get hit", []byte("mg key v f t c k s h l O12\r\n")},
+		{"meta get miss, base64 key", []byte("mg bm9wZQ== b v k\r\n")},
+		{"meta arith", []byte("ma cnt N0 J1 v c t\r\n")},
+		{"meta delete miss", []byte("md nope q k\r\nmn\r\n")},
 	} {
 		cs.proto = protoUnknown
 		run := func() {
@@ -52,6 +57,32 @@ func BenchmarkProcessASCIISet(b *testing.B) {
 	s := newTestServer(b)
 	cs := testConn(s)
 	in := []byte("set key 0 0 100\r\n" + string(make([]byte, 100)) + "\r\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for i := 0; i < b.N; i++ {
+		s.process(cs, in)
+		cs.out = cs.out[:0]
+	}
+}
+
+func BenchmarkProcessMetaGetHit(b *testing.B) {
+	s := newTestServer(b)
+	cs := testConn(s)
+	s.process(cs, []byte("ms key 100\r\n"+string(make([]byte, 100))+"\r\n"))
+	cs.out = cs.out[:0]
+	in := []byte("mg key v f\r\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for i := 0; i < b.N; i++ {
+		s.process(cs, in)
+		cs.out = cs.out[:0]
+	}
+}
+
+func BenchmarkProcessMetaSet(b *testing.B) {
+	s := newTestServer(b)
+	cs := testConn(s)
+	in := []byte("ms key 100 T0\r\n" + string(make([]byte, 100)) + "\r\n")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(in)))
 	for i := 0; i < b.N; i++ {

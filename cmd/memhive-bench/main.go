@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string) error {
 	var prefill bool
 	fs := flag.NewFlagSet("memhive-bench run", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:11211", "server address")
-	fs.StringVar(&c.Protocol, "protocol", "text", "text or binary")
+	fs.StringVar(&c.Protocol, "protocol", "text", "text, binary or meta")
 	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS (the server's certificate is not verified)")
 	fs.StringVar(&user, "username", "", "log every connection in (binary: SASL PLAIN; text: MemCachier's set login)")
 	fs.StringVar(&pass, "password", "", "password for --username")
