@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, on Debian, what memhive's tests need: the reference memcached, the
 # libmemcached tools (memccapable, memcslap), the python clients used by
-# e2e tests, Chromium for the dashboard's browser test, and that test's npm
+# e2e tests, openssl (s_client, for the TLS test), Chromium for the dashboard's browser test, and that test's npm
 # packages (playwright-core, from e2e/browser/package-lock.json). Idempotent: when everything is present it only checks and exits,
 # without touching apt. Exits non-zero, naming what is missing, when it cannot
 # install (not root, not Debian, apt failure).
@@ -24,6 +24,7 @@ missing() {
 	[ -x /usr/bin/chromium ] || echo chromium
 	command -v saslpasswd2 >/dev/null 2>&1 || echo sasl2-bin
 	command -v npm >/dev/null 2>&1 || echo npm
+	command -v openssl >/dev/null 2>&1 || echo openssl
 }
 
 # npm_deps installs the browser test's packages when they are absent.
@@ -66,7 +67,7 @@ still=$(missing | tr '\n' ' ')
 still=${still% }
 if [ -n "$still" ]; then
 	echo "install-deps: still missing after apt-get install: $still" >&2
-	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap, /usr/bin/chromium, npm and '$PY -c \"import pylibmc, pymemcache\"'" >&2
+	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap, /usr/bin/chromium, npm, openssl and '$PY -c \"import pylibmc, pymemcache\"'" >&2
 	exit 1
 fi
 npm_deps
