@@ -1595,24 +1595,28 @@ func (g *Generator) metaFlags(cands []string, p float64) []string {
 	return out
 }
 
-func (g *Generator) metaGet() *Request {
-	key := g.fetchKey()
+// metaStart begins a meta command on key: the command, the key (maybe
+// base64), the tokens of args (ms's length), and b if the key is encoded.
+func (g *Generator) metaStart(cmd, key string, args ...string) *tb {
 	g.clean(key)
 	k, b := g.metaKey(key)
-	t := g.text().tok("mg", k)
-	cands := []string{"v", "s", "t", "c", "f", "l", "h", "k", "q", "u", g.opaqueFlag(),
-		"T" + g.expText(), "N" + g.expText(), "R" + g.recacheTime()}
+	t := g.text().tok(cmd, k).tok(args...)
 	if b {
 		t.tok("b")
 	}
+	return t
+}
+
+func (g *Generator) metaGet() *Request {
+	t := g.metaStart("mg", g.fetchKey())
+	cands := []string{"v", "s", "t", "c", "f", "l", "h", "k", "q", "u", g.opaqueFlag(),
+		"T" + g.expText(), "N" + g.expText(), "R" + g.recacheTime()}
 	t.tok(g.metaFlags(cands, 0.3)...)
 	return t.eol().req("mg")
 }
 
 func (g *Generator) metaSet() *Request {
 	key := g.key()
-	g.clean(key)
-	k, b := g.metaKey(key)
 	mode := []string{"", "", "", "MS", "ME", "MA", "MP", "MR"}[g.intn(8)]
 	var val []byte
 	if mode == "MA" || mode == "MP" {
@@ -1620,10 +1624,7 @@ func (g *Generator) metaSet() *Request {
 	} else {
 		val = g.value()
 	}
-	t := g.text().tok("ms", k, strconv.Itoa(len(val)))
-	if b {
-		t.tok("b")
-	}
+	t := g.metaStart("ms", key, strconv.Itoa(len(val)))
 	cands := []string{"q", "k", "c", "I", g.opaqueFlag(), "T" + g.expText(), "F" + g.flagsText()}
 	if mode != "" {
 		cands = append(cands, mode)
@@ -1641,12 +1642,7 @@ func (g *Generator) metaSet() *Request {
 
 func (g *Generator) metaDelete() *Request {
 	key := g.key()
-	g.clean(key)
-	k, b := g.metaKey(key)
-	t := g.text().tok("md", k)
-	if b {
-		t.tok("b")
-	}
+	t := g.metaStart("md", key)
 	t.tok(g.metaFlags([]string{"q", "k", "I", g.opaqueFlag(), "T" + g.expText()}, 0.3)...)
 	if g.chance(0.25) {
 		t.metaCAS("C", key, g.chance(0.3))
@@ -1656,12 +1652,7 @@ func (g *Generator) metaDelete() *Request {
 
 func (g *Generator) metaArith() *Request {
 	key := g.deltaKey()
-	g.clean(key)
-	k, b := g.metaKey(key)
-	t := g.text().tok("ma", k)
-	if b {
-		t.tok("b")
-	}
+	t := g.metaStart("ma", key)
 	mode := []string{"MI", "M+", "MD", "M-"}[g.intn(4)]
 	incr := mode == "MI" || mode == "M+"
 	cands := []string{"q", "k", "c", "t", "v", g.opaqueFlag(), "T" + g.expText(), "N" + g.expText(),
@@ -1676,15 +1667,6 @@ func (g *Generator) metaArith() *Request {
 // numericInitial are ma's J values: far below 2^63 (see numericValues).
 var numericInitial = []string{"0", "1", "10", "4294967296", "999999999999"}
 
-func (g *Generator) metaDebug() *Request {
-	key := g.key()
-	g.clean(key)
-	k, b := g.metaKey(key)
-	t := g.text().tok("me", k)
-	if b {
-		t.tok("b")
-	}
-	return t.eol().req("me")
-}
+func (g *Generator) metaDebug() *Request { return g.metaStart("me", g.key()).eol().req("me") }
 
 func (g *Generator) metaNoop() *Request { return g.text().tok("mn").eol().req("mn") }
