@@ -229,6 +229,7 @@ var (
 	hostileTooLarge     = hostileResp(opSet, stTooLarge, "Too large.")
 	hostileTooLargeText = []byte("SERVER_ERROR object too large for cache\r\n")
 	hostileUnknown      = hostileResp(opUnknown, 0x81, "Unknown command")
+	hostileNoopReply    = hostileResp(opNoop, 0, "")
 )
 
 // hostileCase is one row of the matrix. After send, two probes follow
@@ -247,6 +248,10 @@ type hostileCase struct {
 	// of unprocessed input), is all memhive must say before it closes the
 	// connection.
 	own []byte
+	// alt is memhive's whole transcript when memcached's depends on how
+	// the bytes arrive: memcached gives either the same as memhive or alt's
+	// other outcome, and memhive must give one of the two, always.
+	alt []byte
 }
 
 func hostileTextCases() []hostileCase {
@@ -363,7 +368,11 @@ func hostileBinaryCases() []hostileCase {
 		{name: "SET body shorter than announced", send: hostileBin(opSet, ex8, k("hb4"), k("abcde")).bodyLen(8 + 3 + 10).then(hostileNoop)},
 		{name: "SET with a non-raw datatype", send: hostileBin(opSet, ex8, k("hb5"), k("v")).datatype(1)},
 		{name: "SET value over the item size sent in full", send: hostileBin(opSet, ex8, k("hb6"), bytes.Repeat(k("v"), 2<<20))},
-		{name: "SET bodylen 0xFFFFFFF0 header only", send: hostileBin(opSet, ex8, k("hb7"), nil).bodyLen(0xfffffff0)},
+		// memcached's length arithmetic goes negative: it answers "Too
+		// large" and reads on, or, when the key and extras come in a
+		// read of their own, swallows the announced body in silence.
+		{name: "SET bodylen 0xFFFFFFF0 header only", send: hostileBin(opSet, ex8, k("hb7"), nil).bodyLen(0xfffffff0),
+			alt: slices.Concat(hostileTooLarge, hostileNoopReply, hostileNoopReply)},
 		{name: "SET bodylen 1 GiB header only", send: hostileBin(opSet, ex8, k("hb8"), nil).bodyLen(1 << 30), deferred: hostileTooLarge},
 		{name: "GET bodylen 0xFFFFFFF0 header only", send: hostileBin(opGet, nil, k("hk"), nil).bodyLen(0xfffffff0)},
 		{name: "unknown opcode", send: hostileBin(opUnknown, nil, nil, nil)},
@@ -552,6 +561,8 @@ func runHostileCase(c hostileCase, mh, mc *testserver.Server, aliveKey string) (
 				hostileQuote(got.got), state(gotClosed), hostileQuote(c.own), hostileQuote(ref.got))
 		}
 		r.Logf("memcached said %s, %s; memhive, on purpose, %s, %s", hostileQuote(ref.got), state(refClosed), hostileQuote(got.got), state(gotClosed))
+	} else if c.alt != nil && bytes.Equal(have(), c.alt) && gotClosed < 0 {
+		r.Logf("memhive said %s, as memcached does when the bytes arrive together (this time memcached said %s)", hostileQuote(got.got), hostileQuote(ref.got))
 	} else {
 		if !bytes.Equal(have(), want()) {
 			r.Errorf("replies differ\nrequest:   %s\nmemcached: %s\nmemhive:   %s", hostileQuote(c.send), hostileQuote(ref.got), hostileQuote(got.got))
