@@ -47,7 +47,7 @@ type Meta struct {
 	keyBuf [MaxKeyLen]byte
 }
 
-// Opaque is the reply to a meta command with an O token over 32 bytes.
+// ReplyOpaqueTooLong answers a meta command with an O token over 32 bytes.
 const ReplyOpaqueTooLong = "CLIENT_ERROR opaque token too long\r\n"
 
 // Meta replies memcached 1.6.18 uses.
