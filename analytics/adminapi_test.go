@@ -114,19 +114,49 @@ func TestAdminCreateAnswer(t *testing.T) {
 
 func TestAdminNeedsTheToken(t *testing.T) {
 	a, store := newAdmin(t)
+	// A cache and two credentials for the requests to aim at.
+	c, err := store.CreateCache(control.Cache{Name: "victim", LimitBytes: 8 << 20, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := store.CreateCredential(c.ID, control.CapAll, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := store.CreateCredential(c.ID, control.CapWrite, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		caches, _ := store.Caches()
+		creds, _ := store.Credentials(c.ID)
+		return fmt.Sprintf("%+v %+v", caches, creds)
+	}
+	before := snapshot()
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + token + "x", "Basic " + token, token} {
+		// Every path and method of the admin API, and paths it does not
+		// have: the token is checked before anything else.
 		for _, req := range [][3]string{
 			{"POST", "/admin/v1/caches", `{"name":"app","memory_limit_mb":8}`},
 			{"GET", "/admin/v1/caches", ""},
-			{"DELETE", "/admin/v1/caches/1", ""},
+			{"GET", fmt.Sprintf("/admin/v1/caches/%d", c.ID), ""},
+			{"PATCH", fmt.Sprintf("/admin/v1/caches/%d", c.ID), `{"memory_limit_mb":16,"enabled":false}`},
+			{"DELETE", fmt.Sprintf("/admin/v1/caches/%d", c.ID), ""},
+			{"GET", fmt.Sprintf("/admin/v1/caches/%d/credentials", c.ID), ""},
+			{"POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", c.ID), `{"write":true}`},
+			{"PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", c.ID, second.ID), `{"write":false}`},
+			{"DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", c.ID, second.ID), ""},
+			{"POST", fmt.Sprintf("/admin/v1/caches/%d/credentials/primary/%d", c.ID, second.ID), ""},
+			{"DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", c.ID, first.ID), ""},
+			{"GET", "/admin/v1/nothing-here", ""},
 		} {
 			if status, _ := do(a, req[0], req[1], auth, req[2]); status != 401 {
 				t.Fatalf("%q %s %s: %d", auth, req[0], req[1], status)
 			}
 		}
 	}
-	if caches, _ := store.Caches(); len(caches) != 0 {
-		t.Fatal("an unauthorized request changed the store")
+	if after := snapshot(); after != before {
+		t.Fatalf("unauthorized requests changed the store:\nbefore %s\nafter  %s", before, after)
 	}
 	empty := NewAdmin(AdminConfig{Store: store})
 	if status, _ := do(empty, "GET", "/admin/v1/caches", "Bearer ", ""); status != 401 {
