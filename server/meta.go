@@ -101,10 +101,12 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 	for _, tok := range m.Tokens[:m.NTok] {
 		switch tok[0] {
 		case 'N', 'T', 'R', 'l', 'h':
-			// memcached looks these up locked and bumps the item after
-			// answering (not at all if the answer fails).
+			// With any of these memcached looks the item up locked and
+			// bumps it after answering (not at all if the answer fails).
 			locked = true
 		}
+	}
+	for _, tok := range m.Tokens[:m.NTok] {
 		switch tok[0] {
 		case 'T':
 			ref.SetTTL(r.Exptime)
