@@ -573,3 +573,32 @@ func TestMultiGetReplyIsBounded(t *testing.T) {
 		t.Fatalf("a key left out of the bounded reply is still there: %q", got)
 	}
 }
+
+// TestPipeliningSlowReaderGetsEverything: a client that writes far more
+// requests than a connection may buffer unprocessed (the largest item plus
+// 64 KiB) while it reads the replies slower than the server makes them is
+// held, not cut off, and gets every reply in order.
+func TestPipeliningSlowReaderGetsEverything(t *testing.T) {
+	s := testserver.StartMemhive(t)
+	c := dialText(t, s.Addr)
+	if got := c.cmd("set small 0 0 40\r\n" + strings.Repeat("s", 40) + "\r\n"); got != "STORED" {
+		t.Fatal(got)
+	}
+	const n = 300_000 // 2.7 MB of requests, 21 MB of replies
+	go func() {
+		c.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c.c, strings.Repeat("get small\r\n", n))
+	}()
+	time.Sleep(500 * time.Millisecond) // let the replies pile up
+	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	want := "VALUE small 0 40\r\n" + strings.Repeat("s", 40) + "\r\nEND\r\n"
+	buf := make([]byte, len(want))
+	for i := 0; i < n; i++ {
+		if _, err := io.ReadFull(c.r, buf); err != nil {
+			t.Fatalf("reply %d of %d: %v", i, n, err)
+		}
+		if string(buf) != want {
+			t.Fatalf("reply %d of %d: %q", i, n, buf)
+		}
+	}
+}

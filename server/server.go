@@ -74,6 +74,11 @@ type Server struct {
 	// whole largest item and its command line, or a multi-get line that
 	// long.
 	inputLimit int
+	// heldLimit bounds the whole requests a connection may send while its
+	// requests are held (its replies are not being read fast enough): a
+	// pipelining client goes on writing while it reads, and gnet reads
+	// whatever arrives.
+	heldLimit int
 	// replyBudget bounds the values one multi-get copies into its reply.
 	replyBudget int
 
@@ -111,6 +116,7 @@ func New(cfg Config, t *Tenants) *Server {
 
 		throttle:    newAuthThrottle(cfg.AuthFailLimit, cfg.AuthFailWindow),
 		inputLimit:  t.mem.MaxItemSize() + inputSlack,
+		heldLimit:   max(minHeldInput, t.mem.MaxItemSize()+inputSlack),
 		replyBudget: max(minReplyBudget, 2*t.mem.MaxItemSize()),
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
@@ -121,6 +127,10 @@ func New(cfg Config, t *Tenants) *Server {
 // inputSlack is what a connection may buffer beyond the largest item: its
 // command line and the next request's start.
 const inputSlack = 64 << 10
+
+// minHeldInput is the least a held connection may send before it is cut
+// off.
+const minHeldInput = 32 << 20
 
 // minReplyBudget is the least a multi-get's reply may carry in values.
 const minReplyBudget = 64 << 20
@@ -312,7 +322,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	var closeConn bool
 	if c.OutboundBuffered() >= outputHold {
 		// The client is not reading its replies: run nothing more for it
-		// until it does, keeping what it sends within inputLimit.
+		// until it does, keeping what it sends within heldLimit.
 		closeConn = s.hold(cs, buf)
 	} else {
 		closeConn = s.step(cs, buf)
@@ -383,7 +393,11 @@ func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
 	cs.stats.bytesRead.Add(uint64(len(data)))
 	cs.stats.bytesWritten.Add(uint64(len(cs.out)))
 	cs.keepRest(buf[consumed:])
-	if !closeConn && len(cs.in) > s.inputLimit {
+	limit := s.inputLimit
+	if cs.held.Load() {
+		limit = s.heldLimit
+	}
+	if !closeConn && len(cs.in) > limit {
 		cs.out = append(cs.out, inputTooLarge...)
 		return true
 	}
@@ -391,18 +405,18 @@ func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
 }
 
 // inputTooLarge answers a connection whose unprocessed input outgrew
-// inputLimit: a multi-get line longer than the largest item, or requests
-// sent while the replies to earlier ones are not being read.
+// inputLimit (a multi-get line longer than the largest item) or heldLimit
+// (requests sent while the replies to earlier ones are not being read).
 const inputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
 
 // hold keeps data unprocessed for a client that is not reading its
 // replies; it reports whether the connection must close because the
-// held input outgrew inputLimit.
+// held input outgrew heldLimit.
 func (s *Server) hold(cs *conn, data []byte) (closeConn bool) {
 	cs.stats.bytesRead.Add(uint64(len(data)))
 	cs.in = append(cs.in, data...)
 	cs.held.Store(true)
-	if len(cs.in) > s.inputLimit {
+	if len(cs.in) > s.heldLimit {
 		cs.out = append(cs.out, inputTooLarge...)
 		return true
 	}
