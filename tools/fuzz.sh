@@ -3,7 +3,10 @@
 # $FUZZTIME. `make fuzz` runs it with KEEP_CORPUS=1 for minutes; `make test`
 # runs a short form.
 #
-#   FUZZTIME          per target (a Go duration, or Nx for N calls); default 2m
+#   FUZZTIME          per target (Nx for N calls, or a Go duration); default
+#                     4000000x. Prefer counts: with a duration Go 1.26 may
+#                     fail a target with "context deadline exceeded" and no
+#                     input when the time runs out (go.dev/issue/75804)
 #   FUZZMINIMIZETIME  go test's -fuzzminimizetime; default 5s (see below)
 #   KEEP_CORPUS=1     afterwards, copy the new inputs Go found interesting
 #                     (kept in $(go env GOCACHE)/fuzz/<import path>/<Name>/)
@@ -19,7 +22,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-FUZZTIME=${FUZZTIME:-2m}
+FUZZTIME=${FUZZTIME:-4000000x}
 # Go's default budget of 60 s is all but used up by every new interesting
 # input of over 2 KiB: the minimizer tries O(n^2) shorter candidates (2.1
 # million, some 55 s, for the 2049 bytes that reach the ASCII parser's
@@ -34,11 +37,11 @@ KEEP_MAX=${KEEP_MAX:-200}
 GO=${GO:-go}
 gocache=$($GO env GOCACHE)
 
-# A count (Nx) has no bound in time; otherwise leave go test 5 minutes past
-# the fuzzing time to build, replay the seeds and minimize a crasher
-# (Go durations add up: "2m5m" is 7 minutes).
+# A count (Nx) gets a generous bound in time, so that a stuck target still
+# ends; a duration gets 5 minutes past the fuzzing time to build, replay the
+# seeds and minimize a crasher (Go durations add up: "2m5m" is 7 minutes).
 case $FUZZTIME in
-*x) timeout=0 ;;
+*x) timeout=20m ;;
 *) timeout="${FUZZTIME}5m" ;;
 esac
 
