@@ -13,8 +13,9 @@ import (
 // (counting the command, the key and memcached's terminal token) is refused.
 const maxMetaTokens = 20
 
-// maxOpaqueLen is MFLAG_MAX_OPAQUE_LENGTH, counting the 'O'.
-const maxOpaqueLen = 32
+// MaxOpaqueLen is the longest O token memcached echoes, counting the 'O'
+// (MFLAG_MAX_OPAQUE_LENGTH).
+const MaxOpaqueLen = 32
 
 // Meta holds what a meta command asks besides Request's Key, Value, Flags
 // (F), Exptime (T), CAS (C), Delta (D), Initial (J) and NoReply (q).
@@ -269,7 +270,7 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 				fail(errLineBadToken)
 			}
 		case 'O':
-			if len(tok) > maxOpaqueLen {
+			if len(tok) > MaxOpaqueLen {
 				m.OpaqueTooLong = true
 			}
 		case 'P', 'L', 'k', 's', 't', 'c', 'f', 'l', 'h':

@@ -10,17 +10,6 @@ import (
 // the item still locked, as a Ref, for the protocol layer to walk the flags
 // in order, and Release it after.
 
-// TTL is the item's remaining time to live in seconds, as memcached
-// computes it (unsigned 32-bit server times), or never when it does not
-// expire.
-func (r Ref) TTL() (secs uint32, never bool) {
-	exp := r.s.items.Exptime(r.it)
-	if exp == 0 {
-		return 0, true
-	}
-	return exp - r.s.e.clock.Now(), false
-}
-
 // Expiry is the item's expiry in server time (0: never) and the server
 // time now.
 func (r Ref) Expiry() (exp, now uint32) { return r.s.items.Exptime(r.it), r.s.e.clock.Now() }

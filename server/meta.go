@@ -19,6 +19,13 @@ var metaStoreModes = [256]engine.Mode{
 	'P': engine.ModePrepend, 'R': engine.ModeReplace,
 }
 
+// metaCodes are the meta status codes of the engine's outcomes; HD is the
+// nominal one, which q suppresses.
+var metaCodes = [...]string{
+	engine.Stored: "HD", engine.Deleted: "HD", engine.Exists: "EX",
+	engine.NotFound: "NF", engine.NotStored: "NS",
+}
+
 // execMeta runs one meta command, appending its answer to cs.out.
 func (s *Server) execMeta(cs *conn, r *codec.Request) {
 	m := r.Meta()
@@ -122,7 +129,8 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 		case 's':
 			out = appendU32(out, 's', uint32(len(value)))
 		case 't':
-			out = appendTTL(out, ref)
+			exp, now := ref.Expiry()
+			out = appendTTL(out, exp, now)
 		case 'c':
 			out = strconv.AppendUint(append(out, " c"...), ref.CAS(), 10)
 		case 'f':
@@ -136,7 +144,7 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 				out = append(out, " h0"...)
 			}
 		case 'O':
-			if len(tok) > maxOpaque {
+			if len(tok) > codec.MaxOpaqueLen {
 				// memcached stops at this flag with an error: no token
 				// is handed out, and a locked item is not bumped.
 				if !locked && !m.NoBump {
@@ -175,16 +183,13 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 	return out
 }
 
-// maxOpaque is the longest O token memcached echoes, counting the 'O'.
-const maxOpaque = 32
-
-// appendTTL appends " t<seconds left>", or " t-1" for no expiry.
-func appendTTL(out []byte, ref engine.Ref) []byte {
-	ttl, never := ref.TTL()
-	if never {
+// appendTTL appends " t<seconds left>" for an item expiring at server
+// time exp (unsigned, as memcached computes it), or " t-1" for none.
+func appendTTL(out []byte, exp, now uint32) []byte {
+	if exp == 0 {
 		return append(out, " t-1"...)
 	}
-	return appendU32(out, 't', ttl)
+	return appendU32(out, 't', exp-now)
 }
 
 func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
@@ -207,19 +212,13 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 		if r.NoReply {
 			return out
 		}
-		out = append(out, "HD"...)
-	case engine.Exists:
-		out = append(out, "EX"...)
-	case engine.NotFound:
-		out = append(out, "NF"...)
-	case engine.NotStored:
-		out = append(out, "NS"...)
 	case engine.TooLarge:
 		cs.stats.storeTooLarge.Add(1)
 		return append(out, codec.ReplyTooLarge...)
-	default:
+	case engine.NoMemory:
 		return append(out, codec.ReplyOutOfMemoryStore...)
 	}
+	out = append(out, metaCodes[st]...)
 	for _, tok := range m.Tokens[:m.NTok] {
 		switch tok[0] {
 		case 'O':
@@ -234,18 +233,11 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 }
 
 func metaDelete(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
-	switch eng.MetaDelete(r.Key, m.HasCAS, r.CAS, m.Stale, m.NewTTL, r.Exptime) {
-	case engine.Deleted:
-		if r.NoReply {
-			return out
-		}
-		out = append(out, "HD"...)
-	case engine.Exists:
-		out = append(out, "EX"...)
-	default:
-		out = append(out, "NF"...)
+	st := eng.MetaDelete(r.Key, m.HasCAS, r.CAS, m.Stale, m.NewTTL, r.Exptime)
+	if st == engine.Deleted && r.NoReply {
+		return out
 	}
-	return append(appendEcho(out, r, m), "\r\n"...)
+	return append(appendEcho(append(out, metaCodes[st]...), r, m), "\r\n"...)
 }
 
 func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
@@ -263,11 +255,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		if m.OpaqueTooLong {
 			return append(out, codec.ReplyOpaqueTooLong...)
 		}
-		code := "NF"
-		if st == engine.Exists {
-			code = "EX"
-		}
-		return append(appendEcho(append(out, code...), r, m), "\r\n"...)
+		return append(appendEcho(append(out, metaCodes[st]...), r, m), "\r\n"...)
 	case engine.NoMemory:
 		if m.Vivify {
 			return append(out, "SERVER_ERROR Out of memory allocating new item\r\n"...)
@@ -292,11 +280,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		case 'c':
 			out = strconv.AppendUint(append(out, " c"...), ref.CAS(), 10)
 		case 't':
-			if exp == 0 {
-				out = append(out, " t-1"...)
-			} else {
-				out = appendU32(out, 't', exp-now)
-			}
+			out = appendTTL(out, exp, now)
 		case 'T':
 			exp = ref.ServerTime(r.Exptime)
 			if !replaced {
@@ -308,7 +292,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 				ref.SetTTL(m.Vivified)
 			}
 		case 'O':
-			if len(tok) > maxOpaque {
+			if len(tok) > codec.MaxOpaqueLen {
 				// memcached stops at this flag: the flags after it do
 				// nothing.
 				ref.Release()
@@ -346,12 +330,12 @@ func metaDebug(eng *engine.Engine, out []byte, r *codec.Request) []byte {
 		out = append(out, ref.Key()...)
 	}
 	out = append(out, " exp="...)
-	if ttl, never := ref.TTL(); never {
+	if exp, now := ref.Expiry(); exp == 0 {
 		out = append(out, "-1"...)
 	} else {
 		// memcached prints current_time - exptime as an int: minus the
 		// time left.
-		out = strconv.AppendInt(out, -int64(int32(ttl)), 10)
+		out = strconv.AppendInt(out, int64(int32(now-exp)), 10)
 	}
 	out = strconv.AppendUint(append(out, " la="...), uint64(uint32(ref.Idle())), 10)
 	out = strconv.AppendUint(append(out, " cas="...), ref.CAS(), 10)
