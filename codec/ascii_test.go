@@ -210,14 +210,17 @@ func TestParseASCIIGetKeyIsFirstKey(t *testing.T) {
 	}
 }
 
+// TestParseASCIIMaxItemSize pins the boundary: key + value must be less
+// than the limit (MemCachier: "must still be less than 1MB").
 func TestParseASCIIMaxItemSize(t *testing.T) {
 	p := Parser{MaxItemSize: 10}
 	var r Request
 	for _, c := range []struct{ in, want string }{
-		{"set k 0 0 9\r\n123456789\r\n", `n=24 set key="k" value="123456789"`},
-		{"set k 0 0 10\r\n", `n=14 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=12 refused=set`},
-		{"set kk 0 0 9 noreply\r\n", `n=22 error key="kk" noreply swallow=11 refused=set`},
-		{"ms k 10 T0\r\n", `n=12 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=12 refused=ms`},
+		{"set k 0 0 8\r\n12345678\r\n", `n=23 set key="k" value="12345678"`},
+		{"set k 0 0 9\r\n", `n=13 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=11 refused=set`},
+		{"set kk 0 0 8 noreply\r\n", `n=22 error key="kk" noreply swallow=10 refused=set`},
+		{"ms k 8 T0\r\n12345678\r\n", `n=21 ms key="k" value="12345678"`},
+		{"ms k 9 T0\r\n", `n=11 error key="k" reply="SERVER_ERROR object too large for cache\r\n" swallow=11 refused=ms`},
 	} {
 		n, err := p.ParseASCII([]byte(c.in), &r)
 		if got := describe(n, err, &r); got != c.want {

@@ -172,13 +172,17 @@ func TestParseBinaryOpaque(t *testing.T) {
 func TestParseBinaryMaxItemSize(t *testing.T) {
 	p := Parser{MaxItemSize: 10}
 	var r Request
-	in := pkt{op: OpSet, key: "k", ext: be32(0) + be32(0), val: "123456789"}.bytes()
+	in := pkt{op: OpSet, key: "k", ext: be32(0) + be32(0), val: "12345678"}.bytes()
 	if n, err := p.ParseBinary(in, &r); err != nil || r.Cmd != CmdSet || n != len(in) {
-		t.Fatalf("9-byte value: %s", describe(n, err, &r))
+		t.Fatalf("9-byte item (limit 10): %s", describe(n, err, &r))
 	}
-	in = pkt{op: OpSet, key: "kk", ext: be32(0) + be32(0), val: "123456789"}.bytes()
-	if n, err := p.ParseBinary(in, &r); err != nil || r.Status != StatusTooLarge || r.Swallow != 9 || n != 34 {
-		t.Fatalf("11-byte item: %s", describe(n, err, &r))
+	in = pkt{op: OpSet, key: "k", ext: be32(0) + be32(0), val: "123456789"}.bytes()
+	if n, err := p.ParseBinary(in, &r); err != nil || r.Status != StatusTooLarge || r.Swallow != 9 || n != 33 {
+		t.Fatalf("10-byte item (limit 10): %s", describe(n, err, &r))
+	}
+	in = pkt{op: OpAppend, key: "kk", val: "12345678"}.bytes()
+	if n, err := p.ParseBinary(in, &r); err != nil || r.Status != StatusTooLarge || r.Swallow != 8 || n != 26 {
+		t.Fatalf("10-byte append (limit 10): %s", describe(n, err, &r))
 	}
 	in = pkt{op: OpSASLAuth, key: "PLAIN", val: "123456"}.bytes()
 	if n, err := p.ParseBinary(in, &r); err != nil || r.Status != StatusOutOfMemory || r.Swallow != 6 || n != 29 {

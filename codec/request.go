@@ -91,7 +91,8 @@ func (c Command) String() string {
 const (
 	// MaxKeyLen is the longest key memcached accepts (KEY_MAX_LENGTH).
 	MaxKeyLen = 250
-	// DefaultMaxItemSize is the key+value limit when Parser.MaxItemSize is 0.
+	// DefaultMaxItemSize is the key+value limit when Parser.MaxItemSize
+	// is 0: key + value must be less than it.
 	DefaultMaxItemSize = 1 << 20
 	// readBufferSize is memcached's per-connection read buffer
 	// (READ_BUFFER_SIZE): it never looks further ahead than this for a
@@ -192,11 +193,13 @@ func (p *Parser) maxItem() int {
 	return DefaultMaxItemSize
 }
 
-// tooLarge reports whether an item of key+value bytes exceeds the limit.
-// memcached's own test (item_size_ok) also counts its ~50-byte item header;
-// the boundary is ours to choose.
+// tooLarge reports whether an item of key+value bytes reaches the limit:
+// MemCachier's rule is that the pair "must still be less than 1MB", so
+// with the default limit 1,048,575 bytes are stored and 1,048,576 are not.
+// memcached's own test (item_size_ok) also counts its ~50-byte item
+// header; the boundary is ours to choose.
 func (p *Parser) tooLarge(nkey, vlen int) bool {
-	return nkey+vlen > p.maxItem()
+	return nkey+vlen >= p.maxItem()
 }
 
 // reset clears req for a new parse, keeping Keys' storage.

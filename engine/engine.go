@@ -12,14 +12,15 @@ import (
 	"github.com/memhive/memhive/slab"
 )
 
-// DefaultMaxItemSize is the default bound on key plus value (memcached -I).
+// DefaultMaxItemSize is the default bound on key plus value (memcached -I):
+// key + value must be less than it.
 const DefaultMaxItemSize = 1 << 20
 
 // Config sizes an Engine made by New, which owns its Memory, or a Memory
 // made by NewMemory, whose engines share it.
 type Config struct {
 	MemoryBytes  int64   // item memory for the whole process (memcached -m)
-	MaxItemSize  int     // key+value bound; 0 means DefaultMaxItemSize
+	MaxItemSize  int     // key+value must be less than this; 0 means DefaultMaxItemSize
 	GrowthFactor float64 // slab chunk-size growth factor; 0 means 1.25
 	Stripes      int     // lock stripes; 0 picks from the memory size
 	// CrawlInterval is how often the background crawler looks for expired
@@ -140,7 +141,7 @@ func (m *Memory) Clock() *Clock { return m.clock }
 // PageSize is the size of a slab page.
 func (m *Memory) PageSize() int { return m.pool.PageSize() }
 
-// MaxItemSize is the bound on key plus value.
+// MaxItemSize is the bound on key plus value: the first size refused.
 func (m *Memory) MaxItemSize() int { return m.cfg.MaxItemSize }
 
 // Pages is the number of pages in the arena.
@@ -324,8 +325,11 @@ func (e *Engine) Clock() *Clock { return e.clock }
 // Memory is the item memory the engine's pages come from.
 func (e *Engine) Memory() *Memory { return e.mem }
 
-// MaxItemSize is the bound on key plus value.
+// MaxItemSize is the bound on key plus value: the first size refused.
 func (e *Engine) MaxItemSize() int { return e.cfg.MaxItemSize }
+
+// tooLarge reports whether an item of n key+value bytes reaches the limit.
+func (e *Engine) tooLarge(n int) bool { return n >= e.cfg.MaxItemSize }
 
 // LimitBytes is the cache's memory limit (memcached's limit_maxbytes).
 func (e *Engine) LimitBytes() int64 { return e.limitBytes.Load() }

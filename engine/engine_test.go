@@ -275,18 +275,29 @@ func TestFlushAll(t *testing.T) {
 	}
 }
 
+// TestTooLarge pins the boundary: key + value must be less than the limit,
+// also after append and prepend, and a refused append leaves the item.
 func TestTooLarge(t *testing.T) {
 	e, _ := newTestEngine(t, 8)
 	big := make([]byte, DefaultMaxItemSize)
-	if st, _ := e.Store(ModeSet, []byte("k"), 0, 0, big, 0); st != TooLarge {
-		t.Fatal(st)
+	const last = DefaultMaxItemSize - 1 // the largest key+value stored
+	if st, _ := e.Store(ModeSet, []byte("k"), 0, 0, big[:last], 0); st != TooLarge {
+		t.Fatal("key + value of exactly the limit:", st)
 	}
-	if st, _ := e.Store(ModeSet, []byte("k"), 0, 0, big[:DefaultMaxItemSize-1], 0); st != Stored {
-		t.Fatal("an item of exactly the limit was refused", st)
+	if st, _ := e.Store(ModeSet, []byte("k"), 0, 0, big[:last-1], 0); st != Stored {
+		t.Fatal("key + value one byte under the limit:", st)
 	}
-	e.Store(ModeSet, []byte("j"), 0, 0, big[:DefaultMaxItemSize-10], 0)
-	if st, _ := e.Store(ModeAppend, []byte("j"), 0, 0, big[:10], 0); st != NotStored {
-		t.Fatal("append past the limit:", st)
+	for _, mode := range []Mode{ModeAppend, ModePrepend} {
+		e.Store(ModeSet, []byte("j"), 0, 0, big[:last-11], 0)
+		if st, _ := e.Store(mode, []byte("j"), 0, 0, big[:11], 0); st != TooLarge {
+			t.Fatalf("mode %d reaching the limit: %v", mode, st)
+		}
+		if v, _, _, ok := get(t, e, "j"); !ok || len(v) != last-11 {
+			t.Fatalf("mode %d: the refused append changed the item (present %v, %d bytes)", mode, ok, len(v))
+		}
+		if st, _ := e.Store(mode, []byte("j"), 0, 0, big[:10], 0); st != Stored {
+			t.Fatalf("mode %d one byte under the limit: %v", mode, st)
+		}
 	}
 }
 

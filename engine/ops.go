@@ -33,7 +33,7 @@ const (
 	Touched                  // TOUCHED
 	OK                       // incr/decr done
 	NonNumeric               // incr/decr on a value that is not a decimal number
-	TooLarge                 // key+value over the item size limit
+	TooLarge                 // key+value reaches the item size limit (also after append/prepend)
 	NoMemory                 // nothing could be evicted to make room
 )
 
@@ -181,7 +181,7 @@ type StoreOptions struct {
 
 // StoreMeta is Store with the meta protocol's options.
 func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, value []byte, cas uint64, o StoreOptions) (Status, uint64) {
-	if len(key)+len(value) > e.cfg.MaxItemSize {
+	if e.tooLarge(len(key) + len(value)) {
 		return TooLarge, 0
 	}
 	h := hash(key)
@@ -238,8 +238,11 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 			return Exists, 0
 		}
 		oldVal := s.items.Value(old)
-		if len(key)+len(oldVal)+len(value) > e.cfg.MaxItemSize {
-			return NotStored, 0
+		if e.tooLarge(len(key) + len(oldVal) + len(value)) {
+			// memcached answers NOT_STORED here (its allocation fails);
+			// MemCachier's limit holds "also after append/prepend", so
+			// the client hears the same too-large answer as for a set.
+			return TooLarge, 0
 		}
 		// memcached builds the joined item afresh: no binary-key mark.
 		iflags &^= slab.ItemKeyBinary

@@ -149,10 +149,10 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 		out = codec.AppendBinaryStatus(out, op, codec.StatusKeyNotFound, opaque)
 	case engine.NoMemory:
 		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, "out of memory storing object")
-	default: // NotStored, TooLarge
-		if st == engine.TooLarge {
-			cs.stats.storeTooLarge.Add(1)
-		}
+	case engine.TooLarge: // an append or prepend that would reach the limit
+		cs.stats.storeTooLarge.Add(1)
+		out = codec.AppendBinaryStatus(out, op, codec.StatusTooLarge, opaque)
+	default: // NotStored
 		switch mode {
 		case engine.ModeAdd:
 			out = codec.AppendBinaryStatus(out, op, codec.StatusKeyExists, opaque)
