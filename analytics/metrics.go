@@ -34,6 +34,7 @@ type metric struct {
 var metricFamilies = []metric{
 	{"memcached_current_bytes", "gauge", "Current number of bytes stored.", "bytes"},
 	{"memcached_limit_bytes", "gauge", "Number of bytes this cache may use.", "limit_maxbytes"},
+	{"memcached_malloced_bytes", "gauge", "Number of bytes of memory allocated to slab pages.", "total_malloced"},
 	{"memcached_current_connections", "gauge", "Current number of open connections.", "curr_connections"},
 	{"memcached_connections_total", "counter", "Total number of connections opened.", "total_connections"},
 	{"memcached_current_items", "gauge", "Current number of items stored.", "curr_items"},

@@ -101,7 +101,11 @@ func NewMemory(cfg Config) (*Memory, error) {
 	if cfg.MaxItemSize < 1024 || pageSize > 1<<30 {
 		return nil, fmt.Errorf("%w: max item size %d out of range 1 KiB..1 GiB", ErrConfig, cfg.MaxItemSize)
 	}
-	pages := int(cfg.MemoryBytes / int64(pageSize))
+	// A page counts as MaxItemSize bytes against --memory and each
+	// cache's limit: its 64 bytes or so beyond that are the room for the
+	// largest item's header, much as memcached does not count its slab
+	// metadata. A 64 MiB limit then buys 64 pages, not 63.
+	pages := int(cfg.MemoryBytes / int64(cfg.MaxItemSize))
 	if pages < 1 {
 		return nil, fmt.Errorf("%w: memory %d bytes holds no page of %d bytes", ErrConfig, cfg.MemoryBytes, pageSize)
 	}
@@ -140,6 +144,10 @@ func (m *Memory) Clock() *Clock { return m.clock }
 
 // PageSize is the size of a slab page.
 func (m *Memory) PageSize() int { return m.pool.PageSize() }
+
+// PageCharge is what a page counts for against --memory and a cache's
+// limit: MaxItemSize bytes, slightly less than PageSize.
+func (m *Memory) PageCharge() int { return m.cfg.MaxItemSize }
 
 // MaxItemSize is the bound on key plus value: the first size refused.
 func (m *Memory) MaxItemSize() int { return m.cfg.MaxItemSize }
@@ -208,7 +216,7 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 // limitPages is how many pages a limit of n bytes grants: whole pages, and
 // at least one so that the largest item fits.
 func (e *Engine) limitPages(n int64) int64 {
-	return max(1, n/int64(e.mem.PageSize()))
+	return max(1, n/int64(e.mem.PageCharge()))
 }
 
 // quota is an engine's share of its Memory's pages: the allocators of its
@@ -339,6 +347,9 @@ func (e *Engine) GrowthFactor() float64 { return e.cfg.GrowthFactor }
 
 // PageSize is the size of a slab page.
 func (e *Engine) PageSize() int { return e.mem.PageSize() }
+
+// PageCharge is what a page counts for against the cache's limit.
+func (e *Engine) PageCharge() int { return e.mem.PageCharge() }
 
 // Pages is the number of pages the cache holds now.
 func (e *Engine) Pages() int { return int(e.quota.taken.Load()) }

@@ -52,14 +52,21 @@ type Stats struct {
 	CasHits, CasMisses, CasBadval                      uint64
 	StoreNoMemory                                      uint64
 	CurrItems, TotalItems                              uint64
-	Bytes                                              uint64 // bytes of item memory in use by live items
+	Bytes                                              uint64 // memory held by live items: the sum of their chunks (header, key, value, class rounding)
 	Evictions, Reclaimed, ExpiredUnfetched             uint64
 	EvictedUnfetched, EvictedActive                    uint64
 	CrawlerReclaimed, CrawlerItemsChecked              uint64
 	SlabsMoved                                         uint64
 	LimitMaxbytes                                      uint64
-	TotalPages, FreePages                              uint64
-	HashBuckets                                        uint64
+	// TotalMalloced is the memory the cache holds: its pages, whole,
+	// whatever they hold (memcached's total_malloced). Evictions begin
+	// when the cache holds LimitMaxbytes/PageCharge pages (or, with
+	// overcommitted limits, when the shared pool has no page left); as a
+	// page is a little larger than its charge, usage is then the limit
+	// plus 64 bytes or so per page.
+	TotalMalloced         uint64
+	TotalPages, FreePages uint64
+	HashBuckets           uint64
 }
 
 // Stats sums every stripe's counters. It takes each stripe's lock in turn.
@@ -95,6 +102,7 @@ func (e *Engine) Stats() Stats {
 	// The pages this cache could still take: its remaining quota, as far
 	// as the shared pool has them.
 	limit, taken := e.quota.limit.Load(), e.quota.taken.Load()
+	st.TotalMalloced = uint64(taken) * uint64(e.mem.PageSize())
 	st.TotalPages = uint64(limit)
 	st.FreePages = uint64(max(0, min(limit-taken, int64(e.mem.FreePages()))))
 	return st

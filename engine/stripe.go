@@ -63,7 +63,7 @@ func (s *stripe) linkLocked(h uint64, it slab.Handle) {
 		s.expiring++
 	}
 	s.count++
-	s.bytes += int64(slab.ItemSize(len(s.items.Key(it)), len(s.items.Value(it))))
+	s.bytes += int64(s.alloc.ChunkSize(it))
 	s.st.totalItems++
 	if s.count > len(s.buckets)+len(s.buckets)/2 {
 		s.growLocked()
@@ -90,7 +90,7 @@ func (s *stripe) unhashLocked(it slab.Handle) {
 	if s.items.Exptime(it) != 0 {
 		s.expiring--
 	}
-	s.bytes -= int64(slab.ItemSize(len(key), len(s.items.Value(it))))
+	s.bytes -= int64(s.alloc.ChunkSize(it))
 }
 
 // setExptimeLocked changes a linked item's expiry, keeping expiring right.

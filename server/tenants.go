@@ -462,8 +462,12 @@ func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
 		"time":              uint64(tn.eng.Clock().Unix()),
 		"total_connections": tn.stats.totalConns.Load(),
 		"total_items":       e.TotalItems,
-		"touch_hits":        e.TouchHits,
-		"touch_misses":      e.TouchMisses,
+		// An extension beside the guide's fields: the memory the cache
+		// holds, which reaches limit_maxbytes as evictions begin
+		// ("bytes" counts only the chunks of its items).
+		"total_malloced": e.TotalMalloced,
+		"touch_hits":     e.TouchHits,
+		"touch_misses":   e.TouchMisses,
 	}, true
 }
 

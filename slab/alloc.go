@@ -77,6 +77,10 @@ func NewAllocator(items Items, classes *Classes, pageSize int, pool PageSource, 
 // Classes is the size-class table this allocator uses.
 func (a *Allocator) Classes() *Classes { return a.classes }
 
+// ChunkSize is the size of the chunk h occupies: the memory its item
+// holds, header, key, value and the rounding up to its class together.
+func (a *Allocator) ChunkSize(h Handle) int { return a.classes.Sizes[a.Items.Class(h)] }
+
 // Alloc returns a chunk that holds size bytes, or 0 when size is larger
 // than a page or nothing can be evicted.
 // The chunk's class is set; the rest of its header is the caller's to

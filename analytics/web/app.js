@@ -69,7 +69,9 @@ function renderStats() {
   const s = state.stats;
   if (!s) return;
   const limit = s.limit_maxbytes || (state.info && state.info.memory_limit) || 0;
-  const used = s.bytes || 0;
+  // Usage is the memory the cache holds (its slab pages): it reaches the
+  // limit exactly when evictions begin. "bytes" counts only its items.
+  const used = s.total_malloced ?? s.bytes ?? 0;
   const frac = limit ? used / limit : 0;
   $("panel-limit").textContent = `${fmtMB(used)} of ${fmtMB(limit)}`;
   $("usage-sub").textContent = `${fmtPct(frac)} used`;
@@ -113,7 +115,7 @@ function renderInfo() {
 // series are what the graph can show, computed from consecutive samples.
 const SERIES = {
   hitrate: { label: "Hit rate (%)", f: (a, b) => { const h = b.get_hits - a.get_hits, m = b.get_misses - a.get_misses; return h + m ? (100 * h) / (h + m) : null; } },
-  usage: { label: "Usage (MB)", f: (a, b) => b.bytes / MB },
+  usage: { label: "Usage (MB)", f: (a, b) => (b.total_malloced ?? b.bytes) / MB },
   items: { label: "Items", f: (a, b) => b.curr_items },
   newevictions: { label: "New evictions", f: (a, b) => Math.max(0, b.evictions - a.evictions) },
   connections: { label: "Live connections", f: (a, b) => b.curr_connections },
