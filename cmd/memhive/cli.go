@@ -48,7 +48,9 @@ func (c *cliConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.data, "data", "./data", "directory of the control-plane store")
 	fs.Int64Var(&c.memoryMiB, "server-memory", 1024, "the server's --memory in MiB, which bounds the caches' limits when the store is opened directly")
 	fs.BoolVar(&c.overcommit, "overcommit", false, "allow the caches' limits to add up to more than --memory (direct mode)")
-	fs.StringVar(&c.token, "admin-token", os.Getenv("MEMHIVE_ADMIN_TOKEN"), "admin API token when a server holds the store (default $MEMHIVE_ADMIN_TOKEN, else DATA/admin.token)")
+	// The default is read after parsing, not shown: help must not print
+	// a secret from the environment.
+	fs.StringVar(&c.token, "admin-token", "", "admin API token when a server holds the store (default $MEMHIVE_ADMIN_TOKEN, else DATA/admin.token)")
 	fs.StringVar(&c.http, "http", "", "admin API address when a server holds the store (default: from DATA/serve.json)")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 }
@@ -87,6 +89,9 @@ func (c *cliConfig) open() (backend, error) {
 		return nil, fmt.Errorf("the store in %s is held by a running server, but its admin address is unknown: pass --http", c.data)
 	}
 	token := c.token
+	if token == "" {
+		token = os.Getenv("MEMHIVE_ADMIN_TOKEN")
+	}
 	if token == "" {
 		if b, err := os.ReadFile(filepath.Join(c.data, adminTokenFile)); err == nil {
 			token = strings.TrimSpace(string(b))
@@ -141,7 +146,7 @@ const cacheUsage = `usage: memhive cache create NAME [--memory MB] [--dev]
        memhive cache show CACHE
        memhive cache resize CACHE MB
        memhive cache enable|disable|delete CACHE
-CACHE is a name or an id. Common flags: --data DIR, --json, --admin-token T, --http ADDR.`
+CACHE is a name or an id.`
 
 const credUsage = `usage: memhive cred create CACHE [--caps write,flush,api] [--primary]
        memhive cred list CACHE
@@ -149,20 +154,40 @@ const credUsage = `usage: memhive cred create CACHE [--caps write,flush,api] [--
        memhive cred promote|delete CACHE CRED
 CRED is an id or a username; --caps takes a comma-separated list (or "none").`
 
+// subcommandFlags splits `memhive cmd SUB ARGS...` into SUB and ARGS and
+// makes SUB's flag set; help is true for `memhive cmd --help`, whose
+// usage goes to out. A --help among ARGS also sends the usage to out.
+func subcommandFlags(cmd string, args []string, out, errOut io.Writer) (sub string, rest []string, fs *flag.FlagSet, help bool) {
+	sub, rest = args[0], args[1:]
+	help = isHelpFlag(sub)
+	if help {
+		sub = ""
+	}
+	fs = flag.NewFlagSet(strings.TrimSpace("memhive "+cmd+" "+sub), flag.ContinueOnError)
+	if help {
+		fs.SetOutput(out)
+	} else {
+		helpTo(fs, rest, out, errOut)
+	}
+	return sub, rest, fs, help
+}
+
 // runCache is `memhive cache ...`.
 func runCache(args []string, out, errOut io.Writer) error {
 	if len(args) == 0 {
 		return usagef("%s", cacheUsage)
 	}
-	sub := args[0]
+	sub, rest, fs, help := subcommandFlags("cache", args, out, errOut)
 	var cfg cliConfig
-	fs := flag.NewFlagSet("memhive cache "+sub, flag.ContinueOnError)
-	fs.SetOutput(errOut)
 	cfg.register(fs)
 	limitMB := fs.Int64("memory", 64, "the new cache's memory limit in MiB (create)")
 	dev := fs.Bool("dev", false, "a dev cache: disabled after the server's --dev-idle without commands (create)")
-	fs.Usage = func() { fmt.Fprintln(errOut, cacheUsage) }
-	pos, err := parseArgs(fs, args[1:])
+	setUsage(fs, cacheUsage)
+	if help {
+		fs.Usage()
+		return nil
+	}
+	pos, err := parseArgs(fs, rest)
 	if err != nil {
 		return err
 	}
@@ -254,15 +279,17 @@ func runCred(args []string, out, errOut io.Writer) error {
 	if len(args) == 0 {
 		return usagef("%s", credUsage)
 	}
-	sub := args[0]
+	sub, rest, fs, help := subcommandFlags("cred", args, out, errOut)
 	var cfg cliConfig
-	fs := flag.NewFlagSet("memhive cred "+sub, flag.ContinueOnError)
-	fs.SetOutput(errOut)
 	cfg.register(fs)
 	capsFlag := fs.String("caps", "", "capabilities: a comma-separated list of write, flush, api, or none")
 	primary := fs.Bool("primary", false, "make the new credential the cache's primary (create)")
-	fs.Usage = func() { fmt.Fprintln(errOut, credUsage) }
-	pos, err := parseArgs(fs, args[1:])
+	setUsage(fs, credUsage)
+	if help {
+		fs.Usage()
+		return nil
+	}
+	pos, err := parseArgs(fs, rest)
 	if err != nil {
 		return err
 	}
@@ -341,14 +368,12 @@ func runCred(args []string, out, errOut io.Writer) error {
 func runEnv(args []string, out, errOut io.Writer) error {
 	var cfg cliConfig
 	fs := flag.NewFlagSet("memhive env", flag.ContinueOnError)
-	fs.SetOutput(errOut)
+	helpTo(fs, args, out, errOut)
 	cfg.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(errOut, "usage: memhive env CACHE\n"+
-			"Prints MEMCACHIER_SERVERS, MEMCACHIER_USERNAME and MEMCACHIER_PASSWORD lines for eval.\n"+
-			"Passwords are stored only as salted hashes, so each call issues a NEW credential\n"+
-			"(write and flush capabilities) of the cache; remove old ones with memhive cred delete.")
-	}
+	setUsage(fs, "usage: memhive env CACHE\n\n"+
+		"Prints MEMCACHIER_SERVERS, MEMCACHIER_USERNAME and MEMCACHIER_PASSWORD lines for eval.\n"+
+		"Passwords are stored only as salted hashes, so each call issues a NEW credential\n"+
+		"(write and flush capabilities) of the cache; remove old ones with memhive cred delete.")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -16,8 +16,8 @@ import (
 	"github.com/memhive/memhive/control"
 )
 
-// run calls a subcommand as main would and returns its output.
-func run(t *testing.T, fn func([]string, *bytes.Buffer, *bytes.Buffer) error, args ...string) (string, error) {
+// runCmd calls a subcommand as main would and returns its output.
+func runCmd(t *testing.T, fn func([]string, *bytes.Buffer, *bytes.Buffer) error, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := fn(args, &out, &errOut)
@@ -43,47 +43,47 @@ func envLines(out string) map[string]string {
 // dir (directly, or through a server that holds it) and checks the store.
 func exercise(t *testing.T, dir string, check func() (control.Store, func())) {
 	data := "--data=" + dir
-	out, err := run(t, cacheCmd, "create", "app", "--memory", "32", data)
+	out, err := runCmd(t, cacheCmd, "create", "app", "--memory", "32", data)
 	if err != nil || !strings.Contains(out, "app") || envLines(out)["MEMCACHIER_PASSWORD"] == "" {
 		t.Fatalf("cache create: %v\n%s", err, out)
 	}
-	if _, err := run(t, cacheCmd, "create", "app", data); !errors.Is(err, control.ErrExists) && !strings.Contains(err.Error(), "exists") {
+	if _, err := runCmd(t, cacheCmd, "create", "app", data); !errors.Is(err, control.ErrExists) && !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("creating a duplicate: %v", err)
 	}
-	if _, err := run(t, cacheCmd, "create", "huge", "--memory", "5000", data); err == nil || !strings.Contains(err.Error(), "exceed") {
+	if _, err := runCmd(t, cacheCmd, "create", "huge", "--memory", "5000", data); err == nil || !strings.Contains(err.Error(), "exceed") {
 		t.Fatalf("creating past the memory bound: %v", err)
 	}
-	if out, err = run(t, cacheCmd, "list", data); err != nil || !strings.Contains(out, "32 MiB") {
+	if out, err = runCmd(t, cacheCmd, "list", data); err != nil || !strings.Contains(out, "32 MiB") {
 		t.Fatalf("cache list: %v\n%s", err, out)
 	}
-	if _, err = run(t, cacheCmd, "resize", "app", "16", data); err != nil {
+	if _, err = runCmd(t, cacheCmd, "resize", "app", "16", data); err != nil {
 		t.Fatalf("cache resize: %v", err)
 	}
-	if _, err = run(t, cacheCmd, "disable", "app", data); err != nil {
+	if _, err = runCmd(t, cacheCmd, "disable", "app", data); err != nil {
 		t.Fatal(err)
 	}
-	out, err = run(t, credCmd, "create", "app", "--caps", "write", data)
+	out, err = runCmd(t, credCmd, "create", "app", "--caps", "write", data)
 	user := envLines(out)["MEMCACHIER_USERNAME"]
 	if err != nil || user == "" {
 		t.Fatalf("cred create: %v\n%s", err, out)
 	}
-	if _, err = run(t, credCmd, "update", "app", user, "--caps", "write,api", data); err != nil {
+	if _, err = runCmd(t, credCmd, "update", "app", user, "--caps", "write,api", data); err != nil {
 		t.Fatalf("cred update: %v", err)
 	}
-	if _, err = run(t, credCmd, "promote", "app", user, data); err != nil {
+	if _, err = runCmd(t, credCmd, "promote", "app", user, data); err != nil {
 		t.Fatalf("cred promote: %v", err)
 	}
-	out, err = run(t, envCmd, "app", data)
+	out, err = runCmd(t, envCmd, "app", data)
 	env := envLines(out)
 	if err != nil || len(env) != 3 || env["MEMCACHIER_SERVERS"] == "" {
 		t.Fatalf("env: %v\n%s", err, out)
 	}
-	out, err = run(t, credCmd, "list", "app", "--json", data)
+	out, err = runCmd(t, credCmd, "list", "app", "--json", data)
 	var creds []credView
 	if err != nil || json.Unmarshal([]byte(out), &creds) != nil || len(creds) != 3 {
 		t.Fatalf("cred list: %v\n%s", err, out)
 	}
-	if _, err = run(t, credCmd, "delete", "app", env["MEMCACHIER_USERNAME"], data); err != nil {
+	if _, err = runCmd(t, credCmd, "delete", "app", env["MEMCACHIER_USERNAME"], data); err != nil {
 		t.Fatalf("cred delete: %v", err)
 	}
 
@@ -102,17 +102,17 @@ func exercise(t *testing.T, dir string, check func() (control.Store, func())) {
 	}
 	release()
 
-	if _, err = run(t, cacheCmd, "delete", "app", data); err != nil {
+	if _, err = runCmd(t, cacheCmd, "delete", "app", data); err != nil {
 		t.Fatalf("cache delete: %v", err)
 	}
-	if _, err = run(t, cacheCmd, "show", "app", data); err == nil {
+	if _, err = runCmd(t, cacheCmd, "show", "app", data); err == nil {
 		t.Fatal("showing a deleted cache succeeded")
 	}
 	var usage usageError
-	if _, err = run(t, cacheCmd, "resize", "app", data); !errors.As(err, &usage) {
+	if _, err = runCmd(t, cacheCmd, "resize", "app", data); !errors.As(err, &usage) {
 		t.Fatalf("a missing argument: %v", err)
 	}
-	if _, err = run(t, credCmd, "create", "app", "--caps", "root", data); !errors.As(err, &usage) {
+	if _, err = runCmd(t, credCmd, "create", "app", "--caps", "root", data); !errors.As(err, &usage) {
 		t.Fatalf("an unknown capability: %v", err)
 	}
 }
@@ -144,13 +144,80 @@ func TestCLIThroughARunningServer(t *testing.T) {
 	if err := writeJSONFile(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: "127.0.0.1:11999"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, cacheCmd, "list", "--data", dir); err == nil || !strings.Contains(err.Error(), "admin-token") {
+	if _, err := runCmd(t, cacheCmd, "list", "--data", dir); err == nil || !strings.Contains(err.Error(), "admin-token") {
 		t.Fatalf("without a token: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, adminTokenFile), []byte("tok\n"), 0o600)
-	out, _ := run(t, envCmd, "--data", dir, "nosuchcache")
+	out, _ := runCmd(t, envCmd, "--data", dir, "nosuchcache")
 	if out != "" {
 		t.Fatalf("env of a missing cache printed %q", out)
 	}
 	exercise(t, dir, func() (control.Store, func()) { return store, func() {} })
+}
+
+// TestHelp checks that memhive, memhive help and memhive --help list every
+// subcommand, and that each subcommand's --help shows its flags as the
+// README writes them ("--name", memcached's one-letter aliases beside),
+// on standard output, exiting 0, without printing a secret from the
+// environment.
+func TestHelp(t *testing.T) {
+	t.Setenv("MEMHIVE_ADMIN_TOKEN", "secret-token-from-env")
+	call := func(args ...string) (code int, out, errOut string) {
+		var o, e bytes.Buffer
+		code = run(args, &o, &e)
+		return code, o.String(), e.String()
+	}
+	for _, args := range [][]string{{}, {"help"}, {"--help"}, {"-h"}} {
+		code, out, errOut := call(args...)
+		text := out + errOut
+		wantCode, wantOn := 0, out
+		if len(args) == 0 {
+			wantCode, wantOn = 2, errOut // no command at all is a usage error
+		}
+		if code != wantCode || wantOn != text {
+			t.Errorf("memhive %v: exit %d, stdout %d bytes, stderr %d bytes; want exit %d and the list on one stream", args, code, len(out), len(errOut), wantCode)
+		}
+		for _, c := range commands {
+			if !strings.Contains(text, "\n  "+c.name+" ") {
+				t.Errorf("memhive %v does not list %q:\n%s", args, c.name, text)
+			}
+		}
+	}
+	flags := map[string][]string{
+		"serve": {"-l, --listen string", "-m, --memory int", "-I, --max-item-size string", "--auth string", "--tls-listen string", "--admin-token string", "  -p int", "  -v int"},
+		"cache": {"--memory int", "--dev", "--data string", "--json"},
+		"cred":  {"--caps string", "--primary", "--data string"},
+		"env":   {"--data string", "--admin-token string"},
+	}
+	for cmd, want := range flags {
+		for _, args := range [][]string{{cmd, "--help"}, {cmd, "-h"}, {"help", cmd}} {
+			code, out, errOut := call(args...)
+			if code != 0 || errOut != "" {
+				t.Errorf("memhive %v: exit %d, stderr %q", args, code, errOut)
+			}
+			if !strings.HasPrefix(out, "usage: memhive "+cmd) || !strings.Contains(out, "\nflags:\n") {
+				t.Errorf("memhive %v: no usage line and flags:\n%s", args, out)
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("memhive %v: no %q in\n%s", args, w, out)
+				}
+			}
+			if strings.Contains(out, "secret-token-from-env") {
+				t.Errorf("memhive %v prints $MEMHIVE_ADMIN_TOKEN", args)
+			}
+		}
+	}
+	if code, out, _ := call("cache", "create", "--help"); code != 0 || !strings.Contains(out, "--memory int") {
+		t.Errorf("memhive cache create --help: exit %d\n%s", code, out)
+	}
+	if code, out, _ := call("version", "--help"); code != 0 || !strings.HasPrefix(out, "usage: memhive version") {
+		t.Errorf("memhive version --help: exit %d %q", code, out)
+	}
+	if code, _, errOut := call("bogus"); code != 2 || !strings.Contains(errOut, `unknown command "bogus"`) || !strings.Contains(errOut, "\n  serve ") {
+		t.Errorf("memhive bogus: exit %d\n%s", code, errOut)
+	}
+	if code, out, errOut := call("serve", "--no-such-flag"); code != 2 || out != "" || !strings.Contains(errOut, "usage: memhive serve") {
+		t.Errorf("memhive serve --no-such-flag: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 }

@@ -35,46 +35,73 @@ import (
 )
 
 func main() {
-	args := os.Args[1:]
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the process's exit code: 0,
+// 1 when the command failed, 2 when the command line is wrong (or serve
+// could not start).
+func run(args []string, out, errOut io.Writer) int {
+	if len(args) == 0 {
+		printCommands(errOut)
+		return 2
+	}
+	if isHelpFlag(args[0]) {
+		printCommands(out)
+		return 0
+	}
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" {
+		if len(args) == 0 {
+			printCommands(out)
+			return 0
+		}
+		// "memhive help serve" is "memhive serve --help".
+		cmd, args = args[0], []string{"--help"}
 	}
 	var err error
 	switch cmd {
 	case "serve":
-		err = serve(args, os.Stdout, os.Stderr)
+		err = serve(args, out, errOut)
 	case "cache":
-		err = runCache(args, os.Stdout, os.Stderr)
+		err = runCache(args, out, errOut)
 	case "cred":
-		err = runCred(args, os.Stdout, os.Stderr)
+		err = runCred(args, out, errOut)
 	case "env":
-		err = runEnv(args, os.Stdout, os.Stderr)
+		err = runEnv(args, out, errOut)
 	case "version":
-		fmt.Println("memhive", server.Version)
-	case "help":
-		fmt.Println("usage: memhive serve [flags]        run the server (memhive serve -h lists the flags)\n" +
-			"       memhive cache ...             manage caches (memhive cache -h)\n" +
-			"       memhive cred ...              manage credentials (memhive cred -h)\n" +
-			"       memhive env CACHE             MEMCACHIER_* lines for eval, with a new credential")
+		if wantsHelp(args) {
+			fmt.Fprintln(out, "usage: memhive version\n\nPrints the version of this binary.")
+			return 0
+		}
+		fmt.Fprintln(out, "memhive", server.Version)
 	default:
-		err = fmt.Errorf("unknown command %q (try: memhive serve -h)", cmd)
+		fmt.Fprintf(errOut, "memhive: unknown command %q\n\n", cmd)
+		printCommands(errOut)
+		return 2
 	}
 	if err != nil {
 		var usage usageError
 		switch {
 		case errors.Is(err, flag.ErrHelp):
-			os.Exit(2)
+			if wantsHelp(args) {
+				return 0 // asked for, and printed on out
+			}
+			return 2
 		case errors.As(err, &usage):
-			fmt.Fprintln(os.Stderr, usage.msg)
-			os.Exit(2)
+			fmt.Fprintln(errOut, usage.msg)
+			return 2
 		}
-		fmt.Fprintln(os.Stderr, "memhive:", err)
+		fmt.Fprintln(errOut, "memhive:", err)
 		if cmd == "serve" {
-			os.Exit(2)
+			return 2
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // serveConfig is what `memhive serve` is told on its command line.
@@ -110,10 +137,14 @@ type serveConfig struct {
 	stopTimeout    time.Duration
 }
 
-func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
+func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("memhive serve", flag.ContinueOnError)
-	fs.SetOutput(errOut)
+	helpTo(fs, args, out, errOut)
+	setUsage(fs, "usage: memhive serve [flags]\n\n"+
+		"Serves memcached's text, meta and binary protocols on --listen, and the dashboard,\n"+
+		"analytics API, admin API and /metrics on --http. On an empty --data it creates the\n"+
+		"cache \"default\" and prints its credentials. One-letter flags are memcached's.")
 	str := func(p *string, long, short, def, usage string) {
 		fs.StringVar(p, long, def, usage)
 		if short != "" {
@@ -133,10 +164,12 @@ func parseServeFlags(args []string, errOut io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.memoryMiB, "m", 1024, "same as --memory")
 	integer(&c.threads, "threads", "t", 0, "event loops (0: one per core)")
 	integer(&c.maxConns, "max-conns", "c", 1024, "maximum simultaneous connections")
-	str(&c.maxItemSize, "max-item-size", "I", "1m", "largest key+value (bytes, or with k/m suffix)")
+	str(&c.maxItemSize, "max-item-size", "I", "1m", "the first key+value size refused: key+value must be less (bytes, or with k/m suffix)")
 	str(&c.auth, "auth", "", "sasl", "authentication: sasl (credentials per cache), or none (local mode: one cache named default)")
 	fs.DurationVar(&c.authTimeout, "auth-timeout", 5*time.Second, "close connections that have not authenticated by then")
-	str(&c.adminToken, "admin-token", "", os.Getenv("MEMHIVE_ADMIN_TOKEN"),
+	// Read from the environment after parsing, not as the flag's default,
+	// which --help would print.
+	str(&c.adminToken, "admin-token", "", "",
 		"bearer token of the admin API (default $MEMHIVE_ADMIN_TOKEN, else generated into DATA/admin.token)")
 	fs.BoolVar(&c.overcommit, "overcommit", false, "allow caches' limits to add up to more than --memory")
 	fs.DurationVar(&c.devIdle, "dev-idle", 720*time.Hour, "disable dev caches with no command for this long (0: never)")
@@ -237,7 +270,7 @@ const (
 )
 
 func serve(args []string, out, errOut io.Writer) error {
-	c, err := parseServeFlags(args, errOut)
+	c, err := parseServeFlags(args, out, errOut)
 	if err != nil {
 		return err
 	}
@@ -482,6 +515,9 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 func adminToken(c serveConfig) (string, error) {
 	if c.adminToken != "" {
 		return c.adminToken, nil
+	}
+	if t := os.Getenv("MEMHIVE_ADMIN_TOKEN"); t != "" {
+		return t, nil
 	}
 	path := filepath.Join(c.data, adminTokenFile)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
