@@ -2,9 +2,13 @@
 //
 //   node dashboard.mjs BASE_URL USERNAME PASSWORD OUTDIR
 //
-// The caller (e2e/dashboard_test.go) starts the server and sends traffic
-// first. Every step is checked; the script exits 1 at the first failure
-// and prints "dashboard: N checks passed" at the end.
+// The caller (e2e/dashboard_test.go) starts the server, sends a known
+// traffic first and passes what the page must show in the environment:
+// EXPECT_ITEMS, EXPECT_SETS (the panels), EXPECT_HITS, EXPECT_MISSES and
+// EXPECT_HIT_RATE (as the page formats it, e.g. "62.5 %"), and
+// EXPECT_TRAFFIC_SETS, EXPECT_TRAFFIC_GETS (what the history graph's
+// intervals must add up to). Every step is checked; the script exits 1 at
+// the first failure and prints "dashboard: N checks passed" at the end.
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -13,6 +17,15 @@ if (!outdir) {
   console.error("usage: node dashboard.mjs BASE_URL USERNAME PASSWORD OUTDIR");
   process.exit(2);
 }
+const expect = {};
+for (const k of ["ITEMS", "SETS", "HITS", "MISSES", "HIT_RATE", "TRAFFIC_SETS", "TRAFFIC_GETS"]) {
+  const v = process.env["EXPECT_" + k];
+  if (v === undefined || v === "") {
+    console.error(`EXPECT_${k} is not set`);
+    process.exit(2);
+  }
+  expect[k] = k === "HIT_RATE" ? v : Number(v);
+}
 
 let checks = 0;
 function check(cond, what) {
@@ -20,8 +33,6 @@ function check(cond, what) {
   checks++;
   console.log(`ok ${checks} - ${what}`);
 }
-
-const number = (s) => Number(String(s).replace(/[^0-9.]/g, ""));
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -40,19 +51,67 @@ try {
   await page.goto(base + "/");
   await page.fill("#login-user", username);
   await page.fill("#login-pass", password);
+  // The history the page draws its graph from, as the API gave it.
+  const historyResponse = page.waitForResponse((r) => /\/api\/v1\/\d+\/history$/.test(new URL(r.url()).pathname));
   await page.click("#login-submit");
   await page.waitForSelector("#dash-view:not([hidden])");
+  const history = await (await historyResponse).json();
   await page.waitForFunction(() => document.querySelector("[data-testid=panel-items]").textContent !== "…");
-  const items = number(await page.textContent("[data-testid=panel-items]"));
-  const sets = number(await page.textContent("[data-testid=panel-set-cmds]"));
-  check(items > 0, `items panel shows the stored items (${items})`);
-  check(sets > 0, `set cmds panel shows the sets (${sets})`);
-  const hit = await page.textContent("[data-testid=panel-hit-rate]");
-  check(/%/.test(hit), `hit rate is a percentage (${hit})`);
-  const limit = await page.textContent("[data-testid=panel-limit]");
-  check(/MB of .*MB/.test(limit), `limit panel shows usage of the limit in MB (${limit})`);
+
+  // The panels show the traffic's figures, exactly as the page formats them.
+  const text = async (sel) => (await page.textContent(sel)).trim();
+  const items = await text("[data-testid=panel-items]");
+  check(items === String(expect.ITEMS), `items panel shows the ${expect.ITEMS} stored items (${items})`);
+  const sets = await text("[data-testid=panel-set-cmds]");
+  check(sets === String(expect.SETS), `set cmds panel shows the ${expect.SETS} sets (${sets})`);
+  const hit = await text("[data-testid=panel-hit-rate]");
+  check(hit === expect.HIT_RATE, `hit rate panel shows ${expect.HIT_RATE} (${hit})`);
+  const hitSub = await text("#hit-rate-sub");
+  const wantSub = `${expect.HITS} hits, ${expect.MISSES} misses (all time)`;
+  check(hitSub === wantSub, `the hit rate counts ${wantSub} (${hitSub})`);
+  const flushesBefore = await text("[data-testid=panel-flush-cmds]");
+  check(flushesBefore === "0", `flush cmds panel shows no flush yet (${flushesBefore})`);
+  const limit = await text("[data-testid=panel-limit]");
+  check(/^[0-9.]+ MB of 16\.0 MB$/.test(limit), `limit panel shows usage of the 16 MB limit (${limit})`);
+
+  // The graph: one point per interval between the API's samples (summed
+  // over servers at the same moment), at the later sample's time.
   await page.waitForSelector("#chart .u-wrap", { timeout: 10000 });
-  check(true, "the history graph is drawn");
+  const byTime = new Map();
+  for (const e of history) {
+    const t = Number(e.timestamp);
+    const acc = byTime.get(t) || {};
+    for (const [k, v] of Object.entries(e.stats)) acc[k] = (acc[k] || 0) + v;
+    byTime.set(t, acc);
+  }
+  const hist = [...byTime.entries()].sort((a, b) => a[0] - b[0]);
+  check(hist.length >= 3, `the API has samples from before and after the traffic (${hist.length})`);
+  const plotted = () => page.evaluate(() => state.chart.data.map((s) => Array.from(s)));
+  const want = (f) => hist.slice(1).map(([, s], i) => f(hist[i][1], s));
+  const same = (got, exp) => got.length === exp.length && got.every((v, i) => (v === null ? exp[i] === null : Math.abs(v - exp[i]) < 1e-9));
+  let [xs, ya, yb] = await plotted();
+  check(same(xs, hist.slice(1).map(([t]) => t / 1000)), `the graph plots ${hist.length - 1} points, at the samples' times (${xs.length})`);
+  const hitRate = (a, b) => { const h = b.get_hits - a.get_hits, m = b.get_misses - a.get_misses; return h + m ? (100 * h) / (h + m) : null; };
+  check(same(ya, want(hitRate)), `the hit rate series is each interval's (${JSON.stringify(ya)})`);
+
+  // The per-interval series add up to the traffic, and the items series
+  // ends at the items stored.
+  await page.selectOption("#series-a", "sets");
+  await page.selectOption("#series-b", "gets");
+  [xs, ya, yb] = await plotted();
+  const sum = (v) => v.reduce((a, b) => a + b, 0);
+  check(same(ya, want((a, b) => b.cmd_set - a.cmd_set)) && sum(ya) === expect.TRAFFIC_SETS,
+    `the sets per interval add up to the ${expect.TRAFFIC_SETS} sets (${JSON.stringify(ya)})`);
+  check(same(yb, want((a, b) => b.cmd_get - a.cmd_get)) && sum(yb) === expect.TRAFFIC_GETS,
+    `the gets per interval add up to the ${expect.TRAFFIC_GETS} gets (${JSON.stringify(yb)})`);
+  await page.selectOption("#series-a", "items");
+  await page.selectOption("#series-b", "hitrate");
+  const [, itemSeries, rates] = await plotted();
+  check(itemSeries[itemSeries.length - 1] === expect.ITEMS, `the items series ends at ${expect.ITEMS} (${JSON.stringify(itemSeries)})`);
+  const hitsPlotted = sum(rates.map((r, i) => (r === null ? 0 : (r * yb[i]) / 100)));
+  check(Math.abs(hitsPlotted - expect.HITS) < 1e-9, `the hit rates plotted weigh to the ${expect.HITS} hits (${hitsPlotted})`);
+  await page.selectOption("#series-a", "hitrate");
+  await page.selectOption("#series-b", "usage");
   await page.screenshot({ path: path.join(outdir, "dashboard.png"), fullPage: true });
 
   // Credentials: create, promote, toggle a capability.
@@ -80,8 +139,8 @@ try {
   await page.waitForFunction(() => document.querySelector("[data-testid=status]").textContent === "Cache flushed");
   await page.waitForFunction(() => document.querySelector("[data-testid=panel-items]").textContent === "0");
   check(true, "after a flush the cache holds no items");
-  const flushes = number(await page.textContent("[data-testid=panel-flush-cmds]"));
-  check(flushes >= 1, `flush cmds counts the flush (${flushes})`);
+  const flushes = (await page.textContent("[data-testid=panel-flush-cmds]")).trim();
+  check(flushes === "1", `flush cmds counts the one flush (${flushes})`);
   await page.screenshot({ path: path.join(outdir, "after.png"), fullPage: true });
 
   await page.setViewportSize({ width: 375, height: 800 });
