@@ -80,7 +80,12 @@ func TestTenantsFollowTheStore(t *testing.T) {
 		t.Fatal("a disabled cache's credential authenticated")
 	}
 	on := true
-	store.UpdateCache(c.ID, control.CacheUpdate{Enabled: &on})
+	if _, err := store.UpdateCache(c.ID, control.CacheUpdate{Enabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := ts.authenticate([]byte(cred.Username), []byte(password)); u == nil {
+		t.Fatal("a re-enabled cache's credential did not authenticate")
+	}
 
 	if err := store.DeleteCredential(cred.ID); err != nil {
 		t.Fatal(err)
@@ -112,7 +117,10 @@ func TestIdleDevCacheIsDisabled(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		busyTenant.touch(time.Now().Unix() + 1) // a command every tick
-		c, _ := store.Cache(dev.ID)
+		c, err := store.Cache(dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !c.Enabled {
 			break
 		}
@@ -121,10 +129,10 @@ func TestIdleDevCacheIsDisabled(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if c, _ := store.Cache(busy.ID); !c.Enabled {
-		t.Fatal("a busy dev cache was disabled")
+	if c, err := store.Cache(busy.ID); err != nil || !c.Enabled {
+		t.Fatalf("a busy dev cache was disabled: %+v %v", c, err)
 	}
-	if c, _ := store.Cache(1); !c.Enabled {
-		t.Fatal("a non-dev cache was disabled")
+	if c, err := store.Cache(1); err != nil || c.Name != DefaultCache || !c.Enabled {
+		t.Fatalf("a non-dev cache was disabled: %+v %v", c, err)
 	}
 }
