@@ -283,7 +283,8 @@ func TestTLSClientCertificatesAndReload(t *testing.T) {
 // an address's logins are refused, even with the right password, while
 // another address logs in as usual; auth_errors counts every refusal.
 func TestFailedLoginsAreThrottledPerAddress(t *testing.T) {
-	h := startHive(t, "", "--overcommit", "--auth-fail-limit", "3", "--auth-fail-window", "2s")
+	const window = 3 * time.Second
+	h := startHive(t, "", "--overcommit", "--auth-fail-limit", "3", "--auth-fail-window", window.String())
 	l := h.createCache("throttle", 8)
 	bad := login{Username: l.Username, Password: "wrong-password-0123456789abcdef"}
 	attacker := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
@@ -295,6 +296,7 @@ func TestFailedLoginsAreThrottledPerAddress(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return &textConn{t: t, c: c, r: bufio.NewReader(c)}
 	}
+	firstFailure := time.Now() // the window starts at the first failure, after this
 	for i := 0; i < 3; i++ {
 		if got := dialFrom().asciiLogin(bad); got != "CLIENT_ERROR authentication failure" {
 			t.Fatalf("bad login %d: %q", i, got)
@@ -328,46 +330,193 @@ func TestFailedLoginsAreThrottledPerAddress(t *testing.T) {
 		t.Fatalf("the throttle was not logged; output:\n%s", h.Output())
 	}
 
-	// The window ends and the address may log in again.
-	time.Sleep(2100 * time.Millisecond)
-	if got := dialFrom().asciiLogin(l); got != "STORED" {
-		t.Fatalf("after the window: %q", got)
+	// The window ends and the address may log in again, not before.
+	// (A refused login does not extend the window.)
+	for deadline := firstFailure.Add(window + 5*time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got := dialFrom().asciiLogin(l)
+		if got == "STORED" {
+			break
+		}
+		if got != throttled || time.Now().After(deadline) {
+			t.Fatalf("%v after the first failure: %q", time.Since(firstFailure), got)
+		}
+	}
+	if waited := time.Since(firstFailure); waited < window {
+		t.Fatalf("logins from the address were allowed again %v after its first failure, within the %v window", waited, window)
 	}
 }
 
 // TestIdleTimeout: --idle-timeout closes connections that send nothing,
-// not those in use.
+// not before the timeout, and not those in use.
 func TestIdleTimeout(t *testing.T) {
 	s := testserver.StartMemhive(t, "--idle-timeout", "1s")
+	opened := time.Now() // before the server accepts either connection
 	idle := dialText(t, s.Addr)
 	busy := dialText(t, s.Addr)
-	start := time.Now()
-	for time.Since(start) < 2500*time.Millisecond {
-		if got := busy.cmd("version\r\n"); !strings.HasPrefix(got, "VERSION") {
-			t.Fatalf("busy connection: %q", got)
+	// The busy connection sends a command every 200 ms until told to
+	// stop, well past the moment the idle one is closed.
+	stop := make(chan struct{})
+	busyErr := make(chan error, 1)
+	go func() {
+		for {
+			if got := busy.cmd("version\r\n"); !strings.HasPrefix(got, "VERSION") {
+				busyErr <- fmt.Errorf("busy connection %v after it was opened: %q", time.Since(opened), got)
+				return
+			}
+			select {
+			case <-stop:
+				busyErr <- nil
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
+	}()
+	if !idle.closedByPeer(6 * time.Second) {
+		t.Fatal("an idle connection outlived --idle-timeout by 5 s")
 	}
-	if !idle.closedByPeer(2 * time.Second) {
-		t.Fatal("an idle connection outlived --idle-timeout")
+	closed := time.Since(opened)
+	if closed < time.Second {
+		t.Fatalf("an idle connection was closed %v after it was opened, before the 1 s timeout", closed)
+	}
+	// The busy connection has now been open longer than the idle one was;
+	// it stays in use for another timeout and a half.
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	if err := <-busyErr; err != nil {
+		t.Fatal(err)
 	}
 	if got := busy.cmd("version\r\n"); !strings.HasPrefix(got, "VERSION") {
 		t.Fatalf("busy connection after the idle one closed: %q", got)
 	}
+	t.Logf("the idle connection was closed %v after it was opened", closed)
+}
+
+// The bounds of server/server.go that TestSlowReaderIsBounded checks
+// (README, Security: "held once 4 MiB of them are queued: its requests
+// wait, up to 32 MiB of them ... past that it is cut off").
+const (
+	outputHold = 4 << 20  // queued replies past which a connection's requests wait
+	heldLimit  = 32 << 20 // requests a held connection may send (the default -I is far below)
+)
+
+// statWatch reads the counters of "stats" on a connection of its own and
+// keeps count of its stats replies' bytes, which bytes_written counts too.
+type statWatch struct {
+	tc      *textConn
+	replies int64 // bytes of the stats replies read so far
+}
+
+// get returns one counter, less the watch's own replies for bytes_written.
+func (w *statWatch) get(t *testing.T, name string) int64 {
+	t.Helper()
+	var v string
+	first := w.tc.cmd("stats\r\n")
+	for l := first; l != "END"; l = w.tc.line() {
+		w.replies += int64(len(l) + 2)
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != "STAT" {
+			t.Fatalf("stats: unexpected line %q", l)
+		}
+		if f[1] == name {
+			v = f[2]
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("stats %s = %q", name, v)
+	}
+	if name == "bytes_written" {
+		n -= w.replies
+	}
+	w.replies += int64(len("END\r\n"))
+	return n
+}
+
+// wait polls until the counter reaches at least want.
+func (w *statWatch) wait(t *testing.T, name string, want int64, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		n := w.get(t, name)
+		if n >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %s = %d after %v, want at least %d", name, n, limit, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// receiveBuffer is the kernel's receive buffer of a TCP connection
+// (SO_RCVBUF, bookkeeping included): replies the server has sent that the
+// client has not read wait there, outside the server's memory.
+func receiveBuffer(t *testing.T, c net.Conn) int {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var serr error
+	if err := raw.Control(func(fd uintptr) { n, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) }); err != nil || serr != nil {
+		t.Fatalf("SO_RCVBUF: %v %v", err, serr)
+	}
+	return n
+}
+
+// maxSendBuffer is the most the kernel lets a TCP socket's send buffer
+// grow to (the last field of net.ipv4.tcp_wmem).
+func maxSendBuffer(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	n, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		t.Fatalf("tcp_wmem %q: %v", b, err)
+	}
+	return n
 }
 
 // TestSlowReaderIsBounded: a client that pipelines gets of a large value
-// and never reads cannot grow the server's memory: its requests are held
-// once its unsent replies pass a bound, and it is cut off once it has sent
-// more than the input bound. A client that reads late gets every reply.
+// and does not read cannot grow the server's memory. Once 4 MiB of its
+// replies are queued its requests wait unprocessed; while they are under
+// 32 MiB it gets every reply when it reads, and once they pass 32 MiB it
+// is cut off with SERVER_ERROR out of memory reading request after the
+// replies queued before it was held.
 func TestSlowReaderIsBounded(t *testing.T) {
 	s := testserver.StartMemhive(t, "-m", "64")
 	setter := dialText(t, s.Addr)
-	value := bytes.Repeat([]byte("v"), 500_000)
+	const valueLen = 500_000
+	value := bytes.Repeat([]byte("v"), valueLen)
 	if got := setter.cmd(fmt.Sprintf("set big 0 0 %d\r\n%s\r\n", len(value), value)); got != "STORED" {
 		t.Fatal(got)
 	}
-	before, _ := s.RSS()
+	const header = "VALUE big 0 500000"
+	replyLen := int64(len(header) + 2 + valueLen + len("\r\nEND\r\n"))
+	// readReplies reads n whole replies of "get big".
+	readReplies := func(c *textConn, n int, who string) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			c.c.SetDeadline(time.Now().Add(10 * time.Second))
+			if hdr := c.line(); hdr != header {
+				t.Fatalf("%s, reply %d of %d: %q", who, i, n, hdr)
+			}
+			if _, err := io.CopyN(io.Discard, c.r, int64(valueLen+2)); err != nil {
+				t.Fatalf("%s, reply %d of %d: %v", who, i, n, err)
+			}
+			if end := c.line(); end != "END" {
+				t.Fatalf("%s, reply %d of %d ends %q", who, i, n, end)
+			}
+		}
+	}
+	before, err := s.RSS()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Late reader: 100 gets (50 MB of replies) sent at once, read after a
 	// pause; every reply arrives whole.
@@ -377,51 +526,141 @@ func TestSlowReaderIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	for i := 0; i < 100; i++ {
-		if hdr := late.line(); hdr != "VALUE big 0 500000" {
-			t.Fatalf("late reader, reply %d: %q", i, hdr)
-		}
-		late.c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.CopyN(io.Discard, late.r, int64(len(value)+2)); err != nil {
-			t.Fatal(err)
-		}
-		if end := late.line(); end != "END" {
-			t.Fatalf("late reader, reply %d ends %q", i, end)
-		}
-	}
+	readReplies(late, 100, "late reader")
 
-	// Never-readers: each sends 20,000 gets (10 GB of replies) and reads
-	// nothing.
-	const clients = 8
-	conns := make([]net.Conn, clients)
-	flood := []byte(strings.Repeat("get big\r\n", 20_000))
-	for i := range conns {
-		c, err := net.Dial("tcp", s.Addr)
-		if err != nil {
+	// Non-readers: each sends 100 gets (50 MB of replies) and reads
+	// nothing until the end. The server queues at most about 4 MiB of
+	// replies for each (one batch may pass the bound by up to 4 MiB and a
+	// value), plus what the kernel's buffers take.
+	const clients, gets = 8, 100
+	stats := &statWatch{tc: dialText(t, s.Addr)}
+	written0 := stats.get(t, "bytes_written")
+	readers := make([]*textConn, clients)
+	for i := range readers {
+		readers[i] = dialText(t, s.Addr)
+		if _, err := io.WriteString(readers[i].c, strings.Repeat("get big\r\n", gets)); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		conns[i] = c
-		// The socket's buffers fill before the server cuts it off, so the
-		// write may block or fail: do it aside.
-		go func() {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			c.Write(flood)
-		}()
 	}
-	time.Sleep(2 * time.Second)
-	after, _ := s.RSS()
-	if grew := after - before; grew > 150<<20 {
+	// Wait until every one is held (4 MiB queued each), then until the
+	// server has stopped answering them.
+	stats.wait(t, "bytes_written", written0+clients*outputHold, 20*time.Second)
+	queued := stats.get(t, "bytes_written") - written0
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		time.Sleep(200 * time.Millisecond)
+		n := stats.get(t, "bytes_written") - written0
+		if n == queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server still writes replies to clients that do not read: %d bytes", n)
+		}
+		queued = n
+	}
+	perClient := int64(2*outputHold) + replyLen + int64(maxSendBuffer(t)) + int64(receiveBuffer(t, readers[0].c))
+	if queued > clients*perClient || queued >= clients*gets*replyLen {
+		t.Fatalf("%d MiB of replies made for %d clients that do not read, want at most %d MiB (%d MiB each)", queued>>20, clients, clients*perClient>>20, perClient>>20)
+	}
+	afterHeld, err := s.RSS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The queues are on the Go heap, which may grow to twice what is live
+	// before it is collected.
+	if grew := afterHeld - before; grew > 2*clients*int64(2*outputHold+replyLen) {
 		t.Fatalf("RSS grew by %d MiB for %d clients that do not read", grew>>20, clients)
 	}
+	t.Logf("%d non-reading clients: %.1f MiB of replies made for %d MiB asked for; RSS %d MiB before, %d MiB after",
+		clients, float64(queued)/(1<<20), clients*gets*replyLen>>20, before>>20, afterHeld>>20)
+
+	// Requests a held client may send: each line a miss of four 250-byte
+	// keys, answered END.
+	missLine := "get " + strings.TrimSpace(strings.Repeat(strings.Repeat("m", 250)+" ", 4)) + "\r\n"
+	flood := func(total int) (string, int) {
+		head := strings.Repeat("get big\r\n", gets)
+		lines := (total - len(head)) / len(missLine)
+		return head + strings.Repeat(missLine, lines), lines
+	}
+
+	// Under the bound: 100 gets and misses up to 1 MiB short of 32 MiB,
+	// all received while the client is held, and then read: every reply.
+	under := dialText(t, s.Addr)
+	read0 := stats.get(t, "bytes_read")
+	req, misses := flood(heldLimit - 1<<20)
+	go func() {
+		under.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(under.c, req)
+	}()
+	stats.wait(t, "bytes_read", read0+int64(len(req)), 30*time.Second)
+	readReplies(under, gets, "held client under the bound")
+	for i := 0; i < misses; i++ {
+		under.c.SetDeadline(time.Now().Add(10 * time.Second))
+		if got := under.line(); got != "END" {
+			t.Fatalf("held client under the bound, miss %d of %d: %q", i, misses, got)
+		}
+	}
+	if got := under.cmd("version\r\n"); !strings.HasPrefix(got, "VERSION ") {
+		t.Fatalf("held client under the bound, after its %d MiB of requests: %q", len(req)>>20, got)
+	}
+
+	// Over the bound: the same with 1 MiB more than 32 MiB, and the
+	// client reads once the server has received more than 32 MiB of
+	// requests it could not run (the gets it ran are at most the 900
+	// bytes of the head). It then finds the replies queued before it was
+	// held, the error line, and the end of the connection; what it sent
+	// past the cut-off is dropped.
+	over := dialText(t, s.Addr)
+	read0 = stats.get(t, "bytes_read")
+	req, _ = flood(heldLimit + 1<<20)
+	go func() {
+		over.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(over.c, req)
+	}()
+	stats.wait(t, "bytes_read", read0+heldLimit+int64(gets*len("get big\r\n"))+1, 30*time.Second)
+	rcvbuf := receiveBuffer(t, over.c)
+	answered := 0
+	for {
+		over.c.SetDeadline(time.Now().Add(10 * time.Second))
+		l := over.line()
+		if l != header {
+			if l != "SERVER_ERROR out of memory reading request" {
+				t.Fatalf("held client over the bound, after %d replies: %q", answered, l)
+			}
+			break
+		}
+		if _, err := io.CopyN(io.Discard, over.r, int64(valueLen+2)); err != nil {
+			t.Fatal(err)
+		}
+		if end := over.line(); end != "END" {
+			t.Fatalf("held client over the bound, reply %d ends %q", answered, end)
+		}
+		answered++
+	}
+	if !over.closedByPeer(5 * time.Second) {
+		t.Fatal("the connection stayed open after SERVER_ERROR out of memory reading request")
+	}
+	// Held once 4 MiB were queued: at least that many replies, and no
+	// more than the queue and the kernel's buffers hold.
+	most := (2*outputHold + replyLen + int64(maxSendBuffer(t)+rcvbuf)) / replyLen
+	if int64(answered)*replyLen < outputHold || int64(answered) > most || answered >= gets {
+		t.Fatalf("held client over the bound: %d replies before the cut-off, want %d to %d", answered, (outputHold+replyLen-1)/replyLen, most)
+	}
+	t.Logf("cut off after %d replies (%d to %d allowed)", answered, (outputHold+replyLen-1)/replyLen, most)
+
 	if s.Exited() {
 		t.Fatal("server exited")
 	}
 	other := dialText(t, s.Addr)
 	if got := other.cmd("get nothing\r\n"); got != "END" {
-		t.Fatalf("another client while the floods are held: %q", got)
+		t.Fatalf("another client while the non-readers are held: %q", got)
 	}
-	t.Logf("RSS before %d MiB, with %d non-reading clients %d MiB", before>>20, clients, after>>20)
+	// The non-readers were held, not cut off: every reply arrives.
+	for i, c := range readers {
+		readReplies(c, gets, fmt.Sprintf("non-reader %d", i))
+		if got := c.cmd("version\r\n"); !strings.HasPrefix(got, "VERSION ") {
+			t.Fatalf("non-reader %d after its replies: %q", i, got)
+		}
+	}
 }
 
 // TestLongLineIsBounded: a multi-get line with no end is cut off once it
@@ -461,7 +700,22 @@ func TestSIGTERMIsGraceful(t *testing.T) {
 	if _, err := io.WriteString(c.c, batch.String()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Wait until the server has run them all (another connection of the
+	// cache sees the sets counted).
+	watch := dialText(t, h.Addr)
+	watch.asciiLogin(l)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		sets, err := strconv.Atoi(watch.stats()["cmd_set"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sets >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server ran %d of %d sets in 10 s", sets, n)
+		}
+	}
 	idle := dialText(t, h.Addr)
 	code, err := h.Terminate(10 * time.Second)
 	if err != nil {
