@@ -253,24 +253,41 @@ func TestGomemcache(t *testing.T) {
 		// A negative expiration stores an item that is already expired.
 		must(t, "Set exp -1", c.Set(&memcache.Item{Key: "exp-neg", Value: []byte("x"), Expiration: -1}))
 		mustMiss(t, c, "exp-neg")
-		must(t, "Set exp 1", c.Set(&memcache.Item{Key: "exp-1s", Value: []byte("x"), Expiration: 1}))
+		// The server's clock ticks once a second: an item of n seconds
+		// expires more than n-1 and at most n seconds after it is stored.
+		// With n = 2 the items are certainly there just after they are
+		// stored (it would take a stall of a whole second to miss them),
+		// and they go within a few seconds; the wait polls, with a deadline.
+		stored := time.Now()
+		must(t, "Set exp 2", c.Set(&memcache.Item{Key: "exp-2s", Value: []byte("x"), Expiration: 2}))
 		must(t, "Set exp 0", c.Set(&memcache.Item{Key: "exp-touched-short", Value: []byte("x")}))
-		must(t, "Touch 1", c.Touch("exp-touched-short", 1))
-		must(t, "Set exp 1", c.Set(&memcache.Item{Key: "exp-touched-long", Value: []byte("x"), Expiration: 1}))
+		must(t, "Touch 2", c.Touch("exp-touched-short", 2))
+		must(t, "Set exp 2", c.Set(&memcache.Item{Key: "exp-touched-long", Value: []byte("x"), Expiration: 2}))
 		must(t, "Touch 100", c.Touch("exp-touched-long", 100))
 		must(t, "Set exp 0", c.Set(&memcache.Item{Key: "exp-gat-short", Value: []byte("x")}))
-		if _, err := c.GetAndTouch("exp-gat-short", 1); err != nil {
+		if _, err := c.GetAndTouch("exp-gat-short", 2); err != nil {
 			t.Fatalf("GetAndTouch: %v", err)
 		}
 		must(t, "Set exp 100", c.Set(&memcache.Item{Key: "exp-100s", Value: []byte("x"), Expiration: 100}))
 		must(t, "Set exp 0", c.Set(&memcache.Item{Key: "exp-never", Value: []byte("x")}))
-		mustGet(t, c, "exp-1s", []byte("x"), 0)
-		// memcached's clock ticks once a second, so a 1 s item lives
-		// between 1 and 2 s; 2.5 s is past that for certain.
-		time.Sleep(2500 * time.Millisecond)
-		mustMiss(t, c, "exp-1s")
-		mustMiss(t, c, "exp-touched-short")
-		mustMiss(t, c, "exp-gat-short")
+		short := []string{"exp-2s", "exp-touched-short", "exp-gat-short"}
+		for _, k := range short {
+			mustGet(t, c, k, []byte("x"), 0)
+		}
+		for _, k := range short {
+			for deadline := stored.Add(6 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				_, err := c.Get(k)
+				if errors.Is(err, memcache.ErrCacheMiss) {
+					break
+				}
+				if err != nil || time.Now().After(deadline) {
+					t.Fatalf("Get(%q) %v after it was given 2 s: %v", k, time.Since(stored), err)
+				}
+			}
+			if gone := time.Since(stored); gone < time.Second {
+				t.Fatalf("%s, given 2 s, expired within %v", k, gone)
+			}
+		}
 		mustGet(t, c, "exp-touched-long", []byte("x"), 0)
 		mustGet(t, c, "exp-100s", []byte("x"), 0)
 		mustGet(t, c, "exp-never", []byte("x"), 0)
@@ -283,7 +300,8 @@ func TestGomemcache(t *testing.T) {
 		}
 		must(t, "Set 1,000,000 bytes", c.Set(&memcache.Item{Key: "big", Value: big}))
 		mustGet(t, c, "big", big, 0)
-		// Growing past the item size limit by append is refused and
+		// Growing past the item size limit by append is refused as too
+		// large (MemCachier's rule; memcached answers NOT_STORED) and
 		// leaves the item as it was.
 		if err := c.Append(&memcache.Item{Key: "big", Value: make([]byte, 100_000)}); err == nil || !strings.Contains(err.Error(), "SERVER_ERROR object too large for cache") {
 			t.Fatalf("Append past the limit: %v, want SERVER_ERROR object too large for cache", err)
