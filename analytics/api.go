@@ -2,8 +2,11 @@ package analytics
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +33,9 @@ type APIConfig struct {
 	// Server names this node in stats and history ("host:port", the
 	// memcache address).
 	Server string
+	// Nodes reaches the nodes that hold a cache, for stats and flush;
+	// nil means this process alone: LocalNode{Source, Server}.
+	Nodes Nodes
 	// HistoryWindow is how far back history answers reach (the retention).
 	HistoryWindow time.Duration
 	Logger        *slog.Logger
@@ -37,6 +43,14 @@ type APIConfig struct {
 
 // API serves MemCachier's analytics API, /api/v1/..., to credentials with
 // the api capability. The dashboard uses nothing else.
+//
+// Every endpoint of MemCachier's guide answers only the statuses and
+// bodies of its table there: 200 with the documented JSON, 403 "You are
+// not authorized to perform this action." (no credential, a wrong one,
+// one without the capability, another cache's id or credential, or a
+// refused change), 404 "No cache found." (login only), 500 "Server
+// error" or, where the guide says so (stats, flush), "Server error:
+// host:port,..." naming the nodes that failed.
 type API struct {
 	cfg APIConfig
 	log *slog.Logger
@@ -50,6 +64,9 @@ func NewAPI(cfg APIConfig) *API {
 	if cfg.HistoryWindow == 0 {
 		cfg.HistoryWindow = 7 * 24 * time.Hour
 	}
+	if cfg.Nodes == nil {
+		cfg.Nodes = LocalNode{Source: cfg.Source, Name: cfg.Server}
+	}
 	return &API{cfg: cfg, log: cfg.Logger}
 }
 
@@ -60,44 +77,153 @@ const (
 	msgServer    = "Server error"
 )
 
-// apiCredential is a credential as MemCachier's API shows it.
+// apiCredential is a credential as MemCachier's API lists it (list,
+// promote) and, with its password, as it answers a creation.
 type apiCredential struct {
-	ID       uint32 `json:"id"`
 	CacheID  uint32 `json:"cache_id"`
+	Flush    bool   `json:"flush_capability"`
+	ID       uint32 `json:"id"`
 	Username string `json:"sasl_username"`
 	Password string `json:"sasl_password,omitempty"`
-	Write    bool   `json:"write_capability"`
-	Flush    bool   `json:"flush_capability"`
-	API      bool   `json:"api_capability"`
-	Primary  bool   `json:"primary"`
+	// UUID is always null: MemCachier's credentials carry one for hosted
+	// platforms, memhive's have none, and clients written against the
+	// guide may expect the field.
+	UUID    *string `json:"uuid"`
+	Write   bool    `json:"write_capability"`
+	API     bool    `json:"api_capability"`
+	Primary bool    `json:"primary"`
 }
 
 func apiCred(c control.Credential, password string) apiCredential {
 	return apiCredential{
-		ID: c.ID, CacheID: c.CacheID, Username: c.Username, Password: password,
+		CacheID: c.CacheID, ID: c.ID, Username: c.Username, Password: password,
 		Write: c.Caps&control.CapWrite != 0, Flush: c.Caps&control.CapFlush != 0, API: c.Caps&control.CapAPI != 0,
 		Primary: c.Primary,
 	}
 }
 
-// apiCapabilities is the body that sets capabilities; absent fields are
-// left as they are (on creation: allowed).
+// apiCapabilityView is what an update answers: the credential's
+// capabilities and nothing else, as in the guide.
+type apiCapabilityView struct {
+	Flush bool `json:"flush_capability"`
+	Write bool `json:"write_capability"`
+	API   bool `json:"api_capability"`
+}
+
+// capParam is a capability as a request gives it: JSON true or false, or
+// the strings "true" and "false", which the guide's own example sends
+// (-d '{"flush_capability":"false"}').
+type capParam bool
+
+// UnmarshalJSON accepts true, false, "true" and "false".
+func (p *capParam) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `true`, `"true"`:
+		*p = true
+	case `false`, `"false"`:
+		*p = false
+	default:
+		return fmt.Errorf("%s is not true or false", b)
+	}
+	return nil
+}
+
+func parseCap(s string) (bool, error) {
+	switch s {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", s)
+}
+
+// apiCapabilities sets capabilities; absent fields are left as they are
+// (on creation: allowed).
 type apiCapabilities struct {
-	Write *bool `json:"write_capability"`
-	Flush *bool `json:"flush_capability"`
-	API   *bool `json:"api_capability"`
+	Write *capParam `json:"write_capability"`
+	Flush *capParam `json:"flush_capability"`
+	API   *capParam `json:"api_capability"`
 }
 
 func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
-	return capsRequest{Write: r.Write, Flush: r.Flush, API: r.API}.apply(caps)
+	b := func(p *capParam) *bool {
+		if p == nil {
+			return nil
+		}
+		v := bool(*p)
+		return &v
+	}
+	return capsRequest{Write: b(r.Write), Flush: b(r.Flush), API: b(r.API)}.apply(caps)
 }
 
-// Handle answers the request if its path is under /api/v1/ and reports
-// whether it did.
+// capabilitiesOf reads the capabilities a create or update request sets,
+// wherever a MemCachier client may put them: the guide calls them query
+// parameters, and its example sends a JSON body as a form post (curl -d).
+// So: query parameters, then the body as JSON if it is an object, else as
+// form parameters. Unknown JSON fields are refused; unknown query and
+// form parameters, which URLs often carry, are ignored.
+func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
+	var req apiCapabilities
+	fields := []struct {
+		name string
+		dst  **capParam
+	}{
+		{"write_capability", &req.Write}, {"flush_capability", &req.Flush}, {"api_capability", &req.API},
+	}
+	params := func(args *fasthttp.Args) error {
+		for _, f := range fields {
+			if !args.Has(f.name) {
+				continue
+			}
+			v, err := parseCap(string(args.Peek(f.name)))
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+			p := capParam(v)
+			*f.dst = &p
+		}
+		return nil
+	}
+	if err := params(ctx.QueryArgs()); err != nil {
+		return req, err
+	}
+	body := strings.TrimSpace(string(ctx.PostBody()))
+	switch {
+	case body == "":
+	case body[0] == '{':
+		var fromBody apiCapabilities
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&fromBody); err != nil {
+			return req, err
+		}
+		for i, p := range []*capParam{fromBody.Write, fromBody.Flush, fromBody.API} {
+			if p != nil {
+				*fields[i].dst = p
+			}
+		}
+	default:
+		var form fasthttp.Args
+		form.Parse(body)
+		if err := params(&form); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
+}
+
+// Handle answers the request if its path is under /api/v1/ (or is the
+// guide's /api/login) and reports whether it did.
 func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
-	rest, ok := strings.CutPrefix(string(ctx.Path()), "/api/v1/")
+	path := string(ctx.Path())
+	rest, ok := strings.CutPrefix(path, "/api/v1/")
 	if !ok {
-		return false
+		// The guide's "HTTP Request" line for login omits the version.
+		if path != "/api/login" {
+			return false
+		}
+		rest = "login"
 	}
 	cred, ok := a.authenticate(ctx)
 	if !ok {
@@ -107,20 +233,13 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	parts := strings.Split(strings.Trim(rest, "/"), "/")
 	method := string(ctx.Method())
 	if parts[0] == "login" && len(parts) == 1 {
-		if _, err := a.cfg.Store.Cache(cred.CacheID); err != nil {
-			a.fail(ctx, err)
-			return true
-		}
-		writeJSON(ctx, fasthttp.StatusOK, map[string]uint32{"cache_id": cred.CacheID})
+		a.login(ctx, cred)
 		return true
 	}
 	id, err := parseID(parts[0])
-	if err != nil {
-		writeJSON(ctx, fasthttp.StatusNotFound, msgNoCache)
-		return true
-	}
-	if id != cred.CacheID {
-		// Another cache's id is forbidden, whether or not it exists.
+	if err != nil || id != cred.CacheID {
+		// Another cache's id is forbidden, whether or not it exists, and
+		// so is one that is not a number: no table but login's has a 404.
 		writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
 		return true
 	}
@@ -138,15 +257,7 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	case action == "history" && method == "GET":
 		a.history(ctx, id)
 	case action == "flush" && method == "POST":
-		if cred.Caps&control.CapFlush == 0 {
-			writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
-			return true
-		}
-		if !a.cfg.Source.Flush(id) {
-			writeJSON(ctx, fasthttp.StatusNotFound, msgNoCache)
-			return true
-		}
-		writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"flushed": true})
+		a.flush(ctx, cred, id)
 	case action == "settings" && method == "POST":
 		a.settings(ctx, id)
 	case action == "credentials" && method == "GET":
@@ -192,17 +303,36 @@ func (a *API) authenticate(ctx *fasthttp.RequestCtx) (control.Credential, bool) 
 	return cred, true
 }
 
-// fail maps a store error to MemCachier's answers.
+// fail maps a store error to the rows of the guide's tables. Past login,
+// something missing (the cache or credential went away meanwhile) is
+// refused like another cache's, and so is deleting a primary credential
+// that still has others; anything else is the server's fault.
 func (a *API) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
-	case errors.Is(err, control.ErrNotFound):
-		writeJSON(ctx, fasthttp.StatusNotFound, msgNoCache)
-	case errors.Is(err, control.ErrLastPrimary), errors.Is(err, control.ErrInvalid):
-		writeJSON(ctx, fasthttp.StatusConflict, err.Error())
+	case errors.Is(err, control.ErrNotFound), errors.Is(err, control.ErrLastPrimary):
+		writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
 	default:
 		a.log.Error("analytics API", "path", string(ctx.Path()), "err", err)
 		writeJSON(ctx, fasthttp.StatusInternalServerError, msgServer)
 	}
+}
+
+// badRequest answers a request whose parameters cannot be read. The guide
+// documents no such row; the answer keeps its style, a JSON string.
+func badRequest(ctx *fasthttp.RequestCtx, err error) {
+	writeJSON(ctx, fasthttp.StatusBadRequest, "Bad request: "+err.Error())
+}
+
+func (a *API) login(ctx *fasthttp.RequestCtx, cred control.Credential) {
+	if _, err := a.cfg.Store.Cache(cred.CacheID); err != nil {
+		if errors.Is(err, control.ErrNotFound) {
+			writeJSON(ctx, fasthttp.StatusNotFound, msgNoCache)
+			return
+		}
+		a.fail(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]uint32{"cache_id": cred.CacheID})
 }
 
 func (a *API) info(ctx *fasthttp.RequestCtx, c control.Cache) {
@@ -213,20 +343,35 @@ func (a *API) info(ctx *fasthttp.RequestCtx, c control.Cache) {
 }
 
 func (a *API) stats(ctx *fasthttp.RequestCtx, id uint32) {
-	st, ok := a.cfg.Source.CacheStats(id)
-	if !ok {
-		writeJSON(ctx, fasthttp.StatusInternalServerError, msgServer+": "+a.cfg.Server)
+	byNode, failed := a.cfg.Nodes.Stats(id)
+	if len(failed) > 0 {
+		a.log.Warn("analytics API: stats not gathered", "cache", id, "nodes", failed)
+		writeJSON(ctx, fasthttp.StatusInternalServerError, serverError(failed))
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]map[string]uint64{a.cfg.Server: st})
+	writeJSON(ctx, fasthttp.StatusOK, byNode)
 }
 
-// historyEntry is one sample as MemCachier's API shows it.
+func (a *API) flush(ctx *fasthttp.RequestCtx, cred control.Credential, id uint32) {
+	if cred.Caps&control.CapFlush == 0 {
+		writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
+		return
+	}
+	if failed := a.cfg.Nodes.Flush(id); len(failed) > 0 {
+		a.log.Warn("analytics API: flush failed", "cache", id, "nodes", failed)
+		writeJSON(ctx, fasthttp.StatusInternalServerError, serverError(failed))
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, "")
+}
+
+// historyEntry is one sample as MemCachier's API shows it: the cache id
+// and the timestamp (unix milliseconds) are JSON strings there.
 type historyEntry struct {
-	MemcachierID uint32            `json:"memcachier_id"`
+	MemcachierID string            `json:"memcachier_id"`
 	Server       string            `json:"server"`
 	Stats        map[string]uint64 `json:"stats"`
-	Timestamp    int64             `json:"timestamp"` // unix milliseconds
+	Timestamp    string            `json:"timestamp"`
 }
 
 func (a *API) history(ctx *fasthttp.RequestCtx, id uint32) {
@@ -237,7 +382,12 @@ func (a *API) history(ctx *fasthttp.RequestCtx, id uint32) {
 	}
 	out := make([]historyEntry, 0, len(samples))
 	for _, s := range samples {
-		out = append(out, historyEntry{s.CacheID, s.Server, s.Stats, s.Time.UnixMilli()})
+		out = append(out, historyEntry{
+			MemcachierID: strconv.FormatUint(uint64(s.CacheID), 10),
+			Server:       s.Server,
+			Stats:        s.Stats,
+			Timestamp:    strconv.FormatInt(s.Time.UnixMilli(), 10),
+		})
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
@@ -246,7 +396,10 @@ func (a *API) settings(ctx *fasthttp.RequestCtx, id uint32) {
 	var req struct {
 		Enabled *bool `json:"enabled"`
 	}
-	if !decode(ctx, &req) {
+	dec := json.NewDecoder(strings.NewReader(string(ctx.PostBody())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		badRequest(ctx, err)
 		return
 	}
 	c, err := a.cfg.Store.UpdateCache(id, control.CacheUpdate{Enabled: req.Enabled})
@@ -270,9 +423,11 @@ func (a *API) listCredentials(ctx *fasthttp.RequestCtx, id uint32) {
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
+// createCredential answers 200, not 201: the guide's table says 200.
 func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
-	var req apiCapabilities
-	if len(ctx.PostBody()) > 0 && !decode(ctx, &req) {
+	req, err := capabilitiesOf(ctx)
+	if err != nil {
+		badRequest(ctx, err)
 		return
 	}
 	cred, password, err := a.cfg.Store.CreateCredential(id, req.apply(control.CapAll), false)
@@ -280,17 +435,14 @@ func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
 		a.fail(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusCreated, apiCred(cred, password))
+	writeJSON(ctx, fasthttp.StatusOK, apiCred(cred, password))
 }
 
-// withCredential finds credential ref (an id or a username) of cache id.
+// withCredential finds credential ref (an id or a username) of cache id;
+// another cache's credential, or none, is refused as another cache is.
 func (a *API) withCredential(ctx *fasthttp.RequestCtx, id uint32, ref string, fn func(*fasthttp.RequestCtx, control.Credential)) {
 	cred, err := lookupCredential(a.cfg.Store, id, ref)
 	if err != nil {
-		if errors.Is(err, control.ErrNotFound) {
-			writeJSON(ctx, fasthttp.StatusNotFound, "No credential found.")
-			return
-		}
 		a.fail(ctx, err)
 		return
 	}
@@ -298,16 +450,19 @@ func (a *API) withCredential(ctx *fasthttp.RequestCtx, id uint32, ref string, fn
 }
 
 func (a *API) updateCredential(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	var req apiCapabilities
-	if !decode(ctx, &req) {
+	req, err := capabilitiesOf(ctx)
+	if err != nil {
+		badRequest(ctx, err)
 		return
 	}
-	cred, err := a.cfg.Store.SetCapabilities(cred.ID, req.apply(cred.Caps))
+	cred, err = a.cfg.Store.SetCapabilities(cred.ID, req.apply(cred.Caps))
 	if err != nil {
 		a.fail(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, apiCred(cred, ""))
+	writeJSON(ctx, fasthttp.StatusOK, apiCapabilityView{
+		Flush: cred.Caps&control.CapFlush != 0, Write: cred.Caps&control.CapWrite != 0, API: cred.Caps&control.CapAPI != 0,
+	})
 }
 
 func (a *API) promoteCredential(ctx *fasthttp.RequestCtx, cred control.Credential) {
@@ -324,5 +479,5 @@ func (a *API) deleteCredential(ctx *fasthttp.RequestCtx, cred control.Credential
 		a.fail(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]uint32{"deleted": cred.ID})
+	writeJSON(ctx, fasthttp.StatusOK, "")
 }

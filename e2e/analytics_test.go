@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -168,7 +169,7 @@ func TestCredentialRotationThroughTheAPI(t *testing.T) {
 		Password string `json:"sasl_password"`
 	}
 	base := fmt.Sprintf("/api/v1/%d/credentials", a.CacheID)
-	if st := do("POST", base, "", &secondary); st != 201 || secondary.Password == "" {
+	if st := do("POST", base, "", &secondary); st != 200 || secondary.Password == "" {
 		t.Fatalf("create a secondary: %d", st)
 	}
 	if st := do("POST", fmt.Sprintf("%s/primary/%d", base, secondary.ID), "", nil); st != 200 {
@@ -209,11 +210,12 @@ func TestHistorySurvivesARestart(t *testing.T) {
 	tc := dialText(t, h.Addr)
 	tc.asciiLogin(def)
 	tc.cmd("set k 0 0 1\r\nv\r\n")
+	// MemCachier's history gives the cache id and the timestamp as strings.
 	type entry struct {
-		MemcachierID uint32            `json:"memcachier_id"`
+		MemcachierID uint32            `json:"memcachier_id,string"`
 		Server       string            `json:"server"`
 		Stats        map[string]uint64 `json:"stats"`
-		Timestamp    int64             `json:"timestamp"`
+		Timestamp    int64             `json:"timestamp,string"`
 	}
 	var before []entry
 	deadline := time.Now().Add(5 * time.Second)
@@ -236,4 +238,150 @@ func TestHistorySurvivesARestart(t *testing.T) {
 	if len(after) < len(before) || after[len(before)-1].Timestamp != before[len(before)-1].Timestamp {
 		t.Fatalf("history lost in a restart: %d samples before, %d after", len(before), len(after))
 	}
+}
+
+// guideCall makes one analytics API request as a MemCachier client would
+// (curl --user, curl -d) and returns the status and the body.
+func (h *hive) guideCall(method, path string, as login, contentType, body string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+h.http+path, strings.NewReader(body))
+	req.SetBasicAuth(as.Username, as.Password)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestAnalyticsAPIAnswersAsTheGuide walks every endpoint of MemCachier's
+// analytics API guide against a running server over HTTP, checking each
+// answer's exact status and body: the 200 rows, and the 403 rows a
+// client can provoke (the 404 and 500 rows need a failing store or node:
+// analytics.TestAPIGuideTables provokes those).
+func TestAnalyticsAPIAnswersAsTheGuide(t *testing.T) {
+	t.Parallel()
+	h, a, b := twoCaches(t, 8, "--history-interval", "200ms")
+	noFlush := h.createCred(a.CacheID, true, false, true)
+	// The primary's id, which creating the cache does not answer.
+	var adminCreds []struct {
+		ID       uint32 `json:"id"`
+		Username string `json:"username"`
+	}
+	if st := h.admin("GET", fmt.Sprintf("/admin/v1/caches/%d/credentials", a.CacheID), nil, &adminCreds); st != 200 || len(adminCreds) != 2 || adminCreds[0].Username != a.Username {
+		t.Fatalf("the admin API's credentials of cache %d: %d %+v", a.CacheID, st, adminCreds)
+	}
+	a.ID = adminCreds[0].ID
+	const forbidden = `"You are not authorized to perform this action."` + "\n"
+	expect := func(what string, gotStatus int, gotBody string, status int, body string) {
+		t.Helper()
+		if gotStatus != status || gotBody != body {
+			t.Fatalf("%s: %d %q, want %d %q", what, gotStatus, gotBody, status, body)
+		}
+	}
+	cred := func(id uint32, user string, flush, write, api, primary bool) string {
+		return fmt.Sprintf(`{"cache_id":%d,"flush_capability":%t,"id":%d,"sasl_username":%q,"uuid":null,"write_capability":%t,"api_capability":%t,"primary":%t}`,
+			a.CacheID, flush, id, user, write, api, primary)
+	}
+	base := fmt.Sprintf("/api/v1/%d", a.CacheID)
+
+	// Login, on the guide's example path and on its HTTP Request line's.
+	for _, path := range []string{"/api/v1/login", "/api/login"} {
+		st, body := h.guideCall("GET", path, a, "", "")
+		expect("login "+path, st, body, 200, fmt.Sprintf(`{"cache_id":%d}`+"\n", a.CacheID))
+	}
+	st, body := h.guideCall("GET", "/api/v1/login", login{Username: a.Username, Password: "wrong"}, "", "")
+	expect("login with a wrong password", st, body, 403, forbidden)
+
+	// Stats: one entry, named by this node's host:port.
+	tc := dialText(t, h.Addr)
+	tc.asciiLogin(a)
+	if got := tc.cmd("set probe 0 0 1\r\nv\r\n"); got != "STORED" {
+		t.Fatalf("set probe: %q", got)
+	}
+	st, body = h.guideCall("GET", base+"/stats", a, "", "")
+	var stats map[string]map[string]uint64
+	if st != 200 || json.Unmarshal([]byte(body), &stats) != nil || len(stats) != 1 || stats[h.Addr]["cmd_set"] != 1 {
+		t.Fatalf("stats: %d %s", st, body)
+	}
+	st, body = h.guideCall("GET", fmt.Sprintf("/api/v1/%d/stats", b.CacheID), a, "", "")
+	expect("another cache's stats", st, body, 403, forbidden)
+
+	// History: strings for the id and the timestamp, as in the guide.
+	deadline := time.Now().Add(5 * time.Second)
+	var hist []map[string]any
+	for len(hist) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no history after 5 s: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+		st, body = h.guideCall("GET", base+"/history", a, "", "")
+		if st != 200 || json.Unmarshal([]byte(body), &hist) != nil {
+			t.Fatalf("history: %d %s", st, body)
+		}
+	}
+	e := hist[0]
+	if len(e) != 4 || e["memcachier_id"] != strconv.FormatUint(uint64(a.CacheID), 10) || e["server"] != h.Addr {
+		t.Fatalf("a history entry: %v", e)
+	}
+	if ts, ok := e["timestamp"].(string); !ok || func() bool { _, err := strconv.ParseInt(ts, 10, 64); return err != nil }() {
+		t.Fatalf("a history timestamp is not a string of milliseconds: %#v", e["timestamp"])
+	}
+
+	// Flush: 200 "", and 403 without the flush capability.
+	st, body = h.guideCall("POST", base+"/flush", noFlush, "", "")
+	expect("flush without the capability", st, body, 403, forbidden)
+	if got := tc.cmd("get probe\r\n"); got == "END" {
+		t.Fatal("the probe item is missing before the flush")
+	}
+	tc.line()
+	tc.line()
+	st, body = h.guideCall("POST", base+"/flush", a, "", "")
+	expect("flush", st, body, 200, `""`+"\n")
+	if got := tc.cmd("get probe\r\n"); got != "END" {
+		t.Fatalf("after a flush: %q", got)
+	}
+
+	// Credentials: list, create (200, not 201), update with the guide's
+	// example (curl -d sends its JSON as a form), promote, delete.
+	st, body = h.guideCall("GET", base+"/credentials", a, "", "")
+	expect("list", st, body, 200, "["+cred(a.ID, a.Username, true, true, true, true)+","+cred(noFlush.ID, noFlush.Username, false, true, true, false)+"]\n")
+	st, body = h.guideCall("GET", fmt.Sprintf("/api/v1/%d/credentials", b.CacheID), a, "", "")
+	expect("another cache's list", st, body, 403, forbidden)
+
+	st, body = h.guideCall("POST", base+"/credentials", a, "", "")
+	var made struct {
+		ID       uint32 `json:"id"`
+		Username string `json:"sasl_username"`
+		Password string `json:"sasl_password"`
+	}
+	if st != 200 || json.Unmarshal([]byte(body), &made) != nil || made.Password == "" {
+		t.Fatalf("create: %d %s", st, body)
+	}
+	want := cred(made.ID, made.Username, true, true, true, false)
+	want = strings.Replace(want, `"uuid"`, fmt.Sprintf(`"sasl_password":%q,"uuid"`, made.Password), 1)
+	expect("create", st, body, 200, want+"\n")
+	fresh := login{CacheID: a.CacheID, ID: made.ID, Username: made.Username, Password: made.Password}
+
+	st, body = h.guideCall("PATCH", base+"/credentials/"+made.Username, a, "application/x-www-form-urlencoded", `{"flush_capability":"false"}`)
+	expect("update", st, body, 200, `{"flush_capability":false,"write_capability":true,"api_capability":true}`+"\n")
+	st, body = h.guideCall("PATCH", fmt.Sprintf("%s/credentials/%d", base, b.ID), a, "", `{"flush_capability":false}`)
+	expect("update another cache's credential", st, body, 403, forbidden)
+
+	st, body = h.guideCall("POST", base+"/credentials/primary/"+made.Username, a, "", "")
+	expect("promote", st, body, 200, cred(made.ID, made.Username, false, true, true, true)+"\n")
+
+	st, body = h.guideCall("DELETE", fmt.Sprintf("%s/credentials/primary/%d", base, made.ID), a, "", "")
+	expect("delete the primary while others remain", st, body, 403, forbidden)
+	st, body = h.guideCall("DELETE", fmt.Sprintf("%s/credentials/primary/%d", base, a.ID), fresh, "", "")
+	expect("delete", st, body, 200, `""`+"\n")
+	st, body = h.guideCall("GET", "/api/v1/login", a, "", "")
+	expect("the deleted credential", st, body, 403, forbidden)
 }

@@ -57,7 +57,7 @@ function sumStats(byServer) {
 function samples() {
   const byTime = new Map();
   for (const e of state.history) {
-    const t = e.timestamp;
+    const t = Number(e.timestamp); // a string of unix milliseconds, as in MemCachier's API
     const acc = byTime.get(t) || {};
     for (const [k, v] of Object.entries(e.stats)) acc[k] = (acc[k] || 0) + v;
     byTime.set(t, acc);
@@ -195,6 +195,11 @@ function credRow(c) {
   del.className = "small danger";
   del.textContent = "Delete";
   del.setAttribute("data-testid", `cred-delete-${c.id}`);
+  if (c.primary && state.creds.length > 1) {
+    // The API refuses it (403): a primary goes last, or after another's promotion.
+    del.disabled = true;
+    del.title = "Promote another credential first";
+  }
   del.addEventListener("click", () => {
     if (!window.confirm(`Delete credential ${c.sasl_username}? Clients using it are disconnected.`)) return;
     act(`Deleted ${c.sasl_username}`, () => api("DELETE", `/api/v1/${state.id}/credentials/${c.id}`), loadCreds);
