@@ -445,7 +445,9 @@ func (e *Engine) FlushAll(delay int64) {
 	for i := range e.stripes {
 		s := &e.stripes[i]
 		s.mu.Lock()
-		s.st.cmdFlush++
+		if i == 0 {
+			s.st.cmdFlush++ // one flush_all, counted once
+		}
 		if ol <= now {
 			s.oldestCAS = s.nextCAS()
 		}

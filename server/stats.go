@@ -3,6 +3,7 @@ package server
 import (
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,14 +190,64 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.i("hashpower_init", 0)
 	l.str("slab_reassign", "yes")
 	l.i("slab_automove", 1)
+	// memhive has no page mover driven by a window of samples, and its
+	// items are never chunked: the automover's tunables read as
+	// memcached's defaults, the chunk limit as the item limit.
+	l.str("slab_automove_ratio", "0.80")
+	l.i("slab_automove_window", 30)
+	l.i("slab_chunk_max", int64(tn.eng.MaxItemSize()))
 	l.i("slab_page_size", int64(tn.eng.PageSize()))
 	l.str("lru_crawler", "yes")
+	l.i("lru_crawler_sleep", 0)
+	l.i("lru_crawler_tocrawl", 0)
+	l.i("tail_repair_time", 0)
 	l.str("flush_enabled", "yes")
 	l.str("dump_enabled", "no")
 	l.str("hash_algorithm", "farmhash")
+	// One LRU per class, like memcached's compat mode (-o
+	// no_lru_segmented): no hot, warm or temporary LRU.
 	l.str("lru_maintainer_thread", "no")
 	l.str("lru_segmented", "no")
+	l.i("hot_lru_pct", 0)
+	l.i("warm_lru_pct", 0)
+	l.str("hot_max_factor", "0.00")
+	l.str("warm_max_factor", "0.00")
+	l.str("temp_lru", "no")
+	l.i("temporary_ttl", 0)
 	l.i("idle_timeout", 0)
+	// Fields of machinery memhive does not have (the logger, the read
+	// buffer pool, extstore, TLS through memcached's options, NAPI, a
+	// memory file in memcached's format) with memcached's values when it
+	// does not use them, so that tools reading them find them.
+	l.i("watcher_logbuf_size", 262144)
+	l.i("worker_logbuf_size", 65536)
+	l.i("read_buf_mem_limit", 0)
+	l.str("track_sizes", "no")
+	l.str("inline_ascii_response", "no")
+	l.i("ext_item_size", 512)
+	l.i("ext_item_age", 4294967295)
+	l.i("ext_low_ttl", 0)
+	l.i("ext_recache_rate", 2000)
+	l.i("ext_wbuf_size", 4194304)
+	l.i("ext_compact_under", 0)
+	l.i("ext_drop_under", 0)
+	l.i("ext_max_sleep", 1000000)
+	l.str("ext_max_frag", "0.80")
+	l.str("slab_automove_freeratio", "0.010")
+	l.str("ext_drop_unread", "no")
+	l.str("ssl_enabled", "no")
+	l.str("ssl_chain_cert", "(null)")
+	l.str("ssl_key", "(null)")
+	l.i("ssl_verify_mode", 0)
+	l.i("ssl_keyformat", 1)
+	l.str("ssl_ciphers", "NULL")
+	l.str("ssl_ca_cert", "NULL")
+	l.i("ssl_wbuf_size", 16384)
+	l.str("ssl_session_cache", "no")
+	l.str("ssl_kernel_tls", "no")
+	l.str("ssl_min_version", "tlsv1.2")
+	l.str("num_napi_ids", "(null)")
+	l.str("memory_file", "(null)")
 	l.i("gomaxprocs", int64(runtime.GOMAXPROCS(0)))
 	return l
 }
@@ -210,13 +261,16 @@ func splitListen(addr string) (host, port string) {
 	return addr, "0"
 }
 
-// itemsStats and slabsStats describe the size classes that hold pages,
-// with memcached's field names.
+// itemsStats and slabsStats describe the size classes, with memcached's
+// field names in memcached's order. "stats items" lists the classes
+// holding items, "stats slabs" those holding pages, as memcached does.
+// memhive keeps one LRU per class, like memcached's compat mode: every item
+// counts as cold, and the hot and warm fields are 0.
 func (s *Server) itemsStats(tn *tenant) statList {
 	var l statList
 	now := s.clock.Now()
 	for _, c := range tn.eng.SlabStats() {
-		if c.Pages == 0 {
+		if c.Items == 0 {
 			continue
 		}
 		p := "items:" + strconv.Itoa(c.ID+1) + ":"
@@ -225,14 +279,35 @@ func (s *Server) itemsStats(tn *tenant) statList {
 			age = uint64(now - c.OldestAtime)
 		}
 		l.u(p+"number", uint64(c.Items))
+		l.u(p+"number_hot", 0)
+		l.u(p+"number_warm", 0)
+		l.u(p+"number_cold", uint64(c.Items))
+		l.u(p+"age_hot", 0)
+		l.u(p+"age_warm", 0)
 		l.u(p+"age", age)
+		// memhive does not keep the sizes its items asked for: the
+		// chunks they hold stand in for them.
+		l.u(p+"mem_requested", uint64(c.UsedChunks)*uint64(c.ChunkSize))
 		l.u(p+"evicted", c.Evicted)
 		l.u(p+"evicted_nonzero", c.EvictedNonzero)
+		l.u(p+"evicted_time", 0)
 		l.u(p+"outofmemory", c.OutOfMemory)
+		l.u(p+"tailrepairs", 0)
 		l.u(p+"reclaimed", c.Reclaimed)
 		l.u(p+"expired_unfetched", c.ExpiredUnfetch)
 		l.u(p+"evicted_unfetched", c.EvictedUnfetch)
+		l.u(p+"evicted_active", 0)
 		l.u(p+"crawler_reclaimed", c.CrawlerReclaims)
+		l.u(p+"crawler_items_checked", 0)
+		l.u(p+"lrutail_reflocked", 0)
+		l.u(p+"moves_to_cold", 0)
+		l.u(p+"moves_to_warm", 0)
+		l.u(p+"moves_within_lru", 0)
+		l.u(p+"direct_reclaims", 0)
+		l.u(p+"hits_to_hot", 0)
+		l.u(p+"hits_to_warm", 0)
+		l.u(p+"hits_to_cold", 0)
+		l.u(p+"hits_to_temp", 0)
 	}
 	return l
 }
@@ -255,6 +330,11 @@ func (s *Server) slabsStats(tn *tenant) statList {
 		l.u(p+"used_chunks", uint64(c.UsedChunks))
 		l.u(p+"free_chunks", uint64(c.FreeChunks))
 		l.u(p+"free_chunks_end", 0)
+		// memcached also counts hits per class; memhive counts them
+		// per cache only (see "stats"), so these read 0.
+		for _, n := range []string{"get_hits", "cmd_set", "delete_hits", "incr_hits", "decr_hits", "cas_hits", "cas_badval", "touch_hits"} {
+			l.u(p+n, 0)
+		}
 	}
 	l.u("active_slabs", uint64(active))
 	l.u("total_malloced", total)
@@ -263,7 +343,7 @@ func (s *Server) slabsStats(tn *tenant) statList {
 
 // statsFor returns the stats a subcommand names, or false if it names
 // none. "" is the general list.
-func (s *Server) statsFor(tn *tenant, sub string) (statList, bool) {
+func (s *Server) statsFor(cs *conn, tn *tenant, sub string) (statList, bool) {
 	switch sub {
 	case "":
 		return s.generalStats(tn), true
@@ -277,7 +357,7 @@ func (s *Server) statsFor(tn *tenant, sub string) (statList, bool) {
 		// memcached's size histogram is off unless enabled at start.
 		return statList{{"sizes_status", "disabled"}}, true
 	case "conns":
-		return s.connsStats(tn), true
+		return s.connsStats(cs, tn), true
 	}
 	return nil, false
 }
@@ -322,7 +402,7 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	case "cachedump":
 		return append(out, "CLIENT_ERROR stats cachedump not allowed\r\n"...)
 	}
-	l, ok := s.statsFor(tn, sub)
+	l, ok := s.statsFor(cs, tn, sub)
 	if !ok {
 		return append(out, codec.ReplyError...)
 	}
@@ -350,7 +430,7 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 		s.resetStats(tn)
 		return codec.AppendBinaryStat(out, r.Opaque, nil, nil)
 	}
-	l, ok := s.statsFor(tn, sub)
+	l, ok := s.statsFor(cs, tn, sub)
 	if !ok {
 		return codec.AppendBinaryStatus(out, r.Opcode, codec.StatusKeyNotFound, r.Opaque)
 	}
@@ -368,31 +448,40 @@ func (s *Server) resetStats(tn *tenant) {
 }
 
 // connsStats lists the listener and every open connection as memcached's
-// "stats conns" does. File descriptors number the connections; the
-// listener is shown as 0.
-func (s *Server) connsStats(tn *tenant) statList {
+// "stats conns" does, in order of file descriptor. File descriptors number
+// the connections; the listener is shown as 0. The asking connection is
+// parsing its command (conn_parse_cmd); the others wait for a request,
+// which memcached shows as conn_read.
+func (s *Server) connsStats(self *conn, tn *tenant) statList {
 	now := s.clock.Now()
 	var l statList
 	l.str("0:addr", "tcp:"+s.cfg.Listen)
 	l.str("0:state", "conn_listening")
 	l.u("0:secs_since_last_cmd", 0)
+	var conns []*conn
 	s.conns.Range(func(_, v any) bool {
-		c := v.(*conn)
-		if c.sharedTenant.Load() != tn {
-			return true // another cache's connections are not this one's business
+		if c := v.(*conn); c.sharedTenant.Load() == tn {
+			conns = append(conns, c) // another cache's connections are not this one's business
 		}
+		return true
+	})
+	sort.Slice(conns, func(i, j int) bool { return conns[i].fd < conns[j].fd })
+	for _, c := range conns {
 		p := strconv.Itoa(c.fd) + ":"
 		l.str(p+"addr", "tcp:"+c.remote)
 		l.str(p+"listen_addr", "tcp:"+s.cfg.Listen)
-		l.str(p+"state", "conn_parse_cmd")
+		if c == self {
+			l.str(p+"state", "conn_parse_cmd")
+		} else {
+			l.str(p+"state", "conn_read")
+		}
 		last := c.lastCmd.Load()
 		if now > last {
 			l.u(p+"secs_since_last_cmd", uint64(now-last))
 		} else {
 			l.u(p+"secs_since_last_cmd", 0)
 		}
-		return true
-	})
+	}
 	return l
 }
 
