@@ -257,7 +257,7 @@ func (p *Parser) ParseBinary(buf []byte, req *Request) (n int, err error) {
 		if keylen > maxSASLMechLen {
 			return binaryError(req, head, StatusInvalid, vlen, false, false)
 		}
-		if vlen < 0 || p.tooLarge(keylen, vlen) {
+		if p.saslTooLarge(keylen, vlen) {
 			return binaryError(req, head, StatusOutOfMemory, vlen, false, false)
 		}
 		return binaryValue(buf, req, head, vlen)

@@ -670,7 +670,8 @@ func TestHostileSASL(t *testing.T) {
 		status uint16
 		closed bool
 	}{
-		{"empty payload", hostileSASL("PLAIN", ""), stAuthError, false},
+		// PLAIN with no data: memcached (Cyrus) asks for it, AUTH_CONTINUE.
+		{"empty payload", hostileSASL("PLAIN", ""), 0x21, false},
 		{"payload without NULs", hostileSASL("PLAIN", a.Username+a.Password), stAuthError, false},
 		{"payload with one NUL", hostileSASL("PLAIN", "\x00"+a.Username), stAuthError, false},
 		{"payload with a third NUL", hostileSASL("PLAIN", plain(a.Username, a.Password)+"\x00x"), stAuthError, false},
@@ -687,7 +688,8 @@ func TestHostileSASL(t *testing.T) {
 		{"mechanism of 251 bytes", hostileSASL(strings.Repeat("P", 251), plain(a.Username, a.Password)), 0x04, true},
 		{"SASL AUTH with extras", hostileBin(opSASLAuth, u32(0), []byte("PLAIN"), []byte(plain(a.Username, a.Password))), 0x04, true},
 		{"SASL STEP first", hostileBin(0x22, nil, []byte("PLAIN"), []byte(plain(a.Username, a.Password))), stAuthError, false},
-		{"GET before authenticating", hostileBin(opGet, nil, []byte("precious"), nil), stAuthError, false},
+		// As memcached -S: an auth error, and the connection is closed.
+		{"GET before authenticating", hostileBin(opGet, nil, []byte("precious"), nil), stAuthError, true},
 	}
 	for _, c := range saslCases {
 		t.Run("binary/"+c.name, func(t *testing.T) {
@@ -706,15 +708,25 @@ func TestHostileSASL(t *testing.T) {
 				afterEach(t)
 				return
 			}
-			// Still unauthenticated, and usable: a retry logs in, to cache
-			// a and only a.
-			if r := bc.do(opGet, []byte("precious"), nil, nil, 0); r.status != stAuthError {
-				t.Errorf("GET after the failure: status %#x, want %#x", r.status, stAuthError)
-			}
+			// Usable: a retry logs in, to cache a and only a.
 			if st := bc.auth(a); st != stOK {
 				t.Errorf("login after the failure: status %#x", st)
 			} else if r := bc.do(opGet, []byte("precious"), nil, nil, 0); r.status != stNotFound {
 				t.Errorf("cache a sees cache b's key: status %#x", r.status)
+			}
+			// And still unauthenticated until then: a GET gets the auth
+			// error and the connection is closed, as memcached -S does.
+			again := dialBinary(t, h.Addr)
+			again.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := again.c.Write(c.send); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			again.recv()
+			if r := again.do(opGet, []byte("precious"), nil, nil, 0); r.status != stAuthError {
+				t.Errorf("GET after the failure: status %#x, want %#x", r.status, stAuthError)
+			}
+			if !again.closedByPeer(2 * time.Second) {
+				t.Errorf("the connection is still open after a GET before a login, want it closed")
 			}
 			afterEach(t)
 		})
@@ -766,8 +778,10 @@ func TestHostileSASL(t *testing.T) {
 
 	t.Run("announced logins allocate nothing", func(t *testing.T) {
 		// Unauthenticated connections are the cheapest to open: a login
-		// that announces a password of (nearly) the item size, and never
-		// sends it, must cost no more than the connection.
+		// that announces a password of nearly the most memcached takes in
+		// a SASL request (524,229 bytes of mechanism and data; more is
+		// refused at once), and never sends it, must cost no more than
+		// the connection.
 		before, err := h.RSS()
 		if err != nil {
 			t.Fatal(err)
@@ -775,7 +789,7 @@ func TestHostileSASL(t *testing.T) {
 		var peers []*hostilePeer
 		for i := 0; i < 100; i++ {
 			p := dialHostile(t, h.Addr)
-			p.write(hostileSASL("PLAIN", "").bodyLen(5 + 1000000))
+			p.write(hostileSASL("PLAIN", "").bodyLen(5 + 524000))
 			peers = append(peers, p)
 			p = dialHostile(t, h.Addr)
 			p.write([]byte(fmt.Sprintf("set %s 0 0 1000000\r\n", a.Username)))

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
 )
@@ -64,30 +62,53 @@ func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) 
 	return false
 }
 
-// binarySASL answers SASL LIST MECHS, AUTH and STEP. PLAIN completes in
-// one step, so STEP is always an error. A failed attempt leaves the
-// connection unauthenticated, as memcached does, even if it had logged in
-// before.
+// binarySASL answers SASL LIST MECHS, AUTH and STEP in SASL mode as
+// memcached 1.6.18 with Cyrus SASL's PLAIN does (tools/difftest's SASL run
+// holds it to that):
+//   - each of them first ends the connection's login, LIST MECHS too;
+//   - AUTH with no data answers AUTH_CONTINUE (0x21, empty body) and the
+//     next STEP carries the PLAIN message; with data, AUTH checks it;
+//   - STEP is an auth error unless an AUTH that did not fail came before;
+//   - once an exchange has succeeded, Cyrus refuses every later check on
+//     the connection, whatever it carries (its doneflag), until an AUTH
+//     fails: logging in again takes a failed AUTH first.
+//
+// A failed attempt leaves the connection unauthenticated. In local mode
+// (--auth none) LIST answers PLAIN and any well-formed PLAIN AUTH
+// succeeds, the connection staying on the default cache.
 func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 	op, opaque := r.Opcode, r.Opaque
+	local := s.tenants.Local()
+	if !local {
+		s.unbind(cs)
+	}
 	if r.Cmd == codec.CmdSASLList {
 		return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("PLAIN"))
 	}
-	result, attempted := loginFailed, false
-	if r.Cmd == codec.CmdSASLAuth && bytes.Equal(r.Key, []byte("PLAIN")) {
-		authz, username, password, valid := codec.ParseSASLPlain(r.Value)
-		if valid && (len(authz) == 0 || bytes.Equal(authz, username)) {
-			result, attempted = s.login(cs, username, password), true
-		}
+	if local {
+		return s.localSASL(cs, out, r)
+	}
+	var result loginResult
+	switch {
+	case r.Cmd == codec.CmdSASLAuth && !codec.IsSASLPlainMech(r.Key):
+		// Cyrus knows no such mechanism; its failure clears doneflag.
+		cs.saslDone, cs.saslStarted = false, false
+		result = s.saslRefused(cs)
+	case r.Cmd == codec.CmdSASLAuth && len(r.Value) == 0:
+		// PLAIN wants the client's message: ask for it.
+		cs.saslStarted = true
+		return codec.AppendBinaryValue(out, op, codec.StatusAuthContinue, opaque, 0, nil)
+	case r.Cmd == codec.CmdSASLAuth:
+		result = s.saslCheck(cs, r.Value, true)
+		cs.saslStarted = result == loginOK
+	case cs.saslStarted:
+		result = s.saslCheck(cs, r.Value, false)
+	default:
+		// STEP with no exchange started: memcached fails it without
+		// asking Cyrus, so doneflag stays as it is.
+		result = s.saslRefused(cs)
 	}
 	if result != loginOK {
-		if !attempted {
-			cs.stats.authCmds.Add(1)
-			cs.stats.authErrors.Add(1)
-		}
-		if !s.tenants.Local() {
-			s.unbind(cs)
-		}
 		msg := "Auth failure."
 		if result == loginThrottled {
 			msg = throttledBinary
@@ -95,6 +116,90 @@ func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 		return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, msg)
 	}
 	return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
+}
+
+// saslCheck is one PLAIN check in SASL mode, from an AUTH or a STEP:
+// Cyrus refuses it outright after a successful one (saslDone), else it
+// logs in with the message's username and password. The refusal clears
+// saslDone for an AUTH only: sasl_server_step returns early and leaves
+// doneflag set, sasl_server_start clears it on any failure.
+func (s *Server) saslCheck(cs *conn, msg []byte, auth bool) loginResult {
+	if cs.saslDone {
+		cs.saslDone = !auth
+		return s.saslRefused(cs)
+	}
+	username, password, valid := codec.ParseSASLPlain(msg)
+	if !valid {
+		return s.saslRefused(cs)
+	}
+	result := s.login(cs, username, password)
+	cs.saslDone = result == loginOK
+	return result
+}
+
+// saslRefused counts a SASL attempt that fails without a password being
+// checked (login counts the others) and returns loginFailed.
+func (s *Server) saslRefused(cs *conn) loginResult {
+	cs.stats.authCmds.Add(1)
+	cs.stats.authErrors.Add(1)
+	return loginFailed
+}
+
+// localSASL answers SASL AUTH and STEP in local mode, where any
+// well-formed PLAIN AUTH logs in.
+func (s *Server) localSASL(cs *conn, out []byte, r *codec.Request) []byte {
+	op, opaque := r.Opcode, r.Opaque
+	if r.Cmd == codec.CmdSASLAuth && codec.IsSASLPlainMech(r.Key) {
+		if username, password, valid := codec.ParseSASLPlain(r.Value); valid {
+			s.login(cs, username, password)
+			return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
+		}
+	}
+	s.saslRefused(cs)
+	return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, "Auth failure.")
+}
+
+// unauthenticated answers a request on a connection that has not logged
+// in (other than binary SASL): text connections log in with their first
+// command or are closed. A binary one gets an auth error and is closed, as
+// memcached -S does, except where memcached checks something before the
+// login: framing errors (a bad magic byte, a header it cannot buffer, a
+// key and extras longer than the body) and the checks of the requests it
+// lets through, SASL's and VERSION's, are answered as for a logged-in
+// connection. VERSION itself, which memcached answers, answers the auth
+// error as DESIGN.md asks, and keeps the connection open as memcached
+// does.
+func (s *Server) unauthenticated(cs *conn, r *codec.Request) (closeConn bool) {
+	if cs.proto != protoBinary {
+		return s.authenticateASCII(cs, r)
+	}
+	if r.Cmd == codec.CmdError && (preAuthError(r) || r.Opcode == codec.OpVersion || isSASLOpcode(r.Opcode)) {
+		// What memcached answers reveals nothing of any cache.
+		if r.Status != 0 {
+			cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, r.Status, r.Opaque)
+		}
+		cs.swallow = r.Swallow
+		return r.Close
+	}
+	cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, codec.StatusAuthError, r.Opaque)
+	return r.Cmd != codec.CmdVersion
+}
+
+// preAuthError reports whether the parser refused r for its framing,
+// which memcached checks before the login: a silent close (bad magic, an
+// unbufferable header) or a key and extras longer than the body.
+func preAuthError(r *codec.Request) bool {
+	return r.Status == 0 || (r.Status == codec.StatusUnknownCommand && r.Close)
+}
+
+// isSASL tells the binary commands an unauthenticated connection may send.
+func isSASL(cmd codec.Command) bool {
+	return cmd == codec.CmdSASLList || cmd == codec.CmdSASLAuth || cmd == codec.CmdSASLStep
+}
+
+// isSASLOpcode tells the SASL opcodes, also of requests the parser refused.
+func isSASLOpcode(op byte) bool {
+	return op == codec.OpSASLListMechs || op == codec.OpSASLAuth || op == codec.OpSASLStep
 }
 
 // loginResult is the outcome of a login attempt.

@@ -49,6 +49,13 @@ type conn struct {
 	user         *user
 	sharedTenant atomic.Pointer[tenant]
 	sharedUser   atomic.Pointer[user]
+
+	// The SASL exchange's state, as memcached and Cyrus SASL keep it
+	// (see binarySASL): saslStarted is memcached's sasl_started (an AUTH
+	// succeeded or asked to continue, so STEP may follow), saslDone is
+	// Cyrus' doneflag (an exchange succeeded, so the next check fails).
+	saslStarted bool
+	saslDone    bool
 }
 
 // newConn makes a connection's state. It is not pooled: gnet may close a

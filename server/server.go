@@ -533,31 +533,6 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 	}
 }
 
-// isSASL tells the binary commands an unauthenticated connection may send.
-func isSASL(cmd codec.Command) bool {
-	return cmd == codec.CmdSASLList || cmd == codec.CmdSASLAuth || cmd == codec.CmdSASLStep
-}
-
-// unauthenticated answers a request on a connection that has not logged
-// in: text connections log in with their first command or are closed;
-// binary ones get an auth error for anything but SASL.
-func (s *Server) unauthenticated(cs *conn, r *codec.Request) (closeConn bool) {
-	if cs.proto == protoBinary {
-		if r.Cmd == codec.CmdError {
-			// A request the parser refused: answer as memcached would
-			// (too large, bad packet), which reveals nothing of any cache.
-			if r.Status != 0 {
-				cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, r.Status, r.Opaque)
-			}
-			cs.swallow = r.Swallow
-			return r.Close
-		}
-		cs.out = codec.AppendBinaryStatus(cs.out, r.Opcode, codec.StatusAuthError, r.Opaque)
-		return false
-	}
-	return s.authenticateASCII(cs, r)
-}
-
 type gnetLogger struct{ l *slog.Logger }
 
 func (g gnetLogger) Debugf(format string, args ...any) {}
