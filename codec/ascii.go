@@ -358,6 +358,9 @@ func (p *Parser) updateASCII(buf []byte, n int, t *lineTokens, req *Request, cmd
 		return 0, ErrIncomplete
 	}
 	if buf[end-2] != '\r' || buf[end-1] != '\n' {
+		req.BadData = true
+		req.Key = key
+		req.Value = buf[n : n+size : n+size]
 		return failASCII(req, end, errLineBadDataChunk)
 	}
 	req.Cmd = cmd
@@ -459,6 +462,7 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 	if t.ntokens != without {
 		exp, ok := safeStrtol(t.tok(1))
 		if !ok {
+			req.BadFlush = true
 			return failASCII(req, n, errLineInvalidExp)
 		}
 		req.Exptime = int64(exp)

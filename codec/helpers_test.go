@@ -76,6 +76,12 @@ func describe(n int, err error, r *Request) string {
 	if r.Abort {
 		b.WriteString(" abort")
 	}
+	if r.BadData {
+		b.WriteString(" baddata")
+	}
+	if r.BadFlush {
+		b.WriteString(" badflush")
+	}
 	if r.Flush {
 		b.WriteString(" flush")
 	}

@@ -194,6 +194,8 @@ func (p *Parser) metaCommand(buf []byte, n int, t *lineTokens, req *Request, cmd
 		if buf[end-2] != '\r' || buf[end-1] != '\n' {
 			// Meta always reports it, q or not.
 			req.NoReply = false
+			req.BadData = true
+			req.Value = buf[n : end-2 : end-2]
 			return errorLine(req, end, errLineBadDataChunk)
 		}
 		req.Cmd = cmd

@@ -172,6 +172,17 @@ type Request struct {
 	// (ASCII set; binary SET and SETQ, with or without CAS), and the ASCII
 	// protocol counts it in store_too_large (binary does not).
 	Refused Command
+	// BadData reports a text storage command (set, add, replace, append,
+	// prepend, cas, ms) whose data block did not end in "\r\n", answered
+	// with CLIENT_ERROR bad data chunk. memcached counts it in cmd_set
+	// (complete_nread_ascii counts before it checks the block), so the
+	// caller counts it too: Key is its key and Value its data block
+	// (aliasing the input, like every slice here).
+	BadData bool
+	// BadFlush reports a flush_all refused for its delay (CLIENT_ERROR
+	// invalid exptime argument): memcached counts it in cmd_flush, which
+	// it counts before it reads the delay, so the caller counts it too.
+	BadFlush bool
 
 	meta *Meta // the meta commands' flags, allocated on first use
 }

@@ -65,13 +65,18 @@ func (s *stripe) crawlLocked(from, to int, now uint32) int {
 		for it := s.buckets[b]; it != 0; {
 			next := s.items.HNext(it)
 			s.st.crawlerChecked++
+			// memcached's crawler counts what it frees in
+			// crawler_reclaimed, flushed items too.
 			if s.flushedLocked(it, now) {
-				s.removeLocked(it)
-				freed++
-			} else if exp := s.items.Exptime(it); exp != 0 && exp <= now {
-				s.alloc.CountReclaimed(it, true)
+				s.alloc.CountCrawled(it, true)
 				s.removeLocked(it)
 				s.st.crawlerReclaimed++
+				freed++
+			} else if exp := s.items.Exptime(it); exp != 0 && exp <= now {
+				s.alloc.CountCrawled(it, false)
+				s.removeLocked(it)
+				s.st.crawlerReclaimed++
+				s.st.crawlerExpired++
 				freed++
 			}
 			it = next

@@ -64,36 +64,45 @@ func (r Ref) Bump() {
 // MetaGet looks a key up for mg without bumping it (the caller bumps after
 // reading what mg reports, unless u). On a miss with vivify it creates an
 // empty item (flags 0, no expiry; never marked binary-keyed, as in
-// memcached) and reports created. It counts a hit or miss as memcached's mg does: as a
-// touch when touch (a T flag), as a get otherwise; a miss always as a get;
-// a created item as a hit.
-func (e *Engine) MetaGet(key []byte, touch, vivify bool) (r Ref, hit, created bool) {
+// memcached) and reports created. It counts a miss as memcached's mg
+// does, always as a get; the caller counts a hit (a created item too)
+// with CountMetaHit once its answer is complete.
+func (e *Engine) MetaGet(key []byte, vivify bool) (r Ref, hit, created bool) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	now := e.clock.Now()
 	s.mu.Lock()
-	it := s.getLocked(h, key, now, true)
+	it := s.getLocked(h, key, now)
 	if it == 0 && vivify {
 		if st, _ := s.storeNewLocked(h, key, 0, 0, now, nil, nil, 0, 0); st == Stored {
 			it, created = s.findLocked(h, key), true
 		}
 	}
-	switch {
-	case it == 0:
+	if it == 0 {
 		s.st.cmdGet++
 		s.st.getMisses++
-	case touch:
-		s.st.cmdTouch++
-		s.st.touchHits++
-	default:
-		s.st.cmdGet++
-		s.st.getHits++
-	}
-	if it == 0 {
 		s.mu.Unlock()
 		return Ref{}, false, false
 	}
 	return Ref{s, it}, true, created
+}
+
+// CountMetaHit counts an mg that found (or created) the item, once its
+// answer is complete: as a touch when touch (a T flag), as a get
+// otherwise. memcached counts a hit only after every flag was answered:
+// an mg that stops at a flag with an error (an opaque over 32 bytes)
+// fetched the item but counts nothing.
+func (r Ref) CountMetaHit(touch bool) {
+	s := r.s
+	if touch {
+		s.st.cmdTouch++
+		s.st.touchHits++
+		s.alloc.ClassStats(r.it).TouchHits++
+		return
+	}
+	s.st.cmdGet++
+	s.st.getHits++
+	s.alloc.ClassStats(r.it).GetHits++
 }
 
 // Peek finds a key's item without counting or bumping anything (me).
@@ -101,7 +110,7 @@ func (e *Engine) Peek(key []byte) (Ref, bool) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	s.mu.Lock()
-	it := s.getLocked(h, key, e.clock.Now(), false)
+	it := s.getLocked(h, key, e.clock.Now())
 	if it == 0 {
 		s.mu.Unlock()
 		return Ref{}, false
@@ -119,7 +128,7 @@ func (e *Engine) MetaDelete(key []byte, hasCAS bool, cas uint64, invalidate, new
 	now := e.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it := s.getLocked(h, key, now, false)
+	it := s.getLocked(h, key, now)
 	if it == 0 {
 		s.st.deleteMisses++
 		return NotFound
@@ -130,6 +139,7 @@ func (e *Engine) MetaDelete(key []byte, hasCAS bool, cas uint64, invalidate, new
 	}
 	if !invalidate {
 		s.st.deleteHits++
+		s.alloc.ClassStats(it).DeleteHits++
 		s.removeLocked(it)
 		return Deleted
 	}
@@ -154,7 +164,7 @@ func (e *Engine) MetaDelta(key []byte, incr bool, delta, cas uint64, vivify bool
 	h := hash(key)
 	s := e.stripeFor(h)
 	s.mu.Lock()
-	before := s.getLocked(h, key, e.clock.Now(), false)
+	before := s.getLocked(h, key, e.clock.Now())
 	created = vivify && before == 0
 	st, res, it := s.deltaLocked(h, key, incr, delta, cas, created, initial, 0)
 	if st != OK || it == 0 {

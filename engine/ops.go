@@ -79,7 +79,7 @@ func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 		exp = e.clock.RelTime(exptime)
 	}
 	s.mu.Lock()
-	it := s.getLocked(h, key, now, true)
+	it := s.getLocked(h, key, now)
 	switch {
 	case touch && it == 0:
 		s.st.cmdTouch++
@@ -87,6 +87,7 @@ func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 	case touch:
 		s.st.cmdTouch++
 		s.st.touchHits++
+		s.alloc.ClassStats(it).TouchHits++
 		s.setExptimeLocked(it, exp)
 	case it == 0:
 		s.st.cmdGet++
@@ -94,6 +95,7 @@ func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 	default:
 		s.st.cmdGet++
 		s.st.getHits++
+		s.alloc.ClassStats(it).GetHits++
 	}
 	if it == 0 {
 		s.mu.Unlock()
@@ -113,12 +115,13 @@ func (e *Engine) Touch(key []byte, exptime int64) Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.cmdTouch++
-	it := s.getLocked(h, key, now, true)
+	it := s.getLocked(h, key, now)
 	if it == 0 {
 		s.st.touchMisses++
 		return NotFound
 	}
 	s.st.touchHits++
+	s.alloc.ClassStats(it).TouchHits++
 	s.setExptimeLocked(it, exp)
 	// memcached's touch fetches the item with a bump: it counts as read.
 	s.items.SetIFlags(it, s.items.IFlags(it)|slab.ItemFetched)
@@ -134,7 +137,7 @@ func (e *Engine) Delete(key []byte, cas uint64) Status {
 	now := e.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it := s.getLocked(h, key, now, false)
+	it := s.getLocked(h, key, now)
 	if it == 0 {
 		s.st.deleteMisses++
 		return NotFound
@@ -143,17 +146,20 @@ func (e *Engine) Delete(key []byte, cas uint64) Status {
 		return Exists
 	}
 	s.st.deleteHits++
+	s.alloc.ClassStats(it).DeleteHits++
 	s.removeLocked(it)
 	return Deleted
 }
 
-// Unlink drops key's item if there is one, counting nothing: memcached does
-// this when a set is refused, so a failed write leaves no stale value.
+// Unlink drops key's item if there is one: memcached does this when a set
+// is refused, so a failed write leaves no stale value. Like memcached's
+// item_get there, the lookup counts an expired or flushed item it meets
+// (get_expired, get_flushed); nothing else is counted.
 func (e *Engine) Unlink(key []byte) {
 	h := hash(key)
 	s := e.stripeFor(h)
 	s.mu.Lock()
-	if it := s.findLocked(h, key); it != 0 {
+	if it := s.getLocked(h, key, e.clock.Now()); it != 0 {
 		s.removeLocked(it)
 	}
 	s.mu.Unlock()
@@ -190,8 +196,8 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 	exp := e.clock.RelTime(exptime)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.cmdSet++
-	old := s.getLocked(h, key, now, false)
+	s.countSetLocked(len(key), len(value))
+	old := s.getLocked(h, key, now)
 	var iflags uint8
 	if o.KeyBinary {
 		iflags = slab.ItemKeyBinary
@@ -222,14 +228,17 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 			// memcached's CAS_STALE: an older writer's value, kept as
 			// stale until someone wins the token to recache it.
 			s.st.casHits++
+			s.alloc.ClassStats(old).CasHits++
 			iflags |= slab.ItemStale | s.items.IFlags(old)&slab.ItemTokenSent
 			return s.storeNewLocked(h, key, flags, s.items.Exptime(old), now, value, nil, iflags, newCAS)
 		}
 		if cas != oldCAS {
 			s.st.casBadval++
+			s.alloc.ClassStats(old).CasBadval++
 			return Exists, 0
 		}
 		s.st.casHits++
+		s.alloc.ClassStats(old).CasHits++
 		return s.storeNewLocked(h, key, flags, exp, now, value, nil, iflags, newCAS)
 	case ModeSet, ModeReplace:
 		return s.storeNewLocked(h, key, flags, exp, now, value, nil, iflags, newCAS)
@@ -315,7 +324,7 @@ func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, in
 func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult, slab.Handle) {
 	e := s.e
 	now := e.clock.Now()
-	it := s.getLocked(h, key, now, false)
+	it := s.getLocked(h, key, now)
 	if it == 0 {
 		if create {
 			var buf [20]byte
@@ -334,9 +343,9 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 		return NotFound, DeltaResult{}, 0
 	}
 	v := s.items.Value(it)
-	// memcached's order: an empty value is not a number, before the CAS
-	// check; the digits are read after it.
-	if len(v) == 0 {
+	// memcached's order: an empty value is not a number, nor is one it
+	// keeps in chunks, before the CAS check; the digits are read after it.
+	if len(v) == 0 || s.chunkedInMemcached(it) {
 		return NonNumeric, DeltaResult{}, 0
 	}
 	if cas != 0 && s.items.CAS(it) != cas {
@@ -349,6 +358,7 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 	if incr {
 		cur += delta
 		s.st.incrHits++
+		s.alloc.ClassStats(it).IncrHits++
 	} else {
 		if delta > cur {
 			cur = 0
@@ -356,6 +366,7 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 			cur -= delta
 		}
 		s.st.decrHits++
+		s.alloc.ClassStats(it).DecrHits++
 	}
 	var buf [20]byte
 	digits := strconv.AppendUint(buf[:0], cur, 10)
@@ -433,6 +444,7 @@ func isSpace(c byte) bool {
 // FlushAll invalidates every item now (delay <= 0) or, with a delay, every
 // item stored before the delay runs out, as memcached's flush_all does.
 func (e *Engine) FlushAll(delay int64) {
+	e.CountFlush()
 	now := e.clock.Now()
 	var newOldest uint32
 	if delay > 0 {
@@ -445,12 +457,34 @@ func (e *Engine) FlushAll(delay int64) {
 	for i := range e.stripes {
 		s := &e.stripes[i]
 		s.mu.Lock()
-		if i == 0 {
-			s.st.cmdFlush++ // one flush_all, counted once
-		}
 		if ol <= now {
 			s.oldestCAS = s.nextCAS()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// CountFlush counts a flush_all in cmd_flush, once for the engine (in the
+// first stripe's counters): FlushAll counts itself; a flush_all refused for
+// its delay is counted here alone, as memcached counts it before it reads
+// the delay.
+func (e *Engine) CountFlush() {
+	s := &e.stripes[0]
+	s.mu.Lock()
+	s.st.cmdFlush++
+	s.mu.Unlock()
+}
+
+// chunkedInMemcached reports whether memcached would keep the item in
+// chunks: when its whole size (a 48-byte header, the key and a NUL, 4
+// bytes of client flags unless they are 0, the value and its "\r\n", the
+// 8-byte CAS) exceeds its largest slab chunk, half a page (512 KiB with
+// -I 1m). memcached's incr and decr refuse such an item as non-numeric,
+// before they compare the CAS.
+func (s *stripe) chunkedInMemcached(it slab.Handle) bool {
+	n := 48 + len(s.items.Key(it)) + 1 + len(s.items.Value(it)) + 2 + 8
+	if s.items.Flags(it) != 0 {
+		n += 4
+	}
+	return n > s.e.cfg.MaxItemSize/2
 }

@@ -12,7 +12,7 @@ type counters struct {
 	casHits, casMisses, casBadval                      uint64
 	storeNoMemory                                      uint64
 	totalItems, evictions, crawlerReclaimed            uint64
-	crawlerChecked                                     uint64
+	crawlerChecked, crawlerExpired                     uint64
 }
 
 func (c *counters) add(o *counters) {
@@ -40,6 +40,7 @@ func (c *counters) add(o *counters) {
 	c.evictions += o.evictions
 	c.crawlerReclaimed += o.crawlerReclaimed
 	c.crawlerChecked += o.crawlerChecked
+	c.crawlerExpired += o.crawlerExpired
 }
 
 // Stats is a snapshot of the engine's counters, named as memcached's
@@ -53,11 +54,16 @@ type Stats struct {
 	StoreNoMemory                                      uint64
 	CurrItems, TotalItems                              uint64
 	Bytes                                              uint64 // memory held by live items: the sum of their chunks (header, key, value, class rounding)
-	Evictions, Reclaimed, ExpiredUnfetched             uint64
-	EvictedUnfetched, EvictedActive                    uint64
-	CrawlerReclaimed, CrawlerItemsChecked              uint64
-	SlabsMoved                                         uint64
-	LimitMaxbytes                                      uint64
+	Evictions, ExpiredUnfetched                        uint64
+	// Expired counts the items found expired, by a command
+	// (GetExpired) or by the crawler: MemCachier's "expired". memcached
+	// has no such field (its reclaimed counts its LRU maintainer's
+	// reclaims, which memhive's crawler does instead).
+	Expired                               uint64
+	EvictedUnfetched, EvictedActive       uint64
+	CrawlerReclaimed, CrawlerItemsChecked uint64
+	SlabsMoved                            uint64
+	LimitMaxbytes                         uint64
 	// TotalMalloced is the memory the cache holds: its pages, whole,
 	// whatever they hold (memcached's total_malloced). Evictions begin
 	// when the cache holds LimitMaxbytes/PageCharge pages (or, with
@@ -84,7 +90,6 @@ func (e *Engine) Stats() Stats {
 		usage = s.alloc.Usage(usage[:0])
 		s.mu.Unlock()
 		for _, u := range usage {
-			st.Reclaimed += u.Reclaimed
 			st.ExpiredUnfetched += u.ExpiredUnfetch
 			st.EvictedUnfetched += u.EvictedUnfetch
 			st.SlabsMoved += u.PagesMoved
@@ -98,6 +103,7 @@ func (e *Engine) Stats() Stats {
 	st.StoreNoMemory = c.storeNoMemory
 	st.TotalItems, st.Evictions = c.totalItems, c.evictions
 	st.CrawlerReclaimed, st.CrawlerItemsChecked = c.crawlerReclaimed, c.crawlerChecked
+	st.Expired = c.getExpired + c.crawlerExpired
 	st.LimitMaxbytes = uint64(e.LimitBytes())
 	// The pages this cache could still take: its remaining quota, as far
 	// as the shared pool has them.
@@ -139,9 +145,16 @@ func (e *Engine) SlabStats() []ClassStats {
 			o.EvictedUnfetch += u.EvictedUnfetch
 			o.OutOfMemory += u.OutOfMemory
 			o.PagesMoved += u.PagesMoved
-			o.Reclaimed += u.Reclaimed
 			o.ExpiredUnfetch += u.ExpiredUnfetch
 			o.CrawlerReclaims += u.CrawlerReclaims
+			o.SetCmds += u.SetCmds
+			o.GetHits += u.GetHits
+			o.TouchHits += u.TouchHits
+			o.DeleteHits += u.DeleteHits
+			o.CasHits += u.CasHits
+			o.CasBadval += u.CasBadval
+			o.IncrHits += u.IncrHits
+			o.DecrHits += u.DecrHits
 			if u.TailAtime != 0 && (o.OldestAtime == 0 || u.TailAtime < o.OldestAtime) {
 				o.OldestAtime = u.TailAtime
 			}
@@ -160,4 +173,27 @@ func (e *Engine) ResetStats() {
 		s.alloc.ResetStats()
 		s.mu.Unlock()
 	}
+}
+
+// countSetLocked counts a storage command carrying keyLen+valueLen bytes
+// in cmd_set and in the cmd_set of the class its item takes: memcached
+// counts set_cmds by the class of the item it allocated for the data,
+// whatever the command's outcome.
+func (s *stripe) countSetLocked(keyLen, valueLen int) {
+	s.st.cmdSet++
+	if c := s.alloc.SizeStats(slab.ItemSize(keyLen, valueLen)); c != nil {
+		c.SetCmds++
+	}
+}
+
+// CountBadSet counts a storage command whose data block did not end in
+// "\r\n" (refused with CLIENT_ERROR bad data chunk): memcached counts it in
+// cmd_set before it checks the data. key picks the stripe whose counters
+// take it.
+func (e *Engine) CountBadSet(key []byte, valueLen int) {
+	h := hash(key)
+	s := e.stripeFor(h)
+	s.mu.Lock()
+	s.countSetLocked(len(key), valueLen)
+	s.mu.Unlock()
 }

@@ -150,22 +150,19 @@ func (s *stripe) growLocked() {
 }
 
 // validLocked tells whether a found item is still live. An expired or
-// flushed item is removed and counted; lookup says whether the caller is a
-// read (get, gat, touch), whose misses memcached counts by cause.
-func (s *stripe) validLocked(it slab.Handle, now uint32, lookup bool) bool {
+// flushed item is removed and counted in get_expired or get_flushed,
+// whatever the command: memcached's do_item_get counts them on every
+// lookup (get, touch, set, delete, incr, the meta commands), and does not
+// count them in reclaimed, which is for items its LRU maintainer reclaims.
+func (s *stripe) validLocked(it slab.Handle, now uint32) bool {
 	if s.flushedLocked(it, now) {
 		s.removeLocked(it)
-		if lookup {
-			s.st.getFlushed++
-		}
+		s.st.getFlushed++
 		return false
 	}
 	if exp := s.items.Exptime(it); exp != 0 && exp <= now {
-		s.alloc.CountReclaimed(it, false)
 		s.removeLocked(it)
-		if lookup {
-			s.st.getExpired++
-		}
+		s.st.getExpired++
 		return false
 	}
 	return true
@@ -183,9 +180,9 @@ func (s *stripe) flushedLocked(it slab.Handle, now uint32) bool {
 }
 
 // getLocked finds a live item, removing it if expired or flushed.
-func (s *stripe) getLocked(h uint64, key []byte, now uint32, lookup bool) slab.Handle {
+func (s *stripe) getLocked(h uint64, key []byte, now uint32) slab.Handle {
 	it := s.findLocked(h, key)
-	if it == 0 || !s.validLocked(it, now, lookup) {
+	if it == 0 || !s.validLocked(it, now) {
 		return 0
 	}
 	return it

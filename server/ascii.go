@@ -105,6 +105,15 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 		out = append(out, r.ErrReply...)
 		cs.swallow = r.Swallow
 		s.refused(cs, r)
+		if r.BadData && cs.caps()&control.CapWrite != 0 {
+			// memcached counts it in cmd_set (see codec.Request.BadData);
+			// without write capability a store counts nothing.
+			eng.CountBadSet(r.Key, len(r.Value))
+		}
+		if r.BadFlush {
+			// memcached counts it in cmd_flush (see codec.Request.BadFlush).
+			eng.CountFlush()
+		}
 		closeConn = r.Close
 	case codec.CmdMetaGet, codec.CmdMetaSet, codec.CmdMetaDelete, codec.CmdMetaArith,
 		codec.CmdMetaNoop, codec.CmdMetaDebug:

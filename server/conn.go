@@ -41,6 +41,11 @@ type conn struct {
 	closer  io.Closer     // closes it from another goroutine
 	opened  time.Time
 
+	// sent: input has arrived (set in keepRest, which ends every read
+	// that brought any). "stats conns" shows a connection that has sent
+	// nothing as memcached does, in conn_new_cmd.
+	sent atomic.Bool
+
 	// tenant and user are the cache and credential the connection uses
 	// (user is nil in local mode); nil tenant means not authenticated.
 	// They are read and written by the event loop only; sharedTenant and
@@ -76,6 +81,9 @@ func (c *conn) resetOut() {
 // keepRest keeps the unconsumed tail of the input (rest may alias c.in)
 // for the next read.
 func (c *conn) keepRest(rest []byte) {
+	if !c.sent.Load() {
+		c.sent.Store(true)
+	}
 	if len(rest) == 0 {
 		if cap(c.in) > outKeep {
 			c.in = nil

@@ -86,7 +86,7 @@ func appendU32(out []byte, flag byte, n uint32) []byte {
 }
 
 func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
-	ref, hit, created := eng.MetaGet(r.Key, m.NewTTL, m.Vivify)
+	ref, hit, created := eng.MetaGet(r.Key, m.Vivify)
 	if !hit {
 		if m.OpaqueTooLong {
 			return append(out, codec.ReplyOpaqueTooLong...)
@@ -176,6 +176,7 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 	if m.Value {
 		out = append(append(out, value...), "\r\n"...)
 	}
+	ref.CountMetaHit(m.NewTTL)
 	if !m.NoBump {
 		ref.Bump()
 	}

@@ -136,7 +136,7 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("evicted_unfetched", e.EvictedUnfetched)
 	l.u("evicted_active", 0)
 	l.u("evictions", e.Evictions)
-	l.u("reclaimed", e.Reclaimed)
+	l.u("reclaimed", 0) // see itemsStats
 	l.u("crawler_reclaimed", e.CrawlerReclaimed)
 	l.u("crawler_items_checked", e.CrawlerItemsChecked)
 	l.u("lrutail_reflocked", 0)
@@ -293,7 +293,10 @@ func (s *Server) itemsStats(tn *tenant) statList {
 		l.u(p+"evicted_time", 0)
 		l.u(p+"outofmemory", c.OutOfMemory)
 		l.u(p+"tailrepairs", 0)
-		l.u(p+"reclaimed", c.Reclaimed)
+		// memcached's reclaimed counts what its LRU maintainer reclaims
+		// from LRU tails; memhive has none (its crawler's reclaims are
+		// crawler_reclaimed, as memcached's crawler's are).
+		l.u(p+"reclaimed", 0)
 		l.u(p+"expired_unfetched", c.ExpiredUnfetch)
 		l.u(p+"evicted_unfetched", c.EvictedUnfetch)
 		l.u(p+"evicted_active", 0)
@@ -317,7 +320,13 @@ func (s *Server) slabsStats(tn *tenant) statList {
 	active := 0
 	var total uint64
 	for _, c := range tn.eng.SlabStats() {
-		if c.Pages == 0 {
+		// memcached lists the classes holding pages. It allocates an
+		// item before it runs a storage command, so a class whose
+		// commands counted something always has one; memhive allocates
+		// only what it stores, and lists such a class too, so that the
+		// per-class counters add up to the cache's.
+		hits := c.SetCmds | c.GetHits | c.TouchHits | c.DeleteHits | c.CasHits | c.CasBadval | c.IncrHits | c.DecrHits
+		if c.Pages == 0 && hits == 0 {
 			continue
 		}
 		active++
@@ -330,11 +339,14 @@ func (s *Server) slabsStats(tn *tenant) statList {
 		l.u(p+"used_chunks", uint64(c.UsedChunks))
 		l.u(p+"free_chunks", uint64(c.FreeChunks))
 		l.u(p+"free_chunks_end", 0)
-		// memcached also counts hits per class; memhive counts them
-		// per cache only (see "stats"), so these read 0.
-		for _, n := range []string{"get_hits", "cmd_set", "delete_hits", "incr_hits", "decr_hits", "cas_hits", "cas_badval", "touch_hits"} {
-			l.u(p+n, 0)
-		}
+		l.u(p+"get_hits", c.GetHits)
+		l.u(p+"cmd_set", c.SetCmds)
+		l.u(p+"delete_hits", c.DeleteHits)
+		l.u(p+"incr_hits", c.IncrHits)
+		l.u(p+"decr_hits", c.DecrHits)
+		l.u(p+"cas_hits", c.CasHits)
+		l.u(p+"cas_badval", c.CasBadval)
+		l.u(p+"touch_hits", c.TouchHits)
 	}
 	l.u("active_slabs", uint64(active))
 	l.u("total_malloced", total)
@@ -451,7 +463,8 @@ func (s *Server) resetStats(tn *tenant) {
 // "stats conns" does, in order of file descriptor. File descriptors number
 // the connections; the listener is shown as 0. The asking connection is
 // parsing its command (conn_parse_cmd); the others wait for a request,
-// which memcached shows as conn_read.
+// which memcached shows as conn_read, or, for a connection that has sent
+// nothing yet, as the state it accepts it in, conn_new_cmd.
 func (s *Server) connsStats(self *conn, tn *tenant) statList {
 	now := s.clock.Now()
 	var l statList
@@ -470,9 +483,12 @@ func (s *Server) connsStats(self *conn, tn *tenant) statList {
 		p := strconv.Itoa(c.fd) + ":"
 		l.str(p+"addr", "tcp:"+c.remote)
 		l.str(p+"listen_addr", "tcp:"+s.cfg.Listen)
-		if c == self {
+		switch {
+		case c == self:
 			l.str(p+"state", "conn_parse_cmd")
-		} else {
+		case !c.sent.Load():
+			l.str(p+"state", "conn_new_cmd")
+		default:
 			l.str(p+"state", "conn_read")
 		}
 		last := c.lastCmd.Load()

@@ -453,7 +453,7 @@ func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
 		"delete_hits":       e.DeleteHits,
 		"delete_misses":     e.DeleteMisses,
 		"evictions":         e.Evictions,
-		"expired":           e.Reclaimed,
+		"expired":           e.Expired,
 		"get_hits":          e.GetHits,
 		"get_misses":        e.GetMisses,
 		"incr_hits":         e.IncrHits,

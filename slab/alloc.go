@@ -43,9 +43,15 @@ type ClassStats struct {
 	OutOfMemory     uint64 // allocations that found nothing to evict
 	PagesMoved      uint64 // pages taken from another class
 	Rescued         uint64 // items copied out of a moving page instead of evicted
-	Reclaimed       uint64 // expired items whose memory was reused
-	ExpiredUnfetch  uint64 // expired items never read
-	CrawlerReclaims uint64 // expired items freed by the crawler
+	ExpiredUnfetch  uint64 // expired items the crawler freed that were never read
+	CrawlerReclaims uint64 // expired and flushed items freed by the crawler
+
+	// Command outcomes by the class of the item they found (for SetCmds,
+	// of the item the data asked for), memcached's per-class slab_stats
+	// of "stats slabs". The engine counts them under the stripe lock, so
+	// their sums over the classes are its cache-wide counts.
+	SetCmds, GetHits, TouchHits, DeleteHits uint64
+	CasHits, CasBadval, IncrHits, DecrHits  uint64
 }
 
 // ClassUsage is a snapshot of one class for "stats slabs" and "stats items".
@@ -386,17 +392,30 @@ func (a *Allocator) Bump(h Handle) {
 	a.Link(h)
 }
 
-// CountReclaimed records that an expired item was freed; byCrawler tells
-// whether the crawler found it rather than a lookup.
-func (a *Allocator) CountReclaimed(h Handle, byCrawler bool) {
+// CountCrawled records that the crawler freed h, expired or (flushed)
+// flushed. As memcached's crawler, it counts an expired item never read
+// as expired_unfetched, a flushed one not.
+func (a *Allocator) CountCrawled(h Handle, flushed bool) {
 	c := &a.cls[a.Items.Class(h)]
-	c.stats.Reclaimed++
-	if a.Items.IFlags(h)&ItemFetched == 0 {
+	c.stats.CrawlerReclaims++
+	if !flushed && a.Items.IFlags(h)&ItemFetched == 0 {
 		c.stats.ExpiredUnfetch++
 	}
-	if byCrawler {
-		c.stats.CrawlerReclaims++
+}
+
+// ClassStats is the event counters of h's class, for the engine to count
+// a command's outcome in (see ClassStats.GetHits). Valid until the next
+// call on a.
+func (a *Allocator) ClassStats(h Handle) *ClassStats { return &a.cls[a.Items.Class(h)].stats }
+
+// SizeStats is the event counters of the class an item of size bytes
+// would take (see ClassStats), or nil when no class holds it.
+func (a *Allocator) SizeStats(size int) *ClassStats {
+	cl := a.classes.ClassFor(size)
+	if cl < 0 {
+		return nil
 	}
+	return &a.cls[cl].stats
 }
 
 // Usage appends a snapshot of every class to dst.
