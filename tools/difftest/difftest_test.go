@@ -43,7 +43,24 @@ func TestDifferential(t *testing.T) {
 	if against != "" && against != "memcached" && against != "memhive" {
 		t.Fatalf("DIFF_AGAINST=%q: want memcached or memhive", against)
 	}
+	// The seed goes out first, to stderr as well: if the package runs out
+	// of time, go test prints only a panic, and t.Logf output may be lost.
+	fmt.Fprintf(os.Stderr, "difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)\n", seed, requests, seed)
 	t.Logf("difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)", seed, requests, seed)
+	// The run's own limit stays well inside go test's -timeout, so a slow
+	// run stops cleanly with a summary instead of losing its seed.
+	budget := func() time.Duration {
+		d := 15 * time.Minute
+		if dl, ok := t.Deadline(); ok {
+			left := time.Until(dl)
+			d = min(d, left-max(left/5, 30*time.Second))
+		}
+		return d
+	}
+	maxDur := budget()
+	if maxDur < 10*time.Second {
+		t.Fatalf("difftest seed %d: only %v left before the test deadline", seed, maxDur)
+	}
 
 	type pair struct {
 		a, b       Target
@@ -82,7 +99,7 @@ func TestDifferential(t *testing.T) {
 	p := start()
 	now := time.Now()
 	check := os.Getenv("DIFF_CHECK_STATE") != ""
-	sum, err := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Logf: t.Logf, CheckState: check})
+	sum, err := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Logf: t.Logf, CheckState: check, MaxDuration: maxDur})
 	gone := died(p)
 	p.ref.Stop()
 	p.other.Stop()
@@ -91,6 +108,7 @@ func TestDifferential(t *testing.T) {
 			seed, sum.Requests, sum.Batches, sum.Bytes>>20, sum.Elapsed.Round(time.Millisecond))
 		if sum.Stopped != "" {
 			t.Logf("difftest: %s", sum.Stopped)
+			fmt.Fprintf(os.Stderr, "difftest: seed %d: %s\n", seed, sum.Stopped)
 		}
 		t.Logf("difftest: requests per kind: %s", sum.KindCounts())
 		return
@@ -104,7 +122,7 @@ func TestDifferential(t *testing.T) {
 		// Replay the same traffic on fresh servers with a marker after
 		// every request, to name the request whose reply differs.
 		p := start()
-		_, err2 := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Markers: true, MaxBatches: m.Batch + 1})
+		_, err2 := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Markers: true, MaxBatches: m.Batch + 1, MaxDuration: max(budget(), time.Second)})
 		p.ref.Stop()
 		p.other.Stop()
 		var m2 *Mismatch
@@ -150,6 +168,63 @@ func TestTextItem(t *testing.T) {
 		if got := textItem([]byte(tc.in)); got != tc.want {
 			t.Errorf("textItem(%q) = %d, want %d", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestNormaliseStats checks that the counters the traffic determines keep
+// their values, the timing-dependent ones are summed, and per-class lines
+// fold into field lists and sums.
+func TestNormaliseStats(t *testing.T) {
+	s := newSide(Target{})
+	var out []byte
+	for _, l := range []string{
+		"STAT pid 1\r\n", "STAT touch_hits 7\r\n", "STAT get_expired 2\r\n", "STAT curr_items 5\r\n",
+		"STAT items:1:number 3\r\n", "STAT items:1:evicted 1\r\n", "STAT items:4:number 2\r\n", "STAT items:4:evicted 2\r\n",
+		"STAT gomaxprocs 8\r\n", "END\r\n",
+	} {
+		out = append(out, s.normText([]byte(l))...)
+	}
+	want := "STAT pid *\r\nSTAT touch_hits 7\r\nSTAT get_expired *\r\nSTAT curr_items *\r\n" +
+		"STAT " + deadStatsName + " *\r\nSTAT fields-of-each-items-class number,evicted\r\n" +
+		"STAT sum-over-classes:evicted 3\r\nEND\r\n"
+	if string(out) != want {
+		t.Errorf("normalised stats:\n%q\nwant\n%q", out, want)
+	}
+	if got := string(s.normText([]byte("END\r\n"))); got != "END\r\n" {
+		t.Errorf("END after a finished stats reply: %q", got)
+	}
+	out = nil
+	for _, l := range []string{
+		"STAT 1:chunk_size 96\r\n", "STAT 1:get_hits 4\r\n", "STAT 7:chunk_size 384\r\n", "STAT 7:get_hits 1\r\n",
+		"STAT active_slabs 2\r\n", "END\r\n",
+	} {
+		out = append(out, s.normText([]byte(l))...)
+	}
+	want = "STAT active_slabs *\r\nSTAT fields-of-each-class chunk_size,get_hits\r\nSTAT sum-over-classes:get_hits 5\r\nEND\r\n"
+	if string(out) != want {
+		t.Errorf("normalised stats slabs:\n%q\nwant\n%q", out, want)
+	}
+}
+
+// TestClockTolerance checks the ±2 s rule for meta t, l and me's exp, la.
+func TestClockTolerance(t *testing.T) {
+	a, b := newSide(Target{}), newSide(Target{})
+	ra := string(a.normText([]byte("HD t99 l3 t-1\r\n")))
+	rb := string(b.normText([]byte("HD t100 l3 t-1\r\n")))
+	if ra != "HD t~ l~ t-1\r\n" || ra != rb {
+		t.Fatalf("normalised %q and %q", ra, rb)
+	}
+	if d := clockDiff(a.clocks, b.clocks); d != "" {
+		t.Errorf("1 s apart: %s", d)
+	}
+	if d := clockDiff([]int64{99}, []int64{101}); d != "" {
+		t.Errorf("2 s apart: %s", d)
+	}
+	if d := clockDiff([]int64{99}, []int64{102}); d == "" {
+		t.Error("3 s apart passed")
+	}
+	if d := clockDiff([]int64{99}, nil); d == "" {
+		t.Error("a missing value passed")
 	}
 }
 

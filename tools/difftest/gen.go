@@ -35,6 +35,34 @@ const (
 	maxItem = 1 << 20
 )
 
+// The item size limit with the default -I 1m, where memcached and memhive
+// differ on purpose. memcached 1.6.18 allocates an item as one block (one
+// header and chunks for large ones, but the size test is the same): a
+// 48-byte header, the key and a NUL, 4 bytes of client flags when they are
+// not 0, the value and its "\r\n", and the 8-byte CAS, and refuses it when
+// that exceeds item_size_max (item_make_header, slabs_clsid in items.c and
+// slabs.c). memhive follows MemCachier's rule: key + value must be less
+// than 1 MiB. So for key + value:
+//
+//	memcached, flags 0:    stores up to 1,048,517, refuses from 1,048,518
+//	memcached, flags != 0: stores up to 1,048,513, refuses from 1,048,514
+//	memhive:               stores up to 1,048,575, refuses from 1,048,576
+//
+// In the band between (1,048,518..1,048,575 with flags 0,
+// 1,048,514..1,048,575 otherwise) memcached refuses what memhive stores.
+// The generator stores sizes right up to memcached's limit and from
+// memhive's limit on, never inside the band (nor appends that could end in
+// it: see big).
+const (
+	mcMaxKV      = maxItem - 48 - 1 - 2 - 8 // 1,048,517: flags 0
+	mcMaxKVFlags = mcMaxKV - 4              // 1,048,513: flags not 0
+	hiveMaxKV    = maxItem - 1              // 1,048,575
+)
+
+// nearLimit is the share of stored values whose size is drawn from the
+// top of the range (see valueFor).
+const nearLimit = 0.006
+
 // Binary protocol opcodes (protocol_binary.h of memcached 1.6.18).
 const (
 	opGet        = 0x00
@@ -152,6 +180,11 @@ type Generator struct {
 	ndirty int
 	// epoch is the current epoch (see EpochBatches).
 	epoch int
+	// big[i]: keys[i] may hold a value within 4 KiB of memcached's item
+	// size limit. Appending to it could end inside the band where
+	// memcached and memhive differ on purpose (see mcMaxKV), so appends
+	// and prepends pick other keys.
+	big []bool
 }
 
 // NewGenerator returns a generator for seed. now is the unix time used for
@@ -161,6 +194,7 @@ func NewGenerator(seed int64, now time.Time) *Generator {
 		r:     rand.New(rand.NewPCG(uint64(seed), 0x6d656d68697665)),
 		now:   now.Unix(),
 		dirty: make([]bool, numKeys),
+		big:   make([]bool, numKeys),
 	}
 	prefixes := []string{"k", "key:", "obj-", "user_", "Session."}
 	for i := 0; i < numKeys; i++ {
@@ -242,8 +276,73 @@ func (g *Generator) clean(key string) {
 func (g *Generator) flushedAll() {
 	for i := range g.dirty {
 		g.dirty[i] = true
+		g.big[i] = false
 	}
 	g.ndirty = len(g.dirty)
+}
+
+func (g *Generator) keyPos(key string) int {
+	for i, k := range g.keys {
+		if k == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// setBig records what a store of n bytes under key may have left there;
+// set says the store replaces the item whatever it held (a plain set).
+func (g *Generator) setBig(key string, n int, set bool) {
+	i := g.keyPos(key)
+	if i < 0 {
+		return
+	}
+	switch {
+	case len(key)+n > mcMaxKVFlags-4096 && len(key)+n <= hiveMaxKV:
+		g.big[i] = true
+	case set:
+		g.big[i] = false
+	}
+}
+
+// appendKey picks a key for append or prepend: not one that may hold a
+// value near the size limit (see big).
+func (g *Generator) appendKey(pick func() string) string {
+	for {
+		k := pick()
+		if i := g.keyPos(k); i < 0 || !g.big[i] {
+			return k
+		}
+	}
+}
+
+// valueFor returns a value to store under key with client flags that are
+// zero or not: usually value's, now and then one over the whole size
+// range up to the limit, within 1 KiB below memcached's limit or within
+// 1 KiB from memhive's (see mcMaxKV), both ends included.
+func (g *Generator) valueFor(key string, flagsSet bool) []byte {
+	if !g.chance(nearLimit) {
+		return g.value()
+	}
+	top := mcMaxKV
+	if flagsSet {
+		top = mcMaxKVFlags
+	}
+	k := len(key)
+	var n int
+	switch x := g.intn(10); {
+	case x < 3:
+		n = g.between(100*1024, top-k)
+	case x < 5:
+		n = g.between(top-k-1024, top-k)
+	case x < 6:
+		n = top - k // the largest memcached stores
+	case x < 8:
+		n = g.between(hiveMaxKV+1-k, hiveMaxKV+1-k+1024)
+	default:
+		n = hiveMaxKV + 1 - k // the smallest both refuse
+	}
+	return g.bytesOf(n)
 }
 
 func (g *Generator) longKey() string {
@@ -433,7 +532,11 @@ const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 func (g *Generator) bytesOf(n int) []byte {
 	b := make([]byte, n)
-	switch g.intn(4) {
+	style := g.intn(4)
+	if n > 128*1024 && style != 2 {
+		style = 0 // one random number per byte would be slow
+	}
+	switch style {
 	case 0: // any byte
 		for i := 0; i < n; i += 8 {
 			var w [8]byte
@@ -687,13 +790,16 @@ func (g *Generator) textRequest() *Request {
 
 func (g *Generator) textStore(cmd string) *Request {
 	key := g.key()
+	flags := g.flagsText()
 	var val []byte
 	if cmd == "append" || cmd == "prepend" {
+		key = g.appendKey(g.key)
 		val = g.smallValue()
 	} else {
-		val = g.value()
+		val = g.valueFor(key, flags != "0")
+		g.setBig(key, len(val), cmd == "set")
 	}
-	t := g.text().tok(cmd, key, g.flagsText(), g.expText(), strconv.Itoa(len(val)))
+	t := g.text().tok(cmd, key, flags, g.expText(), strconv.Itoa(len(val)))
 	if cmd == "cas" {
 		switch p := g.r.Float64(); {
 		case p < 0.7:
@@ -859,12 +965,25 @@ func (g *Generator) textFlush() *Request {
 	return t.req(kind)
 }
 
+// statsProbe is a key outside the generator's key set, stored before
+// "stats items" and "stats slabs" so that at least one class holds an item:
+// memcached lists only classes holding items (or pages), and whether the
+// last ones were reclaimed yet depends on timing.
+const statsProbe = "statsprobe"
+
 func (g *Generator) textStats() *Request {
 	switch p := g.r.Float64(); {
-	case p < 0.5:
+	case p < 0.35:
 		return g.text().tok("stats").eol().req("stats")
-	case p < 0.8:
+	case p < 0.55:
 		return g.text().tok("stats", "reset").eol().req("stats reset")
+	case p < 0.9:
+		sub := []string{"items", "slabs", "settings", "sizes", "conns"}[g.intn(5)]
+		t := g.text()
+		if sub == "items" || sub == "slabs" {
+			t.tok("set", statsProbe, "0", "0", "1").eol().raw([]byte("p\r\n"))
+		}
+		return t.tok("stats", sub).eol().req("stats " + sub)
 	default:
 		return g.text().tok("stats", []string{"bogus", "nosuchthing", "itemz"}[g.intn(3)]).eol().req("stats bad")
 	}
@@ -919,22 +1038,37 @@ func (g *Generator) textTooLarge() *Request {
 }
 
 // textBigAppend sets a value above memcached's chunked item size and then
-// appends or prepends to it, ending far below or far above the item limit.
+// appends or prepends to it, ending below memcached's item size limit or
+// exactly at it. An append or prepend that ends above it is not generated:
+// past memhive's limit memhive answers "SERVER_ERROR object too large for
+// cache" where memcached answers NOT_STORED (a deliberate difference,
+// pinned by e2e/itemsize_test.go), and between the two limits memcached
+// refuses what memhive stores (see mcMaxKV).
 func (g *Generator) textBigAppend() *Request {
-	key := g.fetchKey()
+	key := g.appendKey(g.fetchKey)
 	n1 := g.between(520*1024, 900*1024)
+	flags := g.flagsText()
+	top := mcMaxKV
+	if flags != "0" {
+		top = mcMaxKVFlags
+	}
+	room := top - len(key) - n1
 	var n2 int
-	if g.chance(0.5) {
+	switch x := g.r.Float64(); {
+	case x < 0.5:
 		n2 = g.between(1, 950*1024-n1)
-	} else {
-		n2 = 1150*1024 - n1 + g.intn(100*1024)
+	case x < 0.8:
+		n2 = g.between(room-1024, room)
+	default:
+		n2 = room
 	}
 	cmd := []string{"append", "prepend"}[g.intn(2)]
-	t := g.text().tok("set", key, g.flagsText(), "0", strconv.Itoa(n1)).eol().
+	t := g.text().tok("set", key, flags, "0", strconv.Itoa(n1)).eol().
 		raw(g.bytesOf(n1)).raw([]byte("\r\n"))
 	t.tok(cmd, key, "0", "0", strconv.Itoa(n2)).eol().raw(filler('a', n2)).raw([]byte("\r\n"))
 	t.tok("get", key).eol()
 	g.clean(key)
+	g.setBig(key, n1+n2, true)
 	return t.req("big-" + cmd)
 }
 
@@ -1287,7 +1421,10 @@ func (g *Generator) binStore(b *Batch, op byte) *Request {
 	// With a CAS, even ADD behaves as a compare-and-swap in memcached.
 	cas := g.binCas(key, 0.2)
 	g.clean(key)
-	return g.bin(b, op, key, g.storeExtras(), g.value(), cas).req("bin-" + opName(op))
+	ext := g.storeExtras()
+	val := g.valueFor(key, binary.BigEndian.Uint32(ext) != 0)
+	g.setBig(key, len(val), (op == opSet || op == opSetQ) && cas == nil)
+	return g.bin(b, op, key, ext, val, cas).req("bin-" + opName(op))
 }
 
 func (g *Generator) binDelete(b *Batch, op byte) *Request {
@@ -1340,7 +1477,7 @@ func (g *Generator) binWrap(b *Batch) *Request {
 }
 
 func (g *Generator) binAppend(b *Batch, op byte) *Request {
-	key := g.key()
+	key := g.appendKey(g.key)
 	g.clean(key)
 	return g.bin(b, op, key, nil, g.smallValue(), g.binCas(key, 0.1)).req("bin-" + opName(op))
 }
@@ -1383,12 +1520,17 @@ func (g *Generator) binFlush(b *Batch) *Request {
 }
 
 func (g *Generator) binStat(b *Batch) *Request {
-	key := []string{"", "", "reset", "bogus", "nosuchstat"}[g.intn(5)]
+	keys := []string{"", "", "", "reset", "bogus", "nosuchstat", "items", "slabs", "settings", "sizes", "conns"}
+	key := keys[g.intn(len(keys))]
 	kind := "bin-STAT"
 	if key != "" {
 		kind += "-" + key
 	}
-	return g.bin(b, opStat, key, nil, nil, nil).req(kind)
+	p := &bb{g: g}
+	if key == "items" || key == "slabs" {
+		p.packet(b, opSet, statsProbe, make([]byte, 8), []byte("p"), nil) // see statsProbe
+	}
+	return p.packet(b, opStat, key, nil, nil, nil).req(kind)
 }
 
 // After an unknown opcode memcached 1.6.18 swallows bodylen bytes counted
@@ -1618,13 +1760,6 @@ func (g *Generator) metaGet() *Request {
 func (g *Generator) metaSet() *Request {
 	key := g.key()
 	mode := []string{"", "", "", "MS", "ME", "MA", "MP", "MR"}[g.intn(8)]
-	var val []byte
-	if mode == "MA" || mode == "MP" {
-		val = g.smallValue()
-	} else {
-		val = g.value()
-	}
-	t := g.metaStart("ms", key, strconv.Itoa(len(val)))
 	cands := []string{"q", "k", "c", "I", g.opaqueFlag(), "T" + g.expText(), "F" + g.flagsText()}
 	if mode != "" {
 		cands = append(cands, mode)
@@ -1632,8 +1767,30 @@ func (g *Generator) metaSet() *Request {
 	if g.chance(0.01) {
 		cands = append(cands, "MX")
 	}
-	t.tok(g.metaFlags(cands, 0.35)...)
-	if g.chance(0.3) {
+	flags := g.metaFlags(cands, 0.35)
+	appending, replaces, flagsSet := false, true, false
+	for _, f := range flags {
+		switch {
+		case f == "MA" || f == "MP":
+			appending = true
+		case f == "ME" || f == "MR" || f == "MX":
+			replaces = false
+		case f[0] == 'F' && f != "F0":
+			flagsSet = true
+		}
+	}
+	withCAS := g.chance(0.3)
+	var val []byte
+	if appending {
+		key = g.appendKey(g.key)
+		val = g.smallValue()
+	} else {
+		val = g.valueFor(key, flagsSet)
+		g.setBig(key, len(val), replaces && !withCAS)
+	}
+	t := g.metaStart("ms", key, strconv.Itoa(len(val)))
+	t.tok(flags...)
+	if withCAS {
 		t.metaCAS("C", key, g.chance(0.4))
 	}
 	t.eol().raw(val).raw([]byte("\r\n"))

@@ -224,7 +224,8 @@ func Run(a, b Target, opt Options) (Summary, error) {
 			break
 		}
 		if time.Since(start) > opt.MaxDuration {
-			sum.Stopped = fmt.Sprintf("stopped after %v (MaxDuration)", opt.MaxDuration)
+			sum.Stopped = fmt.Sprintf("stopped at the time limit (%v): %d of %d requests compared, all identical",
+				opt.MaxDuration.Round(time.Second), sum.Requests, opt.Requests)
 			logf("difftest: %s", sum.Stopped)
 			break
 		}
@@ -275,11 +276,18 @@ func Run(a, b Target, opt Options) (Summary, error) {
 			case rb.timedOut:
 				note = b.Name + " timed out"
 			}
-			if bytes.Equal(segA, segB) && note == "" {
+			clock := ""
+			if bytes.Equal(segA, segB) {
+				clock = clockDiff(ra.clocks[i], rb.clocks[i])
+			}
+			if bytes.Equal(segA, segB) && note == "" && clock == "" {
 				continue
 			}
 			if note != "" && bytes.Equal(segA, segB) && i+1 < len(pa.exps) {
 				continue // report the timeout on the segment it happened in
+			}
+			if clock != "" {
+				note = clock
 			}
 			m := &Mismatch{
 				Seed: opt.Seed, Batch: bt.Index, Slot: bt.Slot, Binary: bt.Binary,
@@ -323,6 +331,12 @@ type side struct {
 	// ord numbers the CAS values of each key in order of first
 	// appearance; replies carry those numbers instead of the values.
 	ord map[string]map[uint64]int
+	// acc collects the stats reply being read (see stat).
+	acc statsAcc
+	// clocks are the clock-dependent meta values (t, l, me's exp and la)
+	// of the reply segment being read, in order; the segment's text has
+	// "~" in their place. Both servers' values must be within 2 s.
+	clocks []int64
 }
 
 func newSide(t Target) *side {
@@ -416,6 +430,7 @@ func (s *side) build(b *Batch, markers bool) prepared {
 
 type result struct {
 	segs     [][]byte
+	clocks   [][]int64 // per segment, see side.clocks
 	closed   bool
 	timedOut bool
 	err      error
@@ -485,8 +500,12 @@ func (s *side) read(c net.Conn, b *Batch, exps []expect) result {
 	var cur []byte
 	pos, ei, versions := 0, 0, 0
 	tmp := make([]byte, 256*1024)
+	s.clocks = nil
+	s.acc = statsAcc{} // nothing left over from a reply cut short
 	finish := func() {
 		res.segs = append(res.segs, cur)
+		res.clocks = append(res.clocks, s.clocks)
+		s.clocks = nil
 		cur = nil
 		versions = 0
 		ei++
@@ -572,6 +591,30 @@ func (s *side) read(c net.Conn, b *Batch, exps []expect) result {
 		res.segs[last] = append(res.segs[last], fmt.Sprintf("<extra %q>", buf[pos:])...)
 	}
 	return res
+}
+
+// clockDiff compares the clock-dependent meta values of one segment (t,
+// l, me's exp and la; "~" in the normalised text): they must pair up and
+// differ by at most 2 s. Each is the difference of two clock readings (the
+// store or access, and the reply), and each server's clock ticks on its
+// own, so each reading may fall on either side of a tick: 1 s apiece (seen:
+// t-2591997 against t-2591999 on a loaded machine).
+func clockDiff(a, b []int64) string {
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d clock values against %d", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] >= 1<<31 && b[i] >= 1<<31 {
+			// A TTL memcached computes as exptime - now in 32 bits for
+			// an item past its time: wrapped around, and offset by each
+			// server's own start time. Both must have wrapped.
+			continue
+		}
+		if d := a[i] - b[i]; d > 2 || d < -2 {
+			return fmt.Sprintf("clock value %d (t, l, exp or la; \"~\" in the replies) is %d against %d, more than 2 s apart", i+1, a[i], b[i])
+		}
+	}
+	return ""
 }
 
 func isReset(err error) bool {
@@ -671,8 +714,18 @@ func (s *side) normText(item []byte) []byte {
 	case bytes.HasPrefix(item, []byte("STAT ")):
 		f := strings.SplitN(strings.TrimRight(string(item), "\r\n"), " ", 3)
 		if len(f) == 3 {
-			return []byte("STAT " + f[1] + " *\r\n")
+			v, keep := s.stat(f[1], f[2])
+			if !keep {
+				return nil
+			}
+			return []byte("STAT " + f[1] + " " + v + "\r\n")
 		}
+	case string(item) == "END\r\n" && s.acc.active:
+		var out []byte
+		for _, st := range s.statsEnd() {
+			out = append(out, "STAT "+st[0]+" "+st[1]+"\r\n"...)
+		}
+		return append(out, item...)
 	case bytes.HasPrefix(item, []byte("VERSION ")):
 		return []byte("VERSION *\r\n")
 	case bytes.HasPrefix(item, []byte("ME ")):
@@ -735,7 +788,8 @@ func (s *side) normMeta(item []byte) []byte {
 			f[j] = fmt.Sprintf("c#%d", s.ordinal(key, n))
 			s.saw(key, n)
 		case 't', 'l':
-			f[j] = tok[:1] + "*"
+			f[j] = tok[:1] + "~"
+			s.clocks = append(s.clocks, int64(n))
 		}
 	}
 	return append([]byte(strings.Join(f, " ")+eol), rest...)
@@ -756,11 +810,12 @@ func (s *side) normMetaDebug(item []byte) []byte {
 			continue
 		}
 		switch name {
-		case "exp":
-			if val != "-1" {
-				f[j+2] = "exp=*"
+		case "exp", "la":
+			if n, err := strconv.ParseInt(val, 10, 64); err == nil && !(name == "exp" && n == -1) {
+				f[j+2] = name + "=~"
+				s.clocks = append(s.clocks, n)
 			}
-		case "la", "cls", "size":
+		case "cls", "size":
 			f[j+2] = name + "=*"
 		case "cas":
 			if n, err := strconv.ParseUint(val, 10, 64); err == nil {
@@ -772,6 +827,16 @@ func (s *side) normMetaDebug(item []byte) []byte {
 		}
 	}
 	return []byte(strings.Join(f, " ") + "\r\n")
+}
+
+// statPacket is a STAT reply packet like h (its header) carrying name and
+// value, for the summary lines of a normalised STAT reply.
+func statPacket(h []byte, name, value string) []byte {
+	out := append([]byte{}, h[:24]...)
+	binary.BigEndian.PutUint16(out[2:], uint16(len(name)))
+	out[4] = 0
+	binary.BigEndian.PutUint32(out[8:], uint32(len(name)+len(value)))
+	return append(append(out, name...), value...)
 }
 
 // normBinary normalises one binary reply packet.
@@ -805,8 +870,21 @@ func (s *side) normBinary(p []byte, keyOf map[uint32]string) []byte {
 	if status == 0 && op == opVersion {
 		body = []byte("*")
 	}
-	if status == 0 && op == opStat && keylen > 0 && extlen+keylen <= len(body) {
-		body = append(append([]byte{}, body[:extlen+keylen]...), '*')
+	if status == 0 && op == opStat && extlen+keylen <= len(body) {
+		if keylen == 0 {
+			// The empty packet that ends a STAT reply: the summary
+			// lines first, as packets of their own.
+			var out []byte
+			for _, st := range s.statsEnd() {
+				out = append(out, statPacket(p[:24], st[0], st[1])...)
+			}
+			return append(out, p...)
+		}
+		v, keep := s.stat(string(body[extlen:extlen+keylen]), string(body[extlen+keylen:]))
+		if !keep {
+			return nil
+		}
+		body = append(append([]byte{}, body[:extlen+keylen]...), v...)
 	}
 	out := append([]byte{}, p[:24]...)
 	binary.BigEndian.PutUint32(out[8:], uint32(len(body)))
@@ -886,4 +964,244 @@ func checkState(a, b *side, keys []string) error {
 		return fmt.Errorf("state differs at byte %d:\n%s: %q\n%s: %q", off, a.t.Name, ra[lo:min(off+300, len(ra))], b.t.Name, rb[lo:min(off+300, len(rb))])
 	}
 	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Stats replies.
+//
+// A stats reply is compared field by field after the rewriting below. Every
+// field name is kept (so a name memcached prints and memhive lacks is a
+// difference), and so is the value of every field the traffic determines;
+// the values that legitimately differ between two correct servers become
+// "*". Per-class and per-connection lines are folded into summary lines at
+// the end of the reply, since the two servers number their size classes
+// and connections differently.
+
+// exactStats are the "stats" fields whose values the generated traffic
+// determines: they must be equal.
+var exactStats = map[string]bool{
+	"cmd_get": true, "get_hits": true, "get_misses": true,
+	"cmd_set": true, "cmd_flush": true, "cmd_touch": true, "cmd_meta": true,
+	"touch_hits": true, "touch_misses": true,
+	"delete_hits": true, "delete_misses": true,
+	"incr_hits": true, "incr_misses": true, "decr_hits": true, "decr_misses": true,
+	"cas_hits": true, "cas_misses": true, "cas_badval": true,
+	"total_items": true, "store_too_large": true, "store_no_memory": true,
+	"evictions": true, "evicted_unfetched": true, "evicted_active": true,
+	"limit_maxbytes": true, "threads": true, "pointer_size": true,
+	"accepting_conns": true, "hash_is_expanding": true, "malloc_fails": true,
+}
+
+// deadStats are the fields that say what became of expired and flushed
+// items. memcached frees them in the background (its LRU maintainer thread
+// reclaims them from LRU tails, counted in reclaimed, and its LRU crawler
+// in crawler_reclaimed), memhive's crawler every few seconds; until then
+// they count in curr_items, and a command that meets one counts it in
+// get_expired or get_flushed. Which of these happens depends on timing the
+// generator cannot control, but every expired or flushed item is counted
+// // in exactly one of them: their sum is what the traffic determines (but
+// see deadStatsName).
+var deadStats = map[string]bool{
+	"get_expired": true, "get_flushed": true, "reclaimed": true,
+	"crawler_reclaimed": true, "curr_items": true,
+}
+
+// The sum is not compared yet, only the presence of its fields: it is
+// not exact for two reasons. "stats reset" zeroes every counter but
+// curr_items, which keeps the dead items not yet freed, and how many those
+// are depends on timing again; and memcached reads curr_items and the
+// reclaim counters at different moments while its LRU maintainer runs, so
+// even between resets the sum of one reply can be off by an item or two
+// (seen: memhive's sum 2 above or below memcached's over 100,000 requests,
+// with no reset in between). Comparing it needs a quiescent memcached
+// (or the generator knowing which keys may hold dead items).
+
+// deadStatsName is the summary line standing for the sum of deadStats.
+const deadStatsName = "get_expired+get_flushed+reclaimed+crawler_reclaimed+curr_items"
+
+// settingsDiffer are the "stats settings" fields whose values differ on
+// purpose (different machinery, or the port each server listens on);
+// every other setting must have memcached's value.
+var settingsDiffer = map[string]bool{
+	"tcpport": true, "oldest": true, "lru_crawler_sleep": true, "hash_algorithm": true,
+	"slab_chunk_max": true, "num_threads_per_udp": true, "lru_maintainer_thread": true,
+	"lru_segmented": true, "dump_enabled": true, "growth_factor": true, "chunk_size": true,
+	"slab_automove_ratio": true, "slab_automove_window": true, "hot_lru_pct": true,
+	"warm_lru_pct": true, "hot_max_factor": true, "warm_max_factor": true,
+	"temp_lru": true, "temporary_ttl": true, "auth_enabled_sasl": true,
+}
+
+// memhiveOnly are fields memhive prints that memcached 1.6.18 does not:
+// allowed, and left out of the comparison.
+var memhiveOnly = map[string]bool{"gomaxprocs": true, "slab_page_size": true}
+
+// itemsSummed are the per-class "stats items" counters whose sums over the
+// classes the traffic determines (no memory pressure: all zero). The other
+// per-class items fields follow the allocator (number, mem_requested,
+// the segmented LRU's number_hot/warm/cold, age_hot/warm, moves_*,
+// hits_to_*), the clock (age, evicted_time) or background reclaiming
+// (reclaimed, expired_unfetched, crawler_reclaimed,
+// crawler_items_checked, lrutail_reflocked).
+var itemsSummed = map[string]bool{
+	"evicted": true, "evicted_nonzero": true, "outofmemory": true, "tailrepairs": true,
+	"evicted_unfetched": true, "evicted_active": true, "direct_reclaims": true,
+}
+
+// slabsSummed are the per-class "stats slabs" counters, compared as sums
+// over the classes: memcached counts these command outcomes by the class
+// of the item concerned, and the two servers' classes differ, but each
+// sum is the server's count for the whole cache. The other per-class
+// fields are the geometry, compared by name only: chunk_size,
+// chunks_per_page, total_pages, total_chunks, used_chunks, free_chunks,
+// free_chunks_end (and active_slabs and total_malloced) follow the
+// allocator.
+var slabsSummed = map[string]bool{
+	"get_hits": true, "cmd_set": true, "delete_hits": true, "incr_hits": true,
+	"decr_hits": true, "cas_hits": true, "cas_badval": true, "touch_hits": true,
+}
+
+// statsAcc collects what a stats reply folds into its summary lines.
+type statsAcc struct {
+	active bool
+	deadN  int
+	// fields per class ("items:3:", "3:") or connection ("15:").
+	fields map[string][]string
+	sums   map[string]uint64
+	states []string // stats conns: every connection's state
+}
+
+// stat normalises one stats field: it returns the value to compare ("*"
+// when it legitimately differs), or false to leave the line out (folded
+// into the summary, or a memhive-only field).
+func (s *side) stat(name, value string) (string, bool) {
+	a := &s.acc
+	if !a.active {
+		*a = statsAcc{active: true, fields: map[string][]string{}, sums: map[string]uint64{}}
+	}
+	if memhiveOnly[name] {
+		return "", false
+	}
+	if prefix, field, ok := splitClass(name); ok {
+		a.fields[prefix] = append(a.fields[prefix], field)
+		n, err := strconv.ParseUint(value, 10, 64)
+		switch {
+		case strings.HasPrefix(prefix, "items:") && itemsSummed[field],
+			!strings.HasPrefix(prefix, "items:") && slabsSummed[field]:
+			if err != nil {
+				a.sums[field] = 1 << 63 // not a number: never equal to a sum
+			}
+			a.sums[field] += n
+		case field == "state":
+			// An idle connection of memcached's is conn_read, or
+			// conn_new_cmd when its last wake-up ended by yielding after
+			// reqs_per_event requests (timing), or conn_waiting: the
+			// same state for a client.
+			if value == "conn_new_cmd" || value == "conn_waiting" {
+				value = "conn_read"
+			}
+			a.states = append(a.states, value)
+		}
+		return "", false
+	}
+	switch {
+	case exactStats[name]:
+		return value, true
+	case deadStats[name]:
+		a.deadN++
+		return "*", true
+	case settingsValue(name):
+		return value, true
+	}
+	return "*", true
+}
+
+// settingsValue tells a "stats settings" field whose value must match.
+// Settings are told apart from general stats by name; the general ones
+// not in exactStats are left out.
+func settingsValue(name string) bool {
+	if settingsDiffer[name] {
+		return false
+	}
+	switch name {
+	case "maxbytes", "maxconns", "udpport", "verbosity", "oldest", "evictions",
+		"domain_socket", "umask", "shutdown_command", "num_threads",
+		"stat_key_prefix", "detail_enabled", "reqs_per_event", "cas_enabled",
+		"tcp_backlog", "binding_protocol", "auth_enabled_ascii", "item_size_max",
+		"maxconns_fast", "hashpower_init", "slab_reassign", "slab_automove",
+		"lru_crawler", "lru_crawler_tocrawl", "tail_repair_time", "flush_enabled",
+		"idle_timeout", "watcher_logbuf_size", "worker_logbuf_size",
+		"read_buf_mem_limit", "track_sizes", "inline_ascii_response",
+		"ext_item_size", "ext_item_age", "ext_low_ttl", "ext_recache_rate",
+		"ext_wbuf_size", "ext_compact_under", "ext_drop_under", "ext_max_sleep",
+		"ext_max_frag", "slab_automove_freeratio", "ext_drop_unread",
+		"ssl_enabled", "ssl_chain_cert", "ssl_key", "ssl_verify_mode",
+		"ssl_keyformat", "ssl_ciphers", "ssl_ca_cert", "ssl_wbuf_size",
+		"ssl_session_cache", "ssl_kernel_tls", "ssl_min_version",
+		"num_napi_ids", "memory_file", "sizes_status", "inter":
+		return true
+	}
+	return false
+}
+
+// splitClass splits "items:3:number" into ("items:3:", "number") and
+// "3:chunk_size" or "15:state" into ("3:", ...): per-class and
+// per-connection fields.
+func splitClass(name string) (prefix, field string, ok bool) {
+	rest := strings.TrimPrefix(name, "items:")
+	i := strings.IndexByte(rest, ':')
+	if i <= 0 {
+		return "", "", false
+	}
+	if _, err := strconv.Atoi(rest[:i]); err != nil {
+		return "", "", false
+	}
+	cut := len(name) - len(rest) + i + 1
+	return name[:cut], name[cut:], true
+}
+
+// statsEnd returns the summary lines of the stats reply just read, as
+// name/value pairs, and forgets it.
+func (s *side) statsEnd() [][2]string {
+	a := &s.acc
+	if !a.active {
+		return nil
+	}
+	var out [][2]string
+	if a.deadN > 0 {
+		out = append(out, [2]string{deadStatsName, "*"})
+	}
+	// The distinct field lists of the classes (or connections), each
+	// once: every class must list the same fields as memcached's.
+	kinds := map[string]bool{}
+	for prefix, f := range a.fields {
+		kind := "class"
+		if strings.HasPrefix(prefix, "items:") {
+			kind = "items-class"
+		}
+		kinds[kind+" "+strings.Join(f, ",")] = true
+	}
+	var ks []string
+	for k := range kinds {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	for _, k := range ks {
+		kind, list, _ := strings.Cut(k, " ")
+		out = append(out, [2]string{"fields-of-each-" + kind, list})
+	}
+	var names []string
+	for n := range a.sums {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, [2]string{"sum-over-classes:" + n, strconv.FormatUint(a.sums[n], 10)})
+	}
+	if len(a.states) > 0 {
+		st := append([]string(nil), a.states...)
+		sort.Strings(st)
+		out = append(out, [2]string{"connection-states", strings.Join(st, ",")})
+	}
+	s.acc = statsAcc{}
+	return out
 }
