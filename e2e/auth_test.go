@@ -185,11 +185,11 @@ func checkSnapshots(t *testing.T, full *binConn, want map[string]snapshot, after
 // TestBinaryCapabilitiesEveryOpcode sends every binary opcode that changes
 // a cache, loud and quiet, from a read-only credential, and every flush
 // from one without flush; a full credential then finds every key exactly
-// as it was: value, flags, CAS and (after the touches' 1 s expiry has
-// passed) still present.
+// as it was: value, flags, CAS and, once the same touches and a delayed
+// flush from credentials allowed them have taken effect, still present.
 func TestBinaryCapabilitiesEveryOpcode(t *testing.T) {
 	t.Parallel()
-	h, a, _ := twoCaches(t, 8)
+	h, a, b := twoCaches(t, 8)
 	reader := h.createCred(a.CacheID, false, true, false)
 	noFlush := h.createCred(a.CacheID, true, false, false)
 	full := dialBinary(t, h.Addr)
@@ -280,9 +280,58 @@ func TestBinaryCapabilitiesEveryOpcode(t *testing.T) {
 		}
 	}
 	checkSnapshots(t, full, want, "the read-only and no-flush requests")
-	// The touches asked for a 1 s expiry; past it (and past a delayed
-	// flush's second), every key must still be there.
-	time.Sleep(2100 * time.Millisecond)
+
+	// The refused touches asked for a 1 s expiry, and the refused flushes
+	// for a delay of 1 s: taken, they would show once the server clock has
+	// passed the second after the one they came in. The clock is read after
+	// them; then a writer makes the same touches, on keys of their own, and
+	// a credential with flush the same delayed flush, in cache b (every
+	// cache runs on the one server clock). Those must take effect; once
+	// they have, and the clock is a whole tick further still, the refused
+	// ones have had all their time, however the ticks fell.
+	clock := dialText(t, h.Addr)
+	if got := clock.asciiLogin(a); got != "STORED" {
+		t.Fatalf("text login: %q", got)
+	}
+	asked := readServerClock(t, clock)
+	var touched []string
+	for i, r := range reqs {
+		if r.key != "t" {
+			continue
+		}
+		key := "touched-by-writer-" + r.name
+		if got := full.do(opSet, []byte(key), storeExtras(3, 0), []byte("ttl"), 0); got.status != stOK {
+			t.Fatalf("writer SET %s: status %#x", key, got.status)
+		}
+		full.send(r.op, []byte(key), r.extras, nil, 0, uint32(100+i))
+		full.send(opNoop, nil, nil, nil, 0, 0)
+		if got := full.recv(); got.op != r.op || got.status != stOK || got.opaque != uint32(100+i) {
+			t.Fatalf("writer %s: opcode %#x status %#x opaque %d, want opcode %#x status 0", r.name, got.op, got.status, got.opaque, r.op)
+		}
+		if n := full.recv(); n.op != opNoop {
+			t.Fatalf("writer %s: a second answer %#x before the NOOP's", r.name, n.op)
+		}
+		touched = append(touched, key)
+	}
+	flusher := dialBinary(t, h.Addr)
+	if st := flusher.auth(b); st != stOK {
+		t.Fatalf("cache b: SASL status %#x", st)
+	}
+	if got := flusher.do(opSet, []byte("flushed"), storeExtras(0, 0), []byte("x"), 0); got.status != stOK {
+		t.Fatalf("cache b SET: status %#x", got.status)
+	}
+	if got := flusher.do(opFlush, nil, u32(1), nil, 0); got.status != stOK {
+		t.Fatalf("cache b FLUSH 1: status %#x", got.status)
+	}
+	pollUntil(t, 10*time.Second, "the writer's touches to 1 s and cache b's FLUSH 1 to take effect", func() bool {
+		for _, key := range touched {
+			if full.snapshot(key).found {
+				return false
+			}
+		}
+		return !flusher.snapshot("flushed").found
+	})
+	waitServerClock(t, clock, asked+2)
 	checkSnapshots(t, full, want, "the touches' and delayed flushes' time")
 
 	// The capabilities are the credential's, not the connection's: granting
@@ -304,10 +353,11 @@ func TestBinaryCapabilitiesEveryOpcode(t *testing.T) {
 // TestTextCapabilitiesNoreplyAndTooLarge covers what TestCapabilities does
 // not: the noreply forms, cas with the item's real CAS, a too-large set,
 // and expiry changes from touch and gat, all from a read-only credential
-// over the text protocol.
+// over the text protocol; the same touches from a writer, and a delayed
+// flush with the flush capability, take effect.
 func TestTextCapabilitiesNoreplyAndTooLarge(t *testing.T) {
 	t.Parallel()
-	h, a, _ := twoCaches(t, 8)
+	h, a, b := twoCaches(t, 8)
 	reader := h.createCred(a.CacheID, false, true, true)
 	noFlush := h.createCred(a.CacheID, true, false, true)
 	full := dialBinary(t, h.Addr)
@@ -366,8 +416,103 @@ func TestTextCapabilitiesNoreplyAndTooLarge(t *testing.T) {
 		}
 	}
 	checkSnapshots(t, full, want, "the reader's text commands")
-	time.Sleep(2100 * time.Millisecond)
+
+	// As in TestBinaryCapabilitiesEveryOpcode: the clock is read after the
+	// refused touches and flushes, a writer then makes the same touches on
+	// keys of its own and cache b the same delayed flush; once those have
+	// taken effect and the clock is a tick further, the refused ones have
+	// had all their time.
+	w := dialText(t, h.Addr)
+	if got := w.asciiLogin(a); got != "STORED" {
+		t.Fatalf("writer login: %q", got)
+	}
+	asked := readServerClock(t, w)
+	touches := []struct{ cmd, want string }{
+		{"touch touched-1 1\r\n", "TOUCHED"},
+		{"gat 1 touched-2\r\n", "VALUE touched-2 3 3"},
+		{"gats 1 touched-3\r\n", "VALUE touched-3 3 3 "},
+		{"touch touched-4 1 noreply\r\n", ""},
+	}
+	var touched []string
+	for i, to := range touches {
+		key := fmt.Sprintf("touched-%d", i+1)
+		if got := w.cmd("set " + key + " 3 0 3\r\nttl\r\n"); got != "STORED" {
+			t.Fatalf("writer set %s: %q", key, got)
+		}
+		got := w.cmd(to.cmd + "version\r\n")
+		if to.want != "" {
+			if !strings.HasPrefix(got, to.want) {
+				t.Fatalf("writer %q: %q, want %q", to.cmd, got, to.want)
+			}
+			if strings.HasPrefix(got, "VALUE ") {
+				if v, end := w.line(), w.line(); v != "ttl" || end != "END" {
+					t.Fatalf("writer %q: %q %q after %q", to.cmd, v, end, got)
+				}
+			}
+			got = w.line()
+		}
+		if !strings.HasPrefix(got, "VERSION ") {
+			t.Fatalf("writer %q: %q before the version", to.cmd, got)
+		}
+		touched = append(touched, key)
+	}
+	flusher := dialText(t, h.Addr)
+	if got := flusher.asciiLogin(b); got != "STORED" {
+		t.Fatalf("cache b login: %q", got)
+	}
+	if got := flusher.cmd("set flushed 0 0 1\r\nx\r\n"); got != "STORED" {
+		t.Fatalf("cache b set: %q", got)
+	}
+	if got := flusher.cmd("flush_all 1\r\n"); got != "OK" {
+		t.Fatalf("cache b flush_all 1: %q", got)
+	}
+	pollUntil(t, 10*time.Second, "the writer's touches to 1 s and cache b's flush_all 1 to take effect", func() bool {
+		for _, key := range touched {
+			if got := w.cmd("get " + key + "\r\n"); got != "END" {
+				w.line() // the value
+				w.line() // END
+				return false
+			}
+		}
+		return flusher.cmd("get flushed\r\n") == "END"
+	})
+	waitServerClock(t, w, asked+2)
 	checkSnapshots(t, full, want, "the touches' and delayed flushes' time")
+}
+
+// readServerClock is the server clock, memcached's `stats` `time`, as the
+// logged-in tc reads it.
+func readServerClock(t *testing.T, tc *textConn) int64 {
+	t.Helper()
+	v, err := strconv.ParseInt(tc.stats()["time"], 10, 64)
+	if err != nil {
+		t.Fatalf("stats time: %v", err)
+	}
+	return v
+}
+
+// waitServerClock polls the server clock on tc until it reads at least
+// until. The clock ticks once a second; a limit of three seconds more than
+// the wait is generous even for a loaded machine.
+func waitServerClock(t *testing.T, tc *textConn, until int64) {
+	t.Helper()
+	now := readServerClock(t, tc)
+	pollUntil(t, time.Duration(until-now+3)*time.Second, fmt.Sprintf("the server clock to reach %d (it read %d)", until, now), func() bool {
+		return readServerClock(t, tc) >= until
+	})
+}
+
+// pollUntil checks cond every 20 ms until it holds, and fails the test if
+// it has not within limit.
+func pollUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestRevokedBinaryConnectionsAreClosed: SASL connections end when their
@@ -465,6 +610,7 @@ func TestAuthTimeoutEveryWay(t *testing.T) {
 		t.Fatalf("SASL login: %#x", st)
 	}
 
+	var lastClosed time.Time
 	for _, c := range []struct {
 		name   string
 		closed func(time.Duration) bool
@@ -481,8 +627,12 @@ func TestAuthTimeoutEveryWay(t *testing.T) {
 		if waited := time.Since(start); waited < 800*time.Millisecond {
 			t.Fatalf("%s: closed after %v, before --auth-timeout", c.name, waited)
 		}
+		lastClosed = time.Now()
 	}
-	time.Sleep(3*time.Second - time.Since(start))
+	// The sweep that closed those (every quarter of --auth-timeout) has
+	// had the logged-in ones, opened a moment later, in its reach for a
+	// second more, and their --auth-timeout is two seconds past.
+	time.Sleep(max(time.Until(start.Add(3*time.Second)), time.Until(lastClosed.Add(time.Second))))
 	if got := authedText.cmd("get k\r\n"); got != "END" {
 		t.Fatalf("a logged-in idle text connection, 3 s on: %q", got)
 	}
@@ -632,16 +782,61 @@ func TestPasswordsAreNeverLogged(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Whatever the server logged for the requests above, it wrote before
+	// it answered them; a log line it writes after all of them, once
+	// arrived, shows the output has caught up.
+	marker := logMarker(t, h, a.Username)
 	out := h.Output()
 	// The output's start is serve's own banner with the default cache's
 	// credential, printed once to stdout on purpose; the logs follow it.
-	if !strings.Contains(out, "refusing logins from an address") {
-		t.Fatalf("the throttle did not log; output:\n%s", out)
+	if !strings.Contains(out, "refusing logins from an address") || !strings.Contains(out, `"addr":"127.0.0.1"`) {
+		t.Fatalf("the throttle did not log for 127.0.0.1; output:\n%s", out)
 	}
-	for _, p := range []string{a.Password, wrong.Password, unknown.Password, cred.Password, h.token, "WRONGTOKENMARKER", "SECRETKEYMARKER"} {
+	for _, p := range []string{a.Password, wrong.Password, unknown.Password, cred.Password, h.token, "WRONGTOKENMARKER", "SECRETKEYMARKER", marker} {
 		if strings.Contains(out, p) {
 			t.Fatalf("the server's output holds a secret or key %q:\n%s", p, out)
 		}
 	}
+}
+
+// markerAddr is a loopback address no test connection but logMarker's
+// comes from, so the throttle counts its failures on their own.
+const markerAddr = "127.0.0.2"
+
+// logMarker makes h log a line after everything the test has sent so far,
+// and waits until that line has reached h.Output(): failed SASL logins as
+// user from markerAddr until the throttle refuses that address, which the
+// server logs once (the throttle must be on, --auth-fail-limit above 0).
+// It returns the wrong password it sent, which no log may hold either.
+func logMarker(t *testing.T, h *hive, user string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(markerAddr)}}
+	c, err := d.Dial("tcp", h.Addr)
+	if err != nil {
+		t.Fatalf("dialing from %s: %v", markerAddr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	bc := &binConn{t: t, c: c, r: bufio.NewReader(c)}
+	const password = "MARKER-WRONG-PASSWORD"
+	for i := 0; ; i++ {
+		r := bc.do(opSASLAuth, []byte("PLAIN"), nil, []byte("\x00"+user+"\x00"+password), 0)
+		if r.status != stAuthError {
+			t.Fatalf("a wrong password from %s: status %#x", markerAddr, r.status)
+		}
+		if strings.HasPrefix(string(r.value), "Too many authentication failures") {
+			break
+		}
+		if i == 100000 {
+			t.Fatalf("%d failed logins from %s and no throttle", i, markerAddr)
+		}
+	}
+	pollUntil(t, 10*time.Second, "the throttle's log line for "+markerAddr, func() bool {
+		for _, l := range strings.Split(h.Output(), "\n") {
+			if strings.Contains(l, "refusing logins from an address") && strings.Contains(l, markerAddr) {
+				return true
+			}
+		}
+		return false
+	})
+	return password
 }

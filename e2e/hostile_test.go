@@ -155,6 +155,25 @@ func (p *hostilePeer) drain() {
 	}
 }
 
+// await gathers what arrives until p has received at least n bytes in
+// all, or is closed, or limit has passed.
+func (p *hostilePeer) await(n int, limit time.Duration) {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for len(p.got) < n && !p.eof {
+		select {
+		case b, ok := <-p.in:
+			if !ok {
+				p.eof = true
+				return
+			}
+			p.got = append(p.got, b...)
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
 var hostileVersion = regexp.MustCompile(`VERSION [^\r\n]*`)
 
 // hostileNormalise blanks what legitimately differs between the two
@@ -616,7 +635,10 @@ func hostileSASL(mech, p string) hostileReq {
 // never shows a password that was sent.
 func TestHostileSASL(t *testing.T) {
 	t.Parallel()
-	h, a, b := twoCaches(t, 8, "-v", "2", "--auth-timeout", "30s")
+	// The throttle stays on but out of reach: the announced logins below
+	// fail a hundred times from 127.0.0.1, and logMarker trips it from an
+	// address of its own.
+	h, a, b := twoCaches(t, 8, "-v", "2", "--auth-timeout", "30s", "--auth-fail-limit", "1000")
 	seed := dialBinary(t, h.Addr)
 	if st := seed.auth(b); st != stOK {
 		t.Fatalf("cache b login: status %#x", st)
@@ -782,31 +804,71 @@ func TestHostileSASL(t *testing.T) {
 		// a SASL request (524,229 bytes of mechanism and data; more is
 		// refused at once), and never sends it, must cost no more than
 		// the connection.
+		//
+		// Once the rest of each login arrives, the answer comes: the SASL
+		// ones carry the right password (after an authzid of spaces and
+		// the username, which Cyrus trims to the username) and log in;
+		// the text ones carry a wrong one of the announced length and
+		// fail. That answer must be the first thing each connection
+		// receives: an early answer or a close would come before it,
+		// however slowly the server read the headers.
 		before, err := h.RSS()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var peers []*hostilePeer
+		type announced struct {
+			p          *hostilePeer
+			rest, want []byte
+			closed     bool
+		}
+		pad := 524000 - (2*len(a.Username) + 2 + len(a.Password))
+		saslRest := []byte(strings.Repeat(" ", pad) + a.Username + "\x00" + a.Username + "\x00" + a.Password)
+		textRest := []byte(longPassword + strings.Repeat("x", 1000000-len(longPassword)) + "\r\n")
+		var peers []announced
 		for i := 0; i < 100; i++ {
 			p := dialHostile(t, h.Addr)
-			p.write(hostileSASL("PLAIN", "").bodyLen(5 + 524000))
-			peers = append(peers, p)
+			p.write(hostileSASL("PLAIN", "").bodyLen(5 + uint32(len(saslRest))))
+			peers = append(peers, announced{p, saslRest, hostileResp(opSASLAuth, 0, "Authenticated"), false})
 			p = dialHostile(t, h.Addr)
 			p.write([]byte(fmt.Sprintf("set %s 0 0 1000000\r\n", a.Username)))
-			peers = append(peers, p)
+			peers = append(peers, announced{p, textRest, []byte(authFailure + "\r\n"), true})
+		}
+		// The headers have all been taken by the kernel; the server has
+		// half a second more to read them (and, wrongly, to answer or to
+		// allocate) before its memory is measured.
+		for _, c := range peers {
+			c.p.waitWrite()
 		}
 		time.Sleep(500 * time.Millisecond)
-		for i, p := range peers {
-			p.drain()
-			if len(p.got) > 0 || p.eof {
-				t.Fatalf("connection %d answered %q (closed: %v) to a login that has not arrived", i, p.got, p.eof)
+		for i, c := range peers {
+			c.p.drain()
+			if len(c.p.got) > 0 || c.p.eof {
+				t.Fatalf("connection %d answered %q (closed: %v) to a login that has not arrived", i, c.p.got, c.p.eof)
 			}
 		}
 		hostileCheckGrowth(t, h.Server, before)
+
+		for _, c := range peers {
+			c.p.write(c.rest)
+		}
+		for i, c := range peers {
+			n := len(c.want)
+			if c.closed {
+				n++ // no more comes: wait for the close
+			}
+			c.p.await(n, 10*time.Second)
+			if !bytes.Equal(c.p.got, c.want) || c.p.eof != c.closed {
+				t.Fatalf("connection %d, once its login had arrived, said %s (closed: %v); want %q, closed: %v",
+					i, hostileQuote(c.p.got), c.p.eof, c.want, c.closed)
+			}
+		}
 		afterEach(t)
 	})
 
-	time.Sleep(200 * time.Millisecond) // let the last log lines land
+	// Whatever the server logged for the requests above, it wrote before
+	// it answered them; a line it logs after all of them, once arrived,
+	// shows that the output has caught up.
+	sent = append(sent, logMarker(t, h, a.Username))
 	out := h.Output()
 	for _, p := range sent {
 		if strings.Contains(out, p) {
@@ -845,30 +907,36 @@ func TestHostileAnnouncedLengths(t *testing.T) {
 	// would show, where a 64 MiB arena would cap it.
 	mh := testserver.StartMemhive(t, "--memory", "1024", "--max-item-size", "1m")
 	mc := testserver.StartMemcached(t, "-m", "64", "-I", "1m")
+	// The rest of the values of the kinds within the item size, after the
+	// probe each connection sends as the first bytes of its body.
+	textRest := append(bytes.Repeat([]byte("v"), 1000000-len("version\r\n")), "\r\n"...)
+	binRest := bytes.Repeat([]byte("v"), 1000000-len(hostileNoop))
 	kinds := []struct {
 		name     string
 		conns    int
 		bin      bool
 		header   func(i int) []byte
 		deferred []byte
-		feed     bool // send 4 MiB of the announced body on some connections
+		feed     bool   // send 4 MiB of the announced body on some connections
+		rest     []byte // the rest of the body, sent last (a GiB is too much to send)
+		reply    []byte // the answer once the rest has arrived
 	}{
 		{"binary SET of 1 GiB", 100, true, func(i int) []byte {
 			return hostileBin(opSet, storeExtras(0, 0), []byte(fmt.Sprintf("ha%d", i)), nil).bodyLen(1 << 30)
-		}, hostileTooLarge, true},
+		}, hostileTooLarge, true, nil, nil},
 		{"text set of 1e9 bytes", 100, false, func(i int) []byte {
 			return []byte(fmt.Sprintf("set hb%d 0 0 1000000000\r\n", i))
-		}, hostileTooLargeText, true},
+		}, hostileTooLargeText, true, nil, nil},
 		{"binary SET of 1,000,000 bytes", 100, true, func(i int) []byte {
 			key := fmt.Sprintf("hc%d", i)
 			return hostileBin(opSet, storeExtras(0, 0), []byte(key), nil).bodyLen(uint32(8 + len(key) + 1000000))
-		}, nil, false},
+		}, nil, false, binRest, hostileResp(opSet, 0, "")},
 		{"text set of 1,000,000 bytes", 100, false, func(i int) []byte {
 			return []byte(fmt.Sprintf("set hd%d 0 0 1000000\r\n", i))
-		}, nil, false},
+		}, nil, false, textRest, []byte("STORED\r\n")},
 		{"binary unknown opcode of 1 GiB", 50, true, func(int) []byte {
 			return hostileBin(opUnknown, nil, nil, nil).bodyLen(1 << 30)
-		}, hostileUnknown, false},
+		}, hostileUnknown, false, nil, nil},
 	}
 	by := dialText(t, mh.Addr)
 	if r := by.cmd("set bystander 0 0 6\r\nstands\r\n"); r != "STORED" {
@@ -895,7 +963,22 @@ func TestHostileAnnouncedLengths(t *testing.T) {
 			groups[k].mc = append(groups[k].mc, p)
 		}
 	}
+	// settle waits until every write has been taken and every memhive
+	// connection that answers at once (the too large kinds) has its
+	// answer, which shows that memhive has read its header; then half a
+	// second more for anything else, which must not come. (The kinds
+	// within the item size show it by their order: see the end.)
 	settle := func() {
+		for _, g := range groups {
+			for _, p := range append(g.mh, g.mc...) {
+				p.waitWrite()
+			}
+		}
+		for k, kind := range kinds {
+			for _, p := range groups[k].mh {
+				p.await(len(kind.deferred), hostileCatchUp)
+			}
+		}
 		time.Sleep(500 * time.Millisecond)
 		for _, g := range groups {
 			for _, p := range append(g.mh, g.mc...) {
@@ -952,6 +1035,46 @@ func TestHostileAnnouncedLengths(t *testing.T) {
 	settle()
 	check("after more bytes")
 	hostileCheckGrowth(t, mh, before)
+
+	// Once the rest of a value within the item size arrives, the set is
+	// answered, by memhive as by memcached, on every connection; and that
+	// answer is the first thing the connection receives, so nothing was
+	// answered early, however slowly either server read the headers.
+	for k, kind := range kinds {
+		for _, p := range append(groups[k].mh, groups[k].mc...) {
+			if kind.rest != nil {
+				p.write(kind.rest)
+			}
+		}
+	}
+	for k, kind := range kinds {
+		if kind.rest == nil {
+			continue
+		}
+		for _, p := range groups[k].mc {
+			p.await(len(kind.reply), 10*time.Second)
+			if got := hostileNormalise(p.got, kind.bin); !bytes.Equal(got, kind.reply) || p.eof {
+				t.Fatalf("%s: memcached, once the value had arrived, said %q (closed: %v), want %q", kind.name, p.got, p.eof, kind.reply)
+			}
+		}
+		for i, p := range groups[k].mh {
+			p.await(len(kind.reply), 10*time.Second)
+			if got := hostileNormalise(p.got, kind.bin); !bytes.Equal(got, kind.reply) || p.eof {
+				t.Fatalf("%s: memhive connection %d, once the value had arrived, said %s (closed: %v); memcached said %q, open",
+					kind.name, i, hostileQuote(p.got), p.eof, kind.reply)
+			}
+		}
+	}
+	if r := by.cmd("get hd0\r\n"); r != "VALUE hd0 0 1000000" {
+		t.Fatalf("get of a value that arrived after its announcement: %q", r)
+	}
+	value := make([]byte, 1000002)
+	if _, err := io.ReadFull(by.r, value); err != nil || !bytes.HasPrefix(value, []byte("version\r\nvvv")) {
+		t.Fatalf("the value that arrived after its announcement: %s, %v", hostileQuote(value), err)
+	}
+	if end := by.line(); end != "END" {
+		t.Fatalf("after the value: %q", end)
+	}
 
 	if mh.Exited() {
 		t.Fatalf("memhive exited; output:\n%s", mh.Output())
