@@ -213,6 +213,11 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 	return e, nil
 }
 
+// Crawling reports whether the engine runs its background crawler
+// (stats settings' lru_crawler). Without it, expired and flushed items
+// are freed only when a command looks them up, or evicted.
+func (e *Engine) Crawling() bool { return e.cfg.CrawlInterval > 0 }
+
 // limitPages is how many pages a limit of n bytes grants: whole pages, and
 // at least one so that the largest item fits.
 func (e *Engine) limitPages(n int64) int64 {

@@ -117,8 +117,11 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("slab_reassign_busy_deletes", 0)
 	l.u("slab_reassign_running", 0)
 	l.u("slabs_moved", e.SlabsMoved)
-	l.u("lru_crawler_running", 0)
-	l.u("lru_crawler_starts", 0)
+	if tn.eng.Crawling() {
+		// memcached lists these only with its LRU crawler enabled.
+		l.u("lru_crawler_running", 0)
+		l.u("lru_crawler_starts", 0)
+	}
 	l.u("lru_maintainer_juggles", 0)
 	l.u("malloc_fails", 0)
 	l.u("log_worker_dropped", 0)
@@ -197,7 +200,7 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.i("slab_automove_window", 30)
 	l.i("slab_chunk_max", int64(tn.eng.MaxItemSize()))
 	l.i("slab_page_size", int64(tn.eng.PageSize()))
-	l.str("lru_crawler", "yes")
+	l.str("lru_crawler", yesNo(tn.eng.Crawling()))
 	l.i("lru_crawler_sleep", 0)
 	l.i("lru_crawler_tocrawl", 0)
 	l.i("tail_repair_time", 0)

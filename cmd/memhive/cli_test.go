@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,7 +185,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	flags := map[string][]string{
-		"serve": {"-l, --listen string", "-m, --memory int", "-I, --max-item-size string", "--auth string", "--tls-listen string", "--admin-token string", "  -p int", "  -v int"},
+		"serve": {"-l, --listen string", "-m, --memory int", "-I, --max-item-size string", "--auth string", "--tls-listen string", "--admin-token string", "--crawl-interval duration", "  -p int", "  -v int"},
 		"cache": {"--memory int", "--dev", "--data string", "--json"},
 		"cred":  {"--caps string", "--primary", "--data string"},
 		"env":   {"--data string", "--admin-token string"},
@@ -219,5 +220,26 @@ func TestHelp(t *testing.T) {
 	}
 	if code, out, errOut := call("serve", "--no-such-flag"); code != 2 || out != "" || !strings.Contains(errOut, "usage: memhive serve") {
 		t.Errorf("memhive serve --no-such-flag: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestCrawlIntervalFlag checks --crawl-interval: 10 s by default, 0 (the
+// crawler off, as the differential test runs it) accepted, negative
+// refused.
+func TestCrawlIntervalFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+		ok   bool
+	}{
+		{nil, 10 * time.Second, true},
+		{[]string{"--crawl-interval", "0"}, 0, true},
+		{[]string{"--crawl-interval", "1m"}, time.Minute, true},
+		{[]string{"--crawl-interval", "-1s"}, 0, false},
+	} {
+		c, err := parseServeFlags(tc.args, io.Discard, io.Discard)
+		if (err == nil) != tc.ok || (tc.ok && c.crawlEvery != tc.want) {
+			t.Errorf("%v: crawl interval %v, error %v; want %v, ok %v", tc.args, c.crawlEvery, err, tc.want, tc.ok)
+		}
 	}
 }

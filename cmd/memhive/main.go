@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -124,6 +125,7 @@ type serveConfig struct {
 	data         string
 	verbosity    int
 	growthFactor float64
+	crawlEvery   time.Duration
 
 	idleTimeout    time.Duration
 	authFailLimit  int
@@ -189,6 +191,8 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", 5*time.Second, "on SIGTERM or SIGINT, how long connections get to receive their replies before the process exits")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity")
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
+	fs.DurationVar(&c.crawlEvery, "crawl-interval", 10*time.Second,
+		"how often the crawler frees expired and flushed items (0: never, as memcached -o no_lru_crawler: a command that meets one, or an eviction, frees it)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -217,6 +221,9 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	}
 	if c.historyEvery <= 0 || c.historyKeep <= 0 {
 		return c, errors.New("--history-interval and --history-retention must be positive")
+	}
+	if c.crawlEvery < 0 {
+		return c, fmt.Errorf("--crawl-interval %v: must not be negative", c.crawlEvery)
 	}
 	if c.idleTimeout < 0 || c.authFailLimit < 0 || c.authFailWindow <= 0 || c.stopTimeout <= 0 {
 		return c, errors.New("--idle-timeout and --auth-fail-limit must not be negative; --auth-fail-window and --stop-timeout must be positive")
@@ -305,6 +312,8 @@ func serve(args []string, out, errOut io.Writer) error {
 		MemoryBytes:  memoryBytes,
 		MaxItemSize:  maxItem,
 		GrowthFactor: c.growthFactor,
+		// engine.Config reads 0 as its default; off is negative there.
+		CrawlInterval: cmp.Or(c.crawlEvery, -1),
 	})
 	if err != nil {
 		return err
