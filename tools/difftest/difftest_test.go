@@ -67,13 +67,16 @@ func TestDifferential(t *testing.T) {
 		ref, other *testserver.Server
 	}
 	start := func() pair {
-		p := pair{ref: testserver.StartMemcached(t, "-m", "1024", "-t", "2")}
+		// Neither server frees dead items in the background (see
+		// anchors.go); -t 2 is also what the anchors' keys assume.
+		mc := []string{"-m", "1024", "-t", "2", "-o", "no_lru_crawler,no_lru_maintainer"}
+		p := pair{ref: testserver.StartMemcached(t, mc...)}
 		name := "memhive"
 		if against == "memcached" {
 			name = "memcached-2"
-			p.other = testserver.StartMemcached(t, "-m", "1024", "-t", "2")
+			p.other = testserver.StartMemcached(t, mc...)
 		} else {
-			p.other = testserver.StartMemhive(t, "--memory", "1024", "--threads", "2")
+			p.other = testserver.StartMemhive(t, "--memory", "1024", "--threads", "2", "--crawl-interval", "0")
 		}
 		p.a, p.b = Target{Name: "memcached", Addr: p.ref.Addr}, Target{Name: name, Addr: p.other.Addr}
 		return p
@@ -172,8 +175,8 @@ func TestTextItem(t *testing.T) {
 }
 
 // TestNormaliseStats checks that the counters the traffic determines keep
-// their values, the timing-dependent ones are summed, and per-class lines
-// fold into field lists and sums.
+// their values, the others read "*", and per-class lines fold into field
+// lists and sums.
 func TestNormaliseStats(t *testing.T) {
 	s := newSide(Target{})
 	var out []byte
@@ -184,9 +187,9 @@ func TestNormaliseStats(t *testing.T) {
 	} {
 		out = append(out, s.normText([]byte(l))...)
 	}
-	want := "STAT pid *\r\nSTAT touch_hits 7\r\nSTAT get_expired *\r\nSTAT curr_items *\r\n" +
-		"STAT " + deadStatsName + " *\r\nSTAT fields-of-each-items-class number,evicted\r\n" +
-		"STAT sum-over-classes:evicted 3\r\nEND\r\n"
+	want := "STAT pid *\r\nSTAT touch_hits 7\r\nSTAT get_expired 2\r\nSTAT curr_items 5\r\n" +
+		"STAT fields-of-each-items-class number,evicted\r\n" +
+		"STAT sum-over-classes:evicted 3\r\nSTAT sum-over-classes:number 5\r\nEND\r\n"
 	if string(out) != want {
 		t.Errorf("normalised stats:\n%q\nwant\n%q", out, want)
 	}
@@ -306,6 +309,47 @@ func TestTrace(t *testing.T) {
 				d = "\n" + indent(dumpBinary(rb, 0x80), "    ")
 			}
 			t.Logf("batch %d (epoch %d, connection %d) request %d [%s]: %s", b.Index, b.Epoch, b.Slot, r.Index, r.Kind, d)
+		}
+	}
+}
+
+// TestMurmur3 checks the hash that places the anchors' item locks against
+// MurmurHash3_x86_32's published values (seed 0).
+func TestMurmur3(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+	}{
+		{"", 0}, {"hello", 0x248bfa47}, {"The quick brown fox jumps over the lazy dog", 0x2e4ff723},
+		{"a", 0x3c2569b2}, {"ab", 0x9bbfd75f}, {"abc", 0xb3dd93fa},
+	} {
+		if got := murmur3([]byte(tc.in)); got != tc.want {
+			t.Errorf("murmur3(%q) = %#x, want %#x", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestAnchors checks that each anchor's item falls in its own memcached
+// slab class and that no anchor shares an item lock with a generated key.
+func TestAnchors(t *testing.T) {
+	g := NewGenerator(1, time.Now())
+	if len(g.anchors) != len(mcClassSizes) {
+		t.Fatalf("%d anchors for %d classes", len(g.anchors), len(mcClassSizes))
+	}
+	locks := map[uint32]bool{murmur3([]byte(statsProbe)) % mcItemLocks: true}
+	for _, k := range g.keys {
+		locks[murmur3([]byte(k))%mcItemLocks] = true
+	}
+	for i, a := range g.anchors {
+		size, prev := mcItemSize(len(a.key), a.n), 0
+		if i > 0 {
+			prev = mcClassSizes[i-1]
+		}
+		if size <= prev || size > mcClassSizes[i] {
+			t.Errorf("anchor %s: item of %d bytes, not in class %d (%d..%d]", a.key, size, i+1, prev, mcClassSizes[i])
+		}
+		if locks[murmur3([]byte(a.key))%mcItemLocks] {
+			t.Errorf("anchor %s shares an item lock with a generated key", a.key)
 		}
 	}
 }

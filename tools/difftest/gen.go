@@ -162,9 +162,9 @@ type Batch struct {
 }
 
 // Generator produces a deterministic stream of batches from a seed. It
-// keeps just enough model of the servers (which keys may hold flushed but
-// not yet reaped items; which keys may be fetched and which incremented in
-// the current epoch) to avoid traffic whose replies depend on timing. Not
+// keeps just enough model of the servers (which keys may be fetched and
+// which incremented in the current epoch; which may hold values near the
+// size limit) to avoid traffic whose replies depend on timing. Not
 // safe for concurrent use.
 type Generator struct {
 	r      *rand.Rand
@@ -173,11 +173,8 @@ type Generator struct {
 	index  int
 	batch  int
 	opaque uint32
-	// dirty[i]: keys[i] may hold an item killed by a flush that memcached
-	// has not reaped yet. A delayed flush_all revives such items until the
-	// LRU crawler reaps them, which is timing-dependent.
-	dirty  []bool
-	ndirty int
+	// anchors keep memcached's LRU tails live (see anchors.go).
+	anchors []anchor
 	// epoch is the current epoch (see EpochBatches).
 	epoch int
 	// big[i]: keys[i] may hold a value within 4 KiB of memcached's item
@@ -191,10 +188,9 @@ type Generator struct {
 // absolute expiry times; it does not change the shape of the traffic.
 func NewGenerator(seed int64, now time.Time) *Generator {
 	g := &Generator{
-		r:     rand.New(rand.NewPCG(uint64(seed), 0x6d656d68697665)),
-		now:   now.Unix(),
-		dirty: make([]bool, numKeys),
-		big:   make([]bool, numKeys),
+		r:   rand.New(rand.NewPCG(uint64(seed), 0x6d656d68697665)),
+		now: now.Unix(),
+		big: make([]bool, numKeys),
 	}
 	prefixes := []string{"k", "key:", "obj-", "user_", "Session."}
 	for i := 0; i < numKeys; i++ {
@@ -208,6 +204,7 @@ func NewGenerator(seed int64, now time.Time) *Generator {
 		}
 		g.keys = append(g.keys, k)
 	}
+	g.anchors = makeAnchors(append(append([]string(nil), g.keys...), statsProbe))
 	return g
 }
 
@@ -259,26 +256,11 @@ func (g *Generator) groupKey(group int) string {
 	}
 }
 
-// clean records that a well-formed command looked key up: memcached unlinks
-// a flushed item whenever a lookup meets it.
-func (g *Generator) clean(key string) {
-	for i, k := range g.keys {
-		if k == key {
-			if g.dirty[i] {
-				g.dirty[i] = false
-				g.ndirty--
-			}
-			return
-		}
-	}
-}
-
+// flushedAll records a flush: nothing is left near the size limit.
 func (g *Generator) flushedAll() {
-	for i := range g.dirty {
-		g.dirty[i] = true
+	for i := range g.big {
 		g.big[i] = false
 	}
-	g.ndirty = len(g.dirty)
 }
 
 func (g *Generator) keyPos(key string) int {
@@ -360,7 +342,13 @@ func (g *Generator) Next() *Batch {
 		b.Slot = g.intn(textSlots)
 	}
 	b.Binary = b.Slot >= textSlots
-	if g.chance(0.012) {
+	if b.Index == 0 {
+		// The anchors, before anything else (see anchors.go).
+		b.Slot, b.Binary = 0, false
+		t := g.text()
+		g.anchorsText(t)
+		b.add(g, t.req("anchors"))
+	} else if g.chance(0.012) {
 		// Requests after which memcached drops replies it has not sent
 		// yet, or closes with unread input: alone in their batch.
 		var r *Request
@@ -814,7 +802,6 @@ func (g *Generator) textStore(cmd string) *Request {
 		t.tok("noreply")
 	}
 	t.eol().raw(val).raw([]byte("\r\n"))
-	g.clean(key)
 	return t.req(cmd)
 }
 
@@ -839,7 +826,6 @@ func (g *Generator) textGet(cmd string) *Request {
 			// "gets ": whether they arrive at once depends on timing.
 			break
 		}
-		g.clean(k)
 		t.tok(k)
 	}
 	if g.chance(0.02) {
@@ -856,7 +842,6 @@ func (g *Generator) textGetLongKey() *Request {
 	}
 	for i, n := 0, g.intn(4); i < n; i++ {
 		k := g.fetchKey()
-		g.clean(k)
 		t.tok(k)
 	}
 	t.tok(g.longKey())
@@ -872,7 +857,6 @@ func (g *Generator) textTouch() *Request {
 	if g.chance(0.25) {
 		t.tok("noreply")
 	}
-	g.clean(key)
 	return t.eol().req("touch")
 }
 
@@ -885,7 +869,6 @@ func (g *Generator) textDelete() *Request {
 	if g.chance(0.25) {
 		t.tok("noreply")
 	}
-	g.clean(key)
 	return t.eol().req("delete")
 }
 
@@ -895,7 +878,6 @@ func (g *Generator) textDelta(cmd string) *Request {
 	if g.chance(0.2) {
 		t.tok("noreply")
 	}
-	g.clean(key)
 	return t.eol().req(cmd)
 }
 
@@ -913,7 +895,6 @@ func (g *Generator) textWrap() *Request {
 	t := g.text().tok("set", key, "0", "0", strconv.Itoa(len(v))).eol().raw([]byte(v)).raw([]byte("\r\n"))
 	t.tok(cmd, key, d).eol()
 	t.tok("delete", key).eol()
-	g.clean(key)
 	return t.req("wrap-" + cmd)
 }
 
@@ -952,15 +933,13 @@ func (g *Generator) textFlush() *Request {
 	}
 	t.eol()
 	if delayed {
+		// Nothing is flushed during the run. (A delayed flush would also
+		// revive flushed items memcached has not freed yet; the sweep
+		// after every flush leaves none.)
 		kind = "flush_all-delayed"
-		if g.ndirty > 0 {
-			// Flushed items may still be unreaped: follow at once with a
-			// plain flush so no revived item is ever observed.
-			t.tok("flush_all").eol()
-			g.flushedAll()
-		}
 	} else {
 		g.flushedAll()
+		g.sweepText(t)
 	}
 	return t.req(kind)
 }
@@ -1032,7 +1011,6 @@ func (g *Generator) textTooLarge() *Request {
 	}
 	t.eol().raw(filler('v', n)).raw([]byte("\r\n"))
 	if cmd == "set" {
-		g.clean(key)
 	}
 	return t.req(cmd + "-too-large")
 }
@@ -1067,7 +1045,6 @@ func (g *Generator) textBigAppend() *Request {
 		raw(g.bytesOf(n1)).raw([]byte("\r\n"))
 	t.tok(cmd, key, "0", "0", strconv.Itoa(n2)).eol().raw(filler('a', n2)).raw([]byte("\r\n"))
 	t.tok("get", key).eol()
-	g.clean(key)
 	g.setBig(key, n1+n2, true)
 	return t.req("big-" + cmd)
 }
@@ -1100,7 +1077,6 @@ func (g *Generator) textBad() *Request {
 		return t.req("missing-args")
 	case 5:
 		t.tok([]string{"gat", "gats"}[g.intn(2)], g.expText()).eol() // "END"
-		g.clean(key)
 		return t.req("gat-no-keys")
 	case 6:
 		t.tok("incr", key, "1", "noreply", "x").eol()
@@ -1115,7 +1091,6 @@ func (g *Generator) textBad() *Request {
 		// One extra token is ignored by memcached: the data is stored.
 		n := g.intn(30)
 		t.tok("set", key, "0", "0", strconv.Itoa(n), "extra").eol().raw(x(n))
-		g.clean(key)
 		return t.req("set-extra-token")
 	case 10:
 		n := g.intn(30)
@@ -1412,7 +1387,6 @@ func opName(op byte) string {
 
 func (g *Generator) binGet(b *Batch, op byte) *Request {
 	key := g.fetchKey()
-	g.clean(key)
 	return g.bin(b, op, key, nil, nil, nil).req("bin-" + opName(op))
 }
 
@@ -1420,7 +1394,6 @@ func (g *Generator) binStore(b *Batch, op byte) *Request {
 	key := g.key()
 	// With a CAS, even ADD behaves as a compare-and-swap in memcached.
 	cas := g.binCas(key, 0.2)
-	g.clean(key)
 	ext := g.storeExtras()
 	val := g.valueFor(key, binary.BigEndian.Uint32(ext) != 0)
 	g.setBig(key, len(val), (op == opSet || op == opSetQ) && cas == nil)
@@ -1429,7 +1402,6 @@ func (g *Generator) binStore(b *Batch, op byte) *Request {
 
 func (g *Generator) binDelete(b *Batch, op byte) *Request {
 	key := g.key()
-	g.clean(key)
 	return g.bin(b, op, key, nil, nil, g.binCas(key, 0.15)).req("bin-" + opName(op))
 }
 
@@ -1442,7 +1414,6 @@ func (g *Generator) binDelta(b *Batch, op byte) *Request {
 		exp = 0xffffffff // no auto-create: NOT_FOUND
 	}
 	ext := append(append(be64(d), be64(initial)...), be32(exp)...)
-	g.clean(key)
 	return g.bin(b, op, key, ext, nil, g.binCas(key, 0.1)).req("bin-" + opName(op))
 }
 
@@ -1472,19 +1443,16 @@ func (g *Generator) binWrap(b *Batch) *Request {
 	p := g.bin(b, opSet, key, g.storeExtras(), []byte(v), nil)
 	p.packet(b, op, key, append(append(be64(d), be64(g.initial())...), be32(0)...), nil, nil)
 	p.packet(b, opDelete, key, nil, nil, nil)
-	g.clean(key)
 	return p.req("bin-wrap-" + opName(op))
 }
 
 func (g *Generator) binAppend(b *Batch, op byte) *Request {
 	key := g.appendKey(g.key)
-	g.clean(key)
 	return g.bin(b, op, key, nil, g.smallValue(), g.binCas(key, 0.1)).req("bin-" + opName(op))
 }
 
 func (g *Generator) binTouch(b *Batch, op byte) *Request {
 	key := g.fetchKey()
-	g.clean(key)
 	return g.bin(b, op, key, be32(g.expBin()), nil, nil).req("bin-" + opName(op))
 }
 
@@ -1510,11 +1478,9 @@ func (g *Generator) binFlush(b *Batch) *Request {
 		delayed = true
 	}
 	p := g.bin(b, op, "", ext, nil, nil)
-	if delayed && g.ndirty > 0 {
-		p.packet(b, opFlush, "", nil, nil, nil)
-	}
-	if !delayed || g.ndirty > 0 {
+	if !delayed {
 		g.flushedAll()
+		g.sweepBinary(b, p) // see anchors.go
 	}
 	return p.req("bin-" + opName(op))
 }
@@ -1586,7 +1552,6 @@ func (g *Generator) binTooLarge(b *Batch) *Request {
 		ext = g.storeExtras()
 	}
 	if op == opSet || op == opSetQ {
-		g.clean(key)
 	}
 	return g.bin(b, op, key, ext, filler('v', n), nil).req("bin-" + opName(op) + "-too-large")
 }
@@ -1740,7 +1705,6 @@ func (g *Generator) metaFlags(cands []string, p float64) []string {
 // metaStart begins a meta command on key: the command, the key (maybe
 // base64), the tokens of args (ms's length), and b if the key is encoded.
 func (g *Generator) metaStart(cmd, key string, args ...string) *tb {
-	g.clean(key)
 	k, b := g.metaKey(key)
 	t := g.text().tok(cmd, k).tok(args...)
 	if b {
