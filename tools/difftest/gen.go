@@ -945,9 +945,9 @@ func (g *Generator) textFlush() *Request {
 }
 
 // statsProbe is a key outside the generator's key set, stored before
-// "stats items" and "stats slabs" so that at least one class holds an item:
-// memcached lists only classes holding items (or pages), and whether the
-// last ones were reclaimed yet depends on timing.
+// "stats items" and "stats slabs" so that at least one class holds an item
+// (both servers list only classes holding items or pages) whatever the
+// traffic left: their field names are then always compared.
 const statsProbe = "statsprobe"
 
 func (g *Generator) textStats() *Request {
