@@ -20,29 +20,9 @@ import (
 //	DIFF_AGAINST=memcached  compare memcached with a second memcached, which
 //	                     validates the harness itself
 func TestDifferential(t *testing.T) {
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("DIFF_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DIFF_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	requests := 100000
-	if testing.Short() {
-		requests = 10000
-	}
-	if s := os.Getenv("DIFF_REQUESTS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v <= 0 {
-			t.Fatalf("DIFF_REQUESTS=%q: want a positive number", s)
-		}
-		requests = v
-	}
-	against := os.Getenv("DIFF_AGAINST")
-	if against != "" && against != "memcached" && against != "memhive" {
-		t.Fatalf("DIFF_AGAINST=%q: want memcached or memhive", against)
-	}
+	seed := envSeed(t, "DIFF_SEED")
+	requests := envRequests(t, "DIFF_REQUESTS")
+	against := envAgainst(t, "DIFF_AGAINST")
 	// The seed goes out first, to stderr as well: if the package runs out
 	// of time, go test prints only a panic, and t.Logf output may be lost.
 	fmt.Fprintf(os.Stderr, "difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)\n", seed, requests, seed)
@@ -352,4 +332,47 @@ func TestAnchors(t *testing.T) {
 			t.Errorf("anchor %s shares an item lock with a generated key", a.key)
 		}
 	}
+}
+
+// envSeed is the seed the variable name gives, or a fresh one.
+func envSeed(t *testing.T, name string) int64 {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return time.Now().UnixNano()
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return v
+}
+
+// envRequests is the number of requests the variable name asks for:
+// 100,000 by default, 10,000 with -short.
+func envRequests(t *testing.T, name string) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		if testing.Short() {
+			return 10000
+		}
+		return 100000
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return v
+}
+
+// envAgainst is the server the variable name puts against the reference
+// memcached: "" (memhive) or "memcached", which validates the harness.
+func envAgainst(t *testing.T, name string) string {
+	t.Helper()
+	against := os.Getenv(name)
+	if against != "" && against != "memcached" && against != "memhive" {
+		t.Fatalf("%s=%q: want memcached or memhive", name, against)
+	}
+	return against
 }

@@ -893,13 +893,17 @@ func (s *side) normBinary(p []byte, keyOf map[uint32]string) []byte {
 }
 
 // KindCounts renders per-kind request counts, most frequent first.
-func (s Summary) KindCounts() string {
+func (s Summary) KindCounts() string { return kindCounts(s.Kinds, " ", "%s=%d") }
+
+// kindCounts renders counts by kind, most frequent first, each with format
+// (kind, count), joined by sep.
+func kindCounts(kinds map[string]int, sep, format string) string {
 	type kv struct {
 		k string
 		n int
 	}
 	var all []kv
-	for k, n := range s.Kinds {
+	for k, n := range kinds {
 		all = append(all, kv{k, n})
 	}
 	sort.Slice(all, func(i, j int) bool {
@@ -911,9 +915,9 @@ func (s Summary) KindCounts() string {
 	var sb strings.Builder
 	for i, x := range all {
 		if i > 0 {
-			sb.WriteString(" ")
+			sb.WriteString(sep)
 		}
-		fmt.Fprintf(&sb, "%s=%d", x.k, x.n)
+		fmt.Fprintf(&sb, format, x.k, x.n)
 	}
 	return sb.String()
 }

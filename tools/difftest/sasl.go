@@ -26,7 +26,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,30 +79,7 @@ type SASLSummary struct {
 }
 
 // KindCounts renders per-kind request counts, most frequent first.
-func (s SASLSummary) KindCounts() string {
-	type kv struct {
-		k string
-		n int
-	}
-	var all []kv
-	for k, n := range s.Kinds {
-		all = append(all, kv{k, n})
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].n != all[j].n {
-			return all[i].n > all[j].n
-		}
-		return all[i].k < all[j].k
-	})
-	var b strings.Builder
-	for i, e := range all {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", e.k, e.n)
-	}
-	return b.String()
-}
+func (s SASLSummary) KindCounts() string { return kindCounts(s.Kinds, ", ", "%s %d") }
 
 // SASLMismatch is the first difference a SASL run found.
 type SASLMismatch struct {
@@ -235,16 +211,22 @@ func (g *saslGen) chance(p float64) bool { return g.r.Float64() < p }
 
 // pickMech returns one of saslMechs, weighted.
 func (g *saslGen) pickMech() string {
+	return saslMechs[weighted(g.r, len(saslMechs), func(i int) int { return saslMechs[i].w })].mech
+}
+
+// weighted picks an index below n, each i with a chance in proportion to
+// weight(i).
+func weighted(r *rand.Rand, n int, weight func(int) int) int {
 	total := 0
-	for _, m := range saslMechs {
-		total += m.w
+	for i := range n {
+		total += weight(i)
 	}
-	n := g.r.IntN(total)
-	for _, m := range saslMechs {
-		if n < m.w {
-			return m.mech
+	x := r.IntN(total)
+	for i := range n {
+		if x < weight(i) {
+			return i
 		}
-		n -= m.w
+		x -= weight(i)
 	}
 	panic("unreachable")
 }
@@ -398,18 +380,8 @@ func (g *saslGen) plainMessage(good bool, mechLen int) (string, []byte) {
 			return head + strings.Repeat("z", max(n-len(head), 0))
 		}},
 	}
-	total := 0
-	for _, c := range cases {
-		total += c.w
-	}
-	n := g.r.IntN(total)
-	for _, c := range cases {
-		if n < c.w {
-			return c.kind, []byte(c.f())
-		}
-		n -= c.w
-	}
-	panic("unreachable")
+	c := cases[weighted(g.r, len(cases), func(i int) int { return cases[i].w })]
+	return c.kind, []byte(c.f())
 }
 
 // plainCase is one kind of PLAIN message, with its weight.

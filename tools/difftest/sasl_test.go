@@ -27,25 +27,8 @@ import (
 // failed logins from one address in sessions that stay unauthenticated
 // for a while.
 func TestSASLDifferential(t *testing.T) {
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("DIFF_SASL_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DIFF_SASL_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	requests := 100000
-	if testing.Short() {
-		requests = 10000
-	}
-	if s := os.Getenv("DIFF_SASL_REQUESTS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v <= 0 {
-			t.Fatalf("DIFF_SASL_REQUESTS=%q: want a positive number", s)
-		}
-		requests = v
-	}
+	seed := envSeed(t, "DIFF_SASL_SEED")
+	requests := envRequests(t, "DIFF_SASL_REQUESTS")
 	var sessions []int
 	if s := os.Getenv("DIFF_SASL_SESSION"); s != "" {
 		for _, f := range strings.Split(s, ",") {
@@ -56,10 +39,7 @@ func TestSASLDifferential(t *testing.T) {
 			sessions = append(sessions, v)
 		}
 	}
-	against := os.Getenv("DIFF_SASL_AGAINST")
-	if against != "" && against != "memcached" && against != "memhive" {
-		t.Fatalf("DIFF_SASL_AGAINST=%q: want memcached or memhive", against)
-	}
+	against := envAgainst(t, "DIFF_SASL_AGAINST")
 	// The seed goes out first, to stderr as well: if the package runs out
 	// of time, go test prints only a panic, and t.Logf output may be lost.
 	msg := fmt.Sprintf("difftest SASL: seed %d, %d requests (replay with DIFF_SASL_SEED=%d go test ./tools/difftest/ -run TestSASLDifferential)", seed, requests, seed)
