@@ -126,11 +126,7 @@ func (p *hostilePeer) collect(idle, limit time.Duration) {
 		case <-p.writing:
 			p.writing = nil
 		case b, ok := <-p.in:
-			if !ok {
-				p.eof = true
-				return
-			}
-			p.got = append(p.got, b...)
+			p.take(b, ok)
 		case <-quiet:
 			return
 		case <-deadline.C:
@@ -139,16 +135,22 @@ func (p *hostilePeer) collect(idle, limit time.Duration) {
 	}
 }
 
+// take keeps bytes received, or marks the end of the connection when the
+// reader's channel has closed.
+func (p *hostilePeer) take(b []byte, ok bool) {
+	if !ok {
+		p.eof = true
+		return
+	}
+	p.got = append(p.got, b...)
+}
+
 // drain takes what has already arrived, without waiting for more.
 func (p *hostilePeer) drain() {
 	for !p.eof {
 		select {
 		case b, ok := <-p.in:
-			if !ok {
-				p.eof = true
-				return
-			}
-			p.got = append(p.got, b...)
+			p.take(b, ok)
 		default:
 			return
 		}
@@ -163,11 +165,7 @@ func (p *hostilePeer) await(n int, limit time.Duration) {
 	for len(p.got) < n && !p.eof {
 		select {
 		case b, ok := <-p.in:
-			if !ok {
-				p.eof = true
-				return
-			}
-			p.got = append(p.got, b...)
+			p.take(b, ok)
 		case <-deadline.C:
 			return
 		}
