@@ -34,8 +34,12 @@ fmtcheck:
 vet:
 	$(GO) vet ./...
 
+# The differential tests run apart, with -v, so that their seeds, request
+# counts and "identical" summaries are in the output of a passing run too
+# (TestTrace is a debugging tool, run by hand with DIFF_TRACE_KEY).
 test: deps fmtcheck vet
-	$(GO) test ./... -count=1 -timeout 12m
+	$(GO) test $$($(GO) list ./... | grep -v /tools/difftest$$) -count=1 -timeout 12m
+	$(GO) test ./tools/difftest/ -count=1 -timeout 12m -v -skip '^TestTrace$$'
 	FUZZTIME=300000x FUZZMINIMIZETIME=20000x GO=$(GO) tools/fuzz.sh
 
 # Every fuzz target of the module for $(FUZZTIME) each; the new interesting
