@@ -364,33 +364,84 @@ func runCred(args []string, out, errOut io.Writer) error {
 	return nil
 }
 
-// runEnv is `memhive env CACHE`.
+// envUsage is `memhive env --help`'s text.
+const envUsage = `usage: memhive env CACHE [--new-credential]
+
+Prints the variables MemCachier's clients read, as NAME=value lines for
+eval "$(memhive env CACHE)". Notes go to standard error, each line starting
+with "#": standard output holds only the NAME=value lines, and the notes
+reach the terminal or the deploy log instead of vanishing into eval.
+
+By default: MEMCACHIER_SERVERS and MEMCACHIER_USERNAME, the username of the
+cache's primary credential. Passwords are stored only as salted hashes, so
+there is no password to print, and nothing is created. To get one:
+  memhive env CACHE --new-credential   as below
+  memhive cred create CACHE            a new credential; --caps picks its capabilities
+  a rotation                           memhive cred create CACHE, memhive cred promote
+                                       CACHE NEW, memhive cred delete CACHE OLD
+
+With --new-credential: creates a credential with the write and flush
+capabilities and prints MEMCACHIER_SERVERS, MEMCACHIER_USERNAME and
+MEMCACHIER_PASSWORD; standard error names the new credential (its id and
+username), and "memhive cred delete CACHE ID" removes it. Each call
+creates another one.`
+
+// runEnv is `memhive env CACHE [--new-credential]`.
 func runEnv(args []string, out, errOut io.Writer) error {
 	var cfg cliConfig
 	fs := flag.NewFlagSet("memhive env", flag.ContinueOnError)
 	helpTo(fs, args, out, errOut)
 	cfg.register(fs)
-	setUsage(fs, "usage: memhive env CACHE\n\n"+
-		"Prints MEMCACHIER_SERVERS, MEMCACHIER_USERNAME and MEMCACHIER_PASSWORD lines for eval.\n"+
-		"Passwords are stored only as salted hashes, so each call issues a NEW credential\n"+
-		"(write and flush capabilities) of the cache; remove old ones with memhive cred delete.")
+	newCred := fs.Bool("new-credential", false, "create a credential (write and flush) and print its password too")
+	setUsage(fs, envUsage)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("usage: memhive env CACHE")
+		return usagef("usage: memhive env CACHE [--new-credential]")
 	}
 	b, c, err := cfg.openCache(pos[0])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false)
+	if *newCred {
+		cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			return printJSON(out, map[string]any{"servers": b.Servers(), "credential": credViews([]control.Credential{cred})[0], "password": pass, "new": true})
+		}
+		printEnv(out, b.Servers(), cred.Username, pass)
+		fmt.Fprintf(errOut, "# memhive: created credential %d (%s, %s) of cache %q;\n# remove it with: memhive cred delete %s %d\n",
+			cred.ID, cred.Username, capsString(cred.Caps), c.Name, c.Name, cred.ID)
+		return nil
+	}
+	creds, err := b.Credentials(c.ID)
 	if err != nil {
 		return err
 	}
-	printEnv(out, b.Servers(), cred.Username, pass)
+	var primary *control.Credential
+	for i := range creds {
+		if creds[i].Primary {
+			primary = &creds[i]
+			break
+		}
+	}
+	if primary == nil {
+		return fmt.Errorf("cache %q has no credentials: create one with memhive env %s --new-credential or memhive cred create %s", c.Name, c.Name, c.Name)
+	}
+	if cfg.json {
+		return printJSON(out, map[string]any{"servers": b.Servers(), "credential": credViews([]control.Credential{*primary})[0], "new": false})
+	}
+	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\n", b.Servers(), primary.Username)
+	fmt.Fprintf(errOut, "# memhive: no MEMCACHIER_PASSWORD: passwords are stored only as salted hashes. For one, run\n"+
+		"#   memhive env %[1]s --new-credential   (a new write,flush credential, with its password)\n"+
+		"# or memhive cred create %[1]s, or rotate the primary: memhive cred create %[1]s,\n"+
+		"#   memhive cred promote %[1]s NEW, memhive cred delete %[1]s %[2]d\n",
+		c.Name, primary.ID)
 	return nil
 }
 

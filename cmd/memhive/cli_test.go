@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +28,14 @@ func runCmd(t *testing.T, fn func([]string, *bytes.Buffer, *bytes.Buffer) error,
 	return out.String(), err
 }
 
+// runCmdErr is runCmd that also returns the standard error.
+func runCmdErr(t *testing.T, fn func([]string, *bytes.Buffer, *bytes.Buffer) error, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := fn(args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
 func cacheCmd(args []string, out, errOut *bytes.Buffer) error { return runCache(args, out, errOut) }
 func credCmd(args []string, out, errOut *bytes.Buffer) error  { return runCred(args, out, errOut) }
 func envCmd(args []string, out, errOut *bytes.Buffer) error   { return runEnv(args, out, errOut) }
@@ -38,6 +49,56 @@ func envLines(out string) map[string]string {
 		}
 	}
 	return m
+}
+
+// evalName is a shell variable assignment as memhive env prints it.
+var evalName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=[^\s'"$` + "`" + `;&|<>()*?\[\\#]*$`)
+
+// checkEvalSafe fails unless every line memhive env printed on standard
+// output is NAME=value with nothing the shell would expand or split, and
+// every line on standard error is a "#" comment (so that even
+// eval "$(memhive env CACHE 2>&1)" works). If sh is installed it also
+// evals the output, quoted and unquoted, and compares the variables.
+func checkEvalSafe(t *testing.T, out, errOut string) {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !evalName.MatchString(l) {
+			t.Errorf("memhive env stdout line %q is not NAME=value", l)
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(errOut, "\n"), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			t.Errorf("memhive env stderr line %q is not a comment", l)
+		}
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		return
+	}
+	want := envLines(out)
+	for _, script := range []string{
+		`eval "$1"`,              // eval "$(memhive env app)"
+		`eval $(printf %s "$1")`, // eval $(memhive env app)
+		`eval "$1
+$2"`, // eval "$(memhive env app 2>&1)"
+	} {
+		got, err := exec.Command(sh, "-c", script+`; printf '%s|%s|%s' "$MEMCACHIER_SERVERS" "$MEMCACHIER_USERNAME" "$MEMCACHIER_PASSWORD"`, "sh", out, errOut).CombinedOutput()
+		w := want["MEMCACHIER_SERVERS"] + "|" + want["MEMCACHIER_USERNAME"] + "|" + want["MEMCACHIER_PASSWORD"]
+		if err != nil || string(got) != w {
+			t.Errorf("sh -c %q: %v, got %q, want %q", script, err, got, w)
+		}
+	}
+}
+
+// countCreds is the number of credentials of cache in dir, through the CLI.
+func countCreds(t *testing.T, data, cache string) int {
+	t.Helper()
+	out, err := runCmd(t, credCmd, "list", cache, "--json", data)
+	var creds []credView
+	if err != nil || json.Unmarshal([]byte(out), &creds) != nil {
+		t.Fatalf("cred list: %v\n%s", err, out)
+	}
+	return len(creds)
 }
 
 // exercise runs every cache, cred and env command against the store in
@@ -74,15 +135,53 @@ func exercise(t *testing.T, dir string, check func() (control.Store, func())) {
 	if _, err = runCmd(t, credCmd, "promote", "app", user, data); err != nil {
 		t.Fatalf("cred promote: %v", err)
 	}
-	out, err = runCmd(t, envCmd, "app", data)
+	// memhive env: the primary's username, no password, nothing created.
+	before := countCreds(t, data, "app")
+	out, errOut, err := runCmdErr(t, envCmd, "app", data)
 	env := envLines(out)
-	if err != nil || len(env) != 3 || env["MEMCACHIER_SERVERS"] == "" {
-		t.Fatalf("env: %v\n%s", err, out)
+	if err != nil || len(env) != 2 || env["MEMCACHIER_SERVERS"] == "" || env["MEMCACHIER_USERNAME"] != user {
+		t.Fatalf("env: %v, want SERVERS and USERNAME=%s (the primary)\n%s", err, user, out)
 	}
+	if strings.Contains(out, "PASSWORD") || !strings.Contains(errOut, "memhive env app --new-credential") || !strings.Contains(errOut, "memhive cred create app") {
+		t.Errorf("env printed a password or no way to get one:\nstdout: %s\nstderr: %s", out, errOut)
+	}
+	checkEvalSafe(t, out, errOut)
+	if n := countCreds(t, data, "app"); n != before {
+		t.Fatalf("env without --new-credential changed the credentials from %d to %d", before, n)
+	}
+	out, err = runCmd(t, envCmd, "app", "--json", data)
+	var envJSON struct {
+		Servers    string   `json:"servers"`
+		Credential credView `json:"credential"`
+		Password   *string  `json:"password"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &envJSON) != nil || envJSON.Credential.Username != user || !envJSON.Credential.Primary || envJSON.Password != nil {
+		t.Fatalf("env --json: %v\n%s", err, out)
+	}
+
+	// memhive env --new-credential: exactly one new credential, named.
+	out, errOut, err = runCmdErr(t, envCmd, "app", "--new-credential", data)
+	env = envLines(out)
+	if err != nil || len(env) != 3 || env["MEMCACHIER_SERVERS"] == "" || env["MEMCACHIER_PASSWORD"] == "" || env["MEMCACHIER_USERNAME"] == user {
+		t.Fatalf("env --new-credential: %v\n%s", err, out)
+	}
+	checkEvalSafe(t, out, errOut)
 	out, err = runCmd(t, credCmd, "list", "app", "--json", data)
 	var creds []credView
-	if err != nil || json.Unmarshal([]byte(out), &creds) != nil || len(creds) != 3 {
-		t.Fatalf("cred list: %v\n%s", err, out)
+	if err != nil || json.Unmarshal([]byte(out), &creds) != nil || len(creds) != before+1 {
+		t.Fatalf("cred list after env --new-credential: %v, want %d\n%s", err, before+1, out)
+	}
+	var made credView
+	for _, c := range creds {
+		if c.Username == env["MEMCACHIER_USERNAME"] {
+			made = c
+		}
+	}
+	if made.Caps != "write,flush" || made.Primary {
+		t.Fatalf("the credential env --new-credential made: %+v", made)
+	}
+	if name := fmt.Sprintf("credential %d (%s,", made.ID, made.Username); !strings.Contains(errOut, name) || !strings.Contains(errOut, fmt.Sprintf("memhive cred delete app %d", made.ID)) {
+		t.Errorf("env --new-credential does not name %q and how to delete it:\n%s", name, errOut)
 	}
 	if _, err = runCmd(t, credCmd, "delete", "app", env["MEMCACHIER_USERNAME"], data); err != nil {
 		t.Fatalf("cred delete: %v", err)
@@ -102,6 +201,21 @@ func exercise(t *testing.T, dir string, check func() (control.Store, func())) {
 		t.Fatalf("a deleted credential remains: %v", err)
 	}
 	release()
+
+	// A cache whose only credential was deleted has no primary to name.
+	out, err = runCmd(t, cacheCmd, "create", "bare", "--memory", "1", data)
+	if err != nil {
+		t.Fatalf("cache create bare: %v\n%s", err, out)
+	}
+	if _, err = runCmd(t, credCmd, "delete", "bare", envLines(out)["MEMCACHIER_USERNAME"], data); err != nil {
+		t.Fatalf("deleting bare's only credential: %v", err)
+	}
+	if out, err = runCmd(t, envCmd, "bare", data); err == nil || out != "" || !strings.Contains(err.Error(), "--new-credential") {
+		t.Fatalf("env of a cache without credentials: %v, stdout %q", err, out)
+	}
+	if _, err = runCmd(t, cacheCmd, "delete", "bare", data); err != nil {
+		t.Fatalf("cache delete bare: %v", err)
+	}
 
 	if _, err = runCmd(t, cacheCmd, "delete", "app", data); err != nil {
 		t.Fatalf("cache delete: %v", err)

@@ -14,7 +14,7 @@ var commands = []struct{ name, args, what string }{
 	{"serve", "[flags]", "run the memcache server (flags with no command also mean serve)"},
 	{"cache", "create|list|show|resize|enable|disable|delete ...", "manage caches"},
 	{"cred", "create|list|update|promote|delete ...", "manage a cache's credentials"},
-	{"env", "CACHE", "print MEMCACHIER_SERVERS/USERNAME/PASSWORD lines for eval, with a new credential"},
+	{"env", "CACHE [--new-credential]", "print MEMCACHIER_SERVERS/USERNAME lines for eval (and PASSWORD, with a new credential)"},
 	{"version", "", "print the version"},
 	{"help", "[COMMAND]", "this list, or a command's flags"},
 }
