@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
 )
@@ -40,13 +42,21 @@ func (c *conn) caps() control.Capabilities {
 }
 
 // authenticateASCII handles the first command of a text connection in
-// SASL mode: MemCachier's `set <username> 0 0 <n>` carrying the password.
-// Anything else, or a wrong password, is answered and the connection
-// closed.
+// SASL mode, a set in one of two forms told apart by its value:
+//   - memcached -Y's, `set <any key> <flags> <exptime> <n>` carrying
+//     "<username> <password>": the value has a space (see memcachedLogin);
+//   - MemCachier's, `set <username> ...` carrying the password alone: the
+//     value has no space, as control.NewPassword's passwords have none.
+//
+// Anything else is answered CLIENT_ERROR unauthenticated and the
+// connection closed, as is a failed MemCachier login.
 func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	if r.Cmd != codec.CmdSet {
 		cs.out = append(cs.out, codec.ReplyUnauthenticated...)
 		return true
+	}
+	if bytes.IndexByte(r.Value, ' ') >= 0 {
+		return s.memcachedLogin(cs, r.Value)
 	}
 	switch s.login(cs, r.Key, r.Value) {
 	case loginFailed:
@@ -60,6 +70,64 @@ func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) 
 		cs.out = append(cs.out, codec.ReplyStored...)
 	}
 	return false
+}
+
+// textAuthMaxValue is the longest value memcached -Y takes in its text
+// login: the value and its \r\n must fit its 16 KiB read buffer, and it
+// closes the connection, silently, on a longer one. memhive does the same;
+// no username and password come near it.
+const textAuthMaxValue = 16384 - 2
+
+// replyBadAuthFormat is memcached -Y's answer to a login value with fewer
+// than two words.
+const replyBadAuthFormat = "CLIENT_ERROR bad authentication token format\r\n"
+
+// memcachedLogin is memcached -Y's text login (proto_text.c,
+// try_read_command_asciiauth, in 1.6.18), with value the set's data: the
+// value up to any NUL is split on spaces, runs of them counting as one;
+// the first word is the username, the second the password, any more are
+// ignored. Its answers are memcached's: STORED on success, even with
+// noreply; CLIENT_ERROR authentication failure, or bad authentication
+// token format for fewer than two words, leaving the connection open and
+// unauthenticated. Only the throttle's refusal, memhive's own, closes it.
+func (s *Server) memcachedLogin(cs *conn, value []byte) (closeConn bool) {
+	if len(value) > textAuthMaxValue {
+		return true
+	}
+	if i := bytes.IndexByte(value, 0); i >= 0 {
+		// memcached reads the value as a C string.
+		value = value[:i]
+	}
+	username, rest := nextWord(value)
+	password, _ := nextWord(rest)
+	if len(password) == 0 {
+		// No password was checked: memcached counts nothing.
+		cs.out = append(cs.out, replyBadAuthFormat...)
+		return false
+	}
+	switch s.login(cs, username, password) {
+	case loginFailed:
+		cs.out = append(cs.out, codec.ReplyAuthFailure...)
+		return false
+	case loginThrottled:
+		cs.out = append(cs.out, throttledText...)
+		return true
+	}
+	cs.out = append(cs.out, codec.ReplyStored...)
+	return false
+}
+
+// nextWord returns b's first run of bytes other than a space, and what
+// follows it.
+func nextWord(b []byte) (word, rest []byte) {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	i := bytes.IndexByte(b, ' ')
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
 }
 
 // binarySASL answers SASL LIST MECHS, AUTH and STEP in SASL mode as

@@ -2,10 +2,13 @@ package server
 
 import (
 	"encoding/binary"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
@@ -409,5 +412,80 @@ func TestReaderCannotResetStats(t *testing.T) {
 	}
 	if got := full.send("stats reset\r\n"); got != "RESET\r\n" {
 		t.Fatalf("a full credential's stats reset: %q", got)
+	}
+}
+
+// TestMemcachedTextAuth runs memcached -Y's text login (a value with a
+// space: "<username> <password>") beside MemCachier's, with the answers
+// memcached 1.6.18 -Y gives (e2e/textauth_test.go compares them with the
+// real one): failures leave the connection open and unauthenticated.
+func TestMemcachedTextAuth(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll, "bob": control.CapAll})
+	set := func(key, value string, extra ...string) string {
+		return fmt.Sprintf("set %s 0 0 %d%s\r\n%s\r\n", key, len(value), strings.Join(extra, ""), value)
+	}
+	const (
+		stored    = "STORED\r\n"
+		failure   = codec.ReplyAuthFailure
+		badFormat = "CLIENT_ERROR bad authentication token format\r\n"
+	)
+	type step struct {
+		send, want string
+		closed     bool
+	}
+	bob := set("anykey", "bob bob")
+	// A set and a get in cache b, the one bob's login names.
+	inB := step{set("k", "v") + "get k\r\n", "STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n", false}
+	transcripts := map[string][]step{
+		"success":                       {{bob, stored, false}, inB},
+		"the key is ignored":            {{set("alice", "bob bob"), stored, false}, inB},
+		"noreply still answers":         {{set("k", "bob bob", " noreply"), stored, false}, inB},
+		"wrong password":                {{set("k", "bob wrong"), failure, false}, {bob, stored, false}, inB},
+		"unknown user":                  {{set("k", "carol lorac"), failure, false}, {bob, stored, false}},
+		"failure with noreply":          {{set("k", "bob wrong", " noreply"), failure, false}},
+		"two spaces":                    {{set("k", "bob  bob"), stored, false}, inB},
+		"leading and trailing spaces":   {{set("k", " bob bob "), stored, false}, inB},
+		"a third word is ignored":       {{set("k", "bob bob extra"), stored, false}, inB},
+		"empty user":                    {{set("k", " bob"), badFormat, false}, {bob, stored, false}},
+		"empty password":                {{set("k", "bob "), badFormat, false}, {bob, stored, false}},
+		"only spaces":                   {{set("k", "   "), badFormat, false}},
+		"NUL ends the value":            {{set("k", "bob bob\x00junk"), stored, false}},
+		"NUL before the password":       {{set("k", "bob\x00 bob"), badFormat, false}},
+		"tab is no separator":           {{set("k", "bob\tbob x"), failure, false}},
+		"longest value memcached takes": {{set("k", "bob "+strings.Repeat("x", textAuthMaxValue-4)), failure, false}},
+		"a longer one closes silently":  {{set("k", "bob "+strings.Repeat("x", textAuthMaxValue-3)), "", true}},
+		"get after a failure":           {{set("k", "bob wrong"), failure, false}, {"get k\r\n", codec.ReplyUnauthenticated, true}},
+		"second set is a normal set":    {{bob, stored, false}, {set("k", "alice ecila"), stored, false}, {"get k\r\n", "VALUE k 0 11\r\nalice ecila\r\nEND\r\n", false}},
+		// No space: MemCachier's form, its answers.
+		"MemCachier form":              {{set("bob", "bob"), stored, false}, inB},
+		"MemCachier form, wrong":       {{set("bob", "wrong"), failure, true}},
+		"MemCachier form, key is user": {{set("k", "bobbob"), failure, true}},
+	}
+	for name, steps := range transcripts {
+		t.Run(name, func(t *testing.T) {
+			se := newSession(t, s)
+			for i, st := range steps {
+				if got := se.send(st.send); got != st.want || se.closed != st.closed {
+					t.Fatalf("step %d: got %q closed %v, want %q closed %v", i, got, se.closed, st.want, st.closed)
+				}
+			}
+		})
+	}
+}
+
+// TestMemcachedTextAuthThrottle: failures in memcached's form count
+// against the address like any other, and the throttle's refusal closes.
+func TestMemcachedTextAuthThrottle(t *testing.T) {
+	s := saslServer(t, map[string]control.Capabilities{"bob": control.CapAll})
+	s.throttle = newAuthThrottle(2, time.Minute)
+	se := newSession(t, s)
+	se.cs.peer = netip.MustParseAddr("192.0.2.7")
+	for i := 0; i < 2; i++ {
+		if got := se.send("set k 0 0 9\r\nbob wrong\r\n"); got != codec.ReplyAuthFailure || se.closed {
+			t.Fatalf("failure %d: %q closed %v", i, got, se.closed)
+		}
+	}
+	if got := se.send("set k 0 0 7\r\nbob bob\r\n"); got != throttledText || !se.closed {
+		t.Fatalf("after 2 failures: %q closed %v, want the throttle's refusal and a close", got, se.closed)
 	}
 }
