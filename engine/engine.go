@@ -107,7 +107,7 @@ func NewMemory(cfg Config) (*Memory, error) {
 	// metadata. A 64 MiB limit then buys 64 pages, not 63.
 	pages := int(cfg.MemoryBytes / int64(cfg.MaxItemSize))
 	if pages < 1 {
-		return nil, fmt.Errorf("%w: memory %d bytes holds no page of %d bytes", ErrConfig, cfg.MemoryBytes, pageSize)
+		return nil, fmt.Errorf("%w: memory %d bytes holds no page (each counts as %d bytes)", ErrConfig, cfg.MemoryBytes, cfg.MaxItemSize)
 	}
 	if int64(pages)*int64(pageSize)/slab.ChunkAlign >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: memory %d bytes is more than item handles address", ErrConfig, cfg.MemoryBytes)
@@ -352,9 +352,6 @@ func (e *Engine) GrowthFactor() float64 { return e.cfg.GrowthFactor }
 
 // PageSize is the size of a slab page.
 func (e *Engine) PageSize() int { return e.mem.PageSize() }
-
-// PageCharge is what a page counts for against the cache's limit.
-func (e *Engine) PageCharge() int { return e.mem.PageCharge() }
 
 // Pages is the number of pages the cache holds now.
 func (e *Engine) Pages() int { return int(e.quota.taken.Load()) }

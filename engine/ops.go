@@ -444,7 +444,6 @@ func isSpace(c byte) bool {
 // FlushAll invalidates every item now (delay <= 0) or, with a delay, every
 // item stored before the delay runs out, as memcached's flush_all does.
 func (e *Engine) FlushAll(delay int64) {
-	e.CountFlush()
 	now := e.clock.Now()
 	var newOldest uint32
 	if delay > 0 {
@@ -457,6 +456,9 @@ func (e *Engine) FlushAll(delay int64) {
 	for i := range e.stripes {
 		s := &e.stripes[i]
 		s.mu.Lock()
+		if i == 0 {
+			s.st.cmdFlush++ // once for the engine, as CountFlush does
+		}
 		if ol <= now {
 			s.oldestCAS = s.nextCAS()
 		}
@@ -478,13 +480,17 @@ func (e *Engine) CountFlush() {
 // chunkedInMemcached reports whether memcached would keep the item in
 // chunks: when its whole size (a 48-byte header, the key and a NUL, 4
 // bytes of client flags unless they are 0, the value and its "\r\n", the
-// 8-byte CAS) exceeds its largest slab chunk, half a page (512 KiB with
-// -I 1m). memcached's incr and decr refuse such an item as non-numeric,
-// before they compare the CAS.
+// 8-byte CAS) exceeds its largest slab chunk: half of its 1 MiB slab page
+// whatever -I says, and no more than -I (the rule codec's saslTooLarge
+// follows too). memcached's incr and decr refuse such an item as
+// non-numeric, before they compare the CAS.
 func (s *stripe) chunkedInMemcached(it slab.Handle) bool {
 	n := 48 + len(s.items.Key(it)) + 1 + len(s.items.Value(it)) + 2 + 8
 	if s.items.Flags(it) != 0 {
 		n += 4
 	}
-	return n > s.e.cfg.MaxItemSize/2
+	return n > min(memcachedChunkMax, s.e.cfg.MaxItemSize)
 }
+
+// memcachedChunkMax is memcached's largest slab chunk (slab_chunk_size_max).
+const memcachedChunkMax = 512 << 10

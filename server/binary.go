@@ -150,7 +150,8 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 	case engine.NoMemory:
 		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, "out of memory storing object")
 	case engine.TooLarge: // an append or prepend that would reach the limit
-		cs.stats.storeTooLarge.Add(1)
+		// Not counted in store_too_large: memcached's binary protocol
+		// counts no refusal there.
 		out = codec.AppendBinaryStatus(out, op, codec.StatusTooLarge, opaque)
 	default: // NotStored
 		switch mode {

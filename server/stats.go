@@ -328,11 +328,13 @@ func (s *Server) slabsStats(tn *tenant) statList {
 		// commands counted something always has one; memhive allocates
 		// only what it stores, and lists such a class too, so that the
 		// per-class counters add up to the cache's.
-		hits := c.SetCmds | c.GetHits | c.TouchHits | c.DeleteHits | c.CasHits | c.CasBadval | c.IncrHits | c.DecrHits
-		if c.Pages == 0 && hits == 0 {
+		counted := c.SetCmds | c.GetHits | c.TouchHits | c.DeleteHits | c.CasHits | c.CasBadval | c.IncrHits | c.DecrHits
+		if c.Pages == 0 && counted == 0 {
 			continue
 		}
-		active++
+		if c.Pages > 0 {
+			active++ // memcached's active_slabs: classes holding pages
+		}
 		total += uint64(c.Pages) * uint64(tn.eng.PageSize())
 		p := strconv.Itoa(c.ID+1) + ":"
 		l.u(p+"chunk_size", uint64(c.ChunkSize))
