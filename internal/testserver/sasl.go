@@ -12,8 +12,8 @@ import (
 
 // Login is a username and password that a SASL-mode server accepts.
 type Login struct {
-	Username string
-	Password string
+	Username string // a memhive credential's username, also in the sasldb
+	Password string // its password, in clear
 }
 
 // StartMemcachedSASL starts Debian's memcached with -S (binary protocol

@@ -46,6 +46,7 @@ type SASLLogin struct {
 
 // SASLOptions configures RunSASL.
 type SASLOptions struct {
+	// Seed makes the run: the same seed, the same sessions.
 	Seed int64
 	// Requests is how many generated requests to send at least; fences
 	// are not counted. Default 100,000.
@@ -70,12 +71,12 @@ type SASLOptions struct {
 
 // SASLSummary describes a SASL run that found no difference.
 type SASLSummary struct {
-	Sessions int
+	Sessions int            // sessions run, one connection each
 	Requests int            // generated requests sent
 	Fences   int            // fence VERSION requests sent
 	Closed   int            // sessions that the servers closed
 	Kinds    map[string]int // requests per kind
-	Elapsed  time.Duration
+	Elapsed  time.Duration  // the run's wall time
 }
 
 // KindCounts renders per-kind request counts, most frequent first.
