@@ -773,6 +773,12 @@ func TestHostileSASL(t *testing.T) {
 		{"set with a password longer than announced", fmt.Sprintf("set %s 0 0 5\r\n%s\r\n", a.Username, a.Password), []string{unauthenticated, authFailure}},
 		{"set announcing 2 MB", fmt.Sprintf("set %s 0 0 2000000\r\n", a.Username), []string{unauthenticated, authFailure}},
 		{"line of 1 MiB without newline", strings.Repeat("x", 1<<20), []string{""}},
+		// A value without a space is MemCachier's login (the key is the
+		// username), whatever memcached -Y would make of it.
+		{"one word of 1 MB", fmt.Sprintf("set %s 0 0 1000000\r\n%s\r\n", a.Username, strings.Repeat("x", 1000000)), []string{authFailure}},
+		{"username and password run together", fmt.Sprintf("set key 0 0 %d\r\n%s%s\r\n", len(a.Username+a.Password), a.Username, a.Password), []string{authFailure}},
+		{"username as key and value", fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", a.Username, len(a.Username), a.Username), []string{authFailure}},
+		{"password after a tab", fmt.Sprintf("set %s 0 0 %d\r\n%s\t%s\r\n", a.Username, len(a.Username+a.Password)+1, a.Username, a.Password), []string{authFailure}},
 	}
 	for _, c := range loginCases {
 		t.Run("text/"+c.name, func(t *testing.T) {
@@ -1082,5 +1088,47 @@ func TestHostileAnnouncedLengths(t *testing.T) {
 	}
 	if err := hostileRoundTrip(mh.Addr, "after-announcements"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostileTextAuth sends malformed logins in memcached -Y's form (a
+// value "<username> <password>") to memhive in SASL mode and to memcached
+// -Y whose auth file holds the same credential, and compares the replies
+// and connection states byte for byte; a connection left open must then
+// log in with the right value and serve. MemCachier's form, a value
+// without a space, is TestHostileSASL's.
+func TestHostileTextAuth(t *testing.T) {
+	t.Parallel()
+	p := startTextAuthPair(t)
+	u, pw := p.login.Username, p.login.Password
+	right := authSet("anykey", u+" "+pw)
+	use := []byte("set foo 0 0 5\r\nhello\r\nget foo\r\n")
+	mb := strings.Repeat("x", 1000000)
+	cases := []struct {
+		name  string
+		value string
+	}{
+		{"two spaces", u + "  " + pw},
+		{"two spaces, wrong password", u + "  wrong"},
+		{"empty user", " " + pw},
+		{"empty password", u + " "},
+		{"empty user and password", " "},
+		{"only spaces", "    "},
+		{"spaces around", "  " + u + " " + pw + "  "},
+		{"a third word", u + " " + pw + " " + pw},
+		{"words over memcached's token limit", u + " " + pw + strings.Repeat(" x", 30)},
+		{"NUL inside the password", u + " " + pw[:4] + "\x00" + pw[4:]},
+		{"NUL before the password", u + "\x00 " + pw},
+		{"CR in the password", u + " " + pw + "\r"},
+		{"tab and a space", u + "\t" + pw + " x"},
+		{"password of 16 KiB", u + " " + strings.Repeat("x", 16<<10)},
+		{"1 MB value", u + " " + mb[len(u)+1:]},
+		{"1 MB value, space at its end", mb[len(u)+1:] + " "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			compareTextAuth(t, p, authSet("k", c.value), right, use)
+		})
 	}
 }

@@ -82,6 +82,7 @@ func compareTextAuth(t *testing.T, p textAuthPair, phases ...[]byte) ([]byte, bo
 			break
 		}
 	}
+	t.Logf("memhive said %s (closed: %v)", hostileQuote(got.got), got.eof)
 	return got.got, got.eof
 }
 
