@@ -228,8 +228,8 @@ func (s *Server) localSASL(cs *conn, out []byte, r *codec.Request) []byte {
 }
 
 // unauthenticated answers a request on a connection that has not logged
-// in (other than binary SASL): text connections log in with their first
-// command or are closed. A binary one gets an auth error and is closed, as
+// in (other than binary SASL): a text connection logs in with a set (see
+// authenticateASCII for when a failure closes it). A binary one gets an auth error and is closed, as
 // memcached -S does, except where memcached checks something before the
 // login: framing errors (a bad magic byte, a header it cannot buffer, a
 // key and extras longer than the body) and the checks of the requests it
