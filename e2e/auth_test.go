@@ -415,6 +415,15 @@ func TestTextCapabilitiesNoreplyAndTooLarge(t *testing.T) {
 			t.Fatalf("no-flush flush_all noreply answered %q", l)
 		}
 	}
+	// A flush_all with a bad delay counts in cmd_flush for memcached (it
+	// counts before reading the delay), but not from a credential that
+	// may not flush: nothing it refuses is counted.
+	if got := nf.cmd("flush_all abc\r\n"); got != "CLIENT_ERROR invalid exptime argument" {
+		t.Fatalf("no-flush flush_all abc: %q", got)
+	}
+	if got := nf.stats()["cmd_flush"]; got != "0" {
+		t.Fatalf("cmd_flush after refused flushes: %s, want 0", got)
+	}
 	checkSnapshots(t, full, want, "the reader's text commands")
 
 	// As in TestBinaryCapabilitiesEveryOpcode: the clock is read after the
@@ -839,4 +848,47 @@ func logMarker(t *testing.T, h *hive, user string) string {
 		return false
 	})
 	return password
+}
+
+// TestAuthTimeoutCountsFromLogout: a connection that a SASL command logged
+// out (LIST MECHS ends a login, as in memcached -S) gets a whole
+// --auth-timeout from then to log in again, however old it is, and is
+// closed when it does not.
+func TestAuthTimeoutCountsFromLogout(t *testing.T) {
+	t.Parallel()
+	h := startHive(t, "", "--auth-timeout", "1s")
+	def := login{Username: h.printed("MEMCACHIER_USERNAME"), Password: h.printed("MEMCACHIER_PASSWORD")}
+	again, stays := dialBinary(t, h.Addr), dialBinary(t, h.Addr)
+	for _, b := range []*binConn{again, stays} {
+		if st := b.auth(def); st != stOK {
+			t.Fatalf("SASL login: %#x", st)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // both are now older than the timeout
+	for _, b := range []*binConn{again, stays} {
+		if r := b.do(opSASLList, nil, nil, nil, 0); r.status != stOK || string(r.value) != "PLAIN" {
+			t.Fatalf("LIST MECHS: status %#x %q", r.status, r.value)
+		}
+	}
+	loggedOut := time.Now()
+	time.Sleep(300 * time.Millisecond) // several OnTick checks, still within the timeout
+	// Cyrus refuses a check right after a success until an AUTH fails:
+	// a failed AUTH first, then the right one.
+	bad := def
+	bad.Password += "x"
+	if st := again.auth(bad); st != stAuthError {
+		t.Fatalf("wrong password after the logout: %#x (the connection was closed too early?)", st)
+	}
+	if st := again.auth(def); st != stOK {
+		t.Fatalf("logging in again %v after the logout: %#x", time.Since(loggedOut), st)
+	}
+	if !stays.closedByPeer(3 * time.Second) {
+		t.Fatal("a connection logged out by LIST MECHS was not closed after --auth-timeout")
+	}
+	if gone := time.Since(loggedOut); gone < time.Second {
+		t.Fatalf("the logged-out connection was closed %v after the logout, before the 1 s timeout", gone)
+	}
+	if again.closedByPeer(500 * time.Millisecond) {
+		t.Fatal("the connection that logged in again was closed")
+	}
 }

@@ -110,8 +110,9 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			// without write capability a store counts nothing.
 			eng.CountBadSet(r.Key, len(r.Value))
 		}
-		if r.BadFlush {
-			// memcached counts it in cmd_flush (see codec.Request.BadFlush).
+		if r.BadFlush && cs.caps()&control.CapFlush != 0 {
+			// memcached counts it in cmd_flush (see codec.Request.BadFlush);
+			// without flush capability a flush_all counts nothing.
 			eng.CountFlush()
 		}
 		closeConn = r.Close

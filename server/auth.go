@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
@@ -345,6 +346,8 @@ func (s *Server) unbind(cs *conn) {
 		return
 	}
 	cs.tenant.stats.currConns.Add(-1)
+	// A logged-out connection gets a whole --auth-timeout to log in again.
+	cs.unbound.Store(time.Now().UnixNano())
 	cs.tenant, cs.user = nil, nil
 	cs.sharedTenant.Store(nil)
 	cs.sharedUser.Store(nil)

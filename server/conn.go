@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"github.com/memhive/memhive/codec"
 )
@@ -39,7 +38,11 @@ type conn struct {
 	peer    netip.Addr
 	lastCmd atomic.Uint32 // server time of the last request, read by "stats conns"
 	closer  io.Closer     // closes it from another goroutine
-	opened  time.Time
+	// unbound is when the connection last became unauthenticated (unix
+	// nanoseconds): when it opened, or when a SASL command ended its
+	// login. --auth-timeout counts from it; OnTick reads it from the
+	// ticker's goroutine.
+	unbound atomic.Int64
 
 	// sent: input has arrived (set in keepRest, which ends every read
 	// that brought any). "stats conns" shows a connection that has sent

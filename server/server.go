@@ -237,7 +237,7 @@ func (s *Server) open(fd int, remote net.Addr, closer io.Closer) *conn {
 	cs.stats = s.stats.shard(fd)
 	cs.fd = fd
 	cs.closer = closer
-	cs.opened = time.Now()
+	cs.unbound.Store(time.Now().UnixNano())
 	if remote != nil {
 		cs.remote = remote.String()
 		if ap, err := netip.ParseAddrPort(cs.remote); err == nil {
@@ -287,7 +287,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		if cs.closing.Load() {
 			return true
 		}
-		unauthenticated := checkAuth && cs.sharedTenant.Load() == nil && cs.opened.Before(authDeadline)
+		unauthenticated := checkAuth && cs.sharedTenant.Load() == nil && cs.unbound.Load() < authDeadline.UnixNano()
 		// Strictly more than the timeout, as memcached: the clock ticks
 		// in whole seconds.
 		idle := s.cfg.IdleTimeout > 0 && clockNow-cs.lastCmd.Load() > max(idleSecs, 1)
