@@ -230,14 +230,14 @@ func (s *Server) localSASL(cs *conn, out []byte, r *codec.Request) []byte {
 
 // unauthenticated answers a request on a connection that has not logged
 // in (other than binary SASL): a text connection logs in with a set (see
-// authenticateASCII for when a failure closes it). A binary one gets an auth error and is closed, as
-// memcached -S does, except where memcached checks something before the
-// login: framing errors (a bad magic byte, a header it cannot buffer, a
-// key and extras longer than the body) and the checks of the requests it
-// lets through, SASL's and VERSION's, are answered as for a logged-in
-// connection. VERSION itself, which memcached answers, answers the auth
-// error as DESIGN.md asks, and keeps the connection open as memcached
-// does.
+// authenticateASCII for when a failure closes it). A binary one gets an
+// auth error and is closed, as memcached -S does, except where memcached
+// checks something before the login: framing errors (a bad magic byte, a
+// header it cannot buffer, a key and extras longer than the body) and the
+// checks of the requests it lets through, SASL's and VERSION's, are
+// answered as for a logged-in connection. VERSION itself, which memcached
+// answers, answers the auth error as DESIGN.md asks, and keeps the
+// connection open as memcached does.
 func (s *Server) unauthenticated(cs *conn, r *codec.Request) (closeConn bool) {
 	if cs.proto != protoBinary {
 		return s.authenticateASCII(cs, r)

@@ -436,7 +436,7 @@ func runEnv(args []string, out, errOut io.Writer) error {
 	if cfg.json {
 		return printJSON(out, map[string]any{"servers": b.Servers(), "credential": credViews([]control.Credential{*primary})[0], "new": false})
 	}
-	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\n", b.Servers(), primary.Username)
+	printEnv(out, b.Servers(), primary.Username, "")
 	fmt.Fprintf(errOut, "# memhive: no MEMCACHIER_PASSWORD: passwords are stored only as salted hashes. For one, run\n"+
 		"#   memhive env %[1]s --new-credential   (a new write,flush credential, with its password)\n"+
 		"# or memhive cred create %[1]s, or rotate the primary: memhive cred create %[1]s,\n"+
@@ -446,9 +446,13 @@ func runEnv(args []string, out, errOut io.Writer) error {
 }
 
 // printEnv prints a credential as the variables MemCachier's clients
-// read, one per line, for eval.
+// read, one per line, for eval; without a password (only its salted hash
+// is kept) it leaves MEMCACHIER_PASSWORD out.
 func printEnv(out io.Writer, servers, username, password string) {
-	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\nMEMCACHIER_PASSWORD=%s\n", servers, username, password)
+	fmt.Fprintf(out, "MEMCACHIER_SERVERS=%s\nMEMCACHIER_USERNAME=%s\n", servers, username)
+	if password != "" {
+		fmt.Fprintf(out, "MEMCACHIER_PASSWORD=%s\n", password)
+	}
 }
 
 func findCache(b backend, ref string) (control.Cache, error) {
