@@ -445,6 +445,43 @@ func (s *Bolt) SetCapabilities(id uint32, caps Capabilities) (Credential, error)
 	return cr, err
 }
 
+// BindCertificate implements Store.
+func (s *Bolt) BindCertificate(id uint32, b CertBinding) (Credential, error) {
+	b, err := b.normalize()
+	if err != nil {
+		return Credential{}, err
+	}
+	var cr Credential
+	err = s.update(func(tx *bolt.Tx, changes *[]Change) error {
+		var err error
+		if cr, err = getJSON[Credential](tx.Bucket(bucketCreds), id, "credential"); err != nil {
+			return err
+		}
+		all, err := credentialsOf(tx, 0)
+		if err != nil {
+			return err
+		}
+		for _, o := range all {
+			if o.ID == id {
+				continue
+			}
+			if b.SHA256 != "" && o.Cert.SHA256 == b.SHA256 {
+				return fmt.Errorf("certificate %s is bound to credential %s: %w", b.SHA256, o.Username, ErrExists)
+			}
+			if b.CN != "" && o.Cert.CN == b.CN {
+				return fmt.Errorf("certificate CN %q is bound to credential %s: %w", b.CN, o.Username, ErrExists)
+			}
+		}
+		cr.Cert = b
+		if err := putJSON(tx.Bucket(bucketCreds), id, cr); err != nil {
+			return err
+		}
+		*changes = append(*changes, Change{Kind: CredentialChanged, CacheID: cr.CacheID, CredentialID: id, Credential: cr})
+		return nil
+	})
+	return cr, err
+}
+
 // Promote implements Store.
 func (s *Bolt) Promote(id uint32) (Credential, error) {
 	var cr Credential

@@ -49,6 +49,9 @@ type Credential struct {
 	Primary  bool         `json:"primary"`
 	Caps     Capabilities `json:"capabilities"`
 	Created  time.Time    `json:"created"`
+	// Cert is the TLS client certificate that logs in as this credential
+	// without a password, if any.
+	Cert CertBinding `json:"cert,omitzero"`
 }
 
 // ChangeKind says what a Change did.
@@ -141,6 +144,11 @@ type Store interface {
 	CreateCredential(cacheID uint32, caps Capabilities, primary bool) (Credential, string, error)
 	// SetCapabilities changes a credential's capabilities.
 	SetCapabilities(id uint32, caps Capabilities) (Credential, error)
+	// BindCertificate sets the client certificate that logs in as a
+	// credential; the zero CertBinding unbinds it. A fingerprint or CN
+	// bound to another credential is ErrExists: a certificate logs in as
+	// one credential only.
+	BindCertificate(id uint32, b CertBinding) (Credential, error)
 	// Promote makes a credential its cache's primary, demoting the old one.
 	Promote(id uint32) (Credential, error)
 	// DeleteCredential removes a credential. The primary can be deleted
