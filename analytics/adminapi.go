@@ -67,6 +67,10 @@ type CredentialInfo struct {
 	Flush    bool   `json:"flush"`
 	API      bool   `json:"api"`
 	Primary  bool   `json:"primary"`
+	// CertSHA256 and CertCN are the TLS client certificate bound to the
+	// credential (control.CertBinding), absent when none is.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertCN     string `json:"cert_cn,omitempty"`
 }
 
 func (a *Admin) cacheView(c control.Cache) CacheInfo {
@@ -83,8 +87,13 @@ func credView(c control.Credential, password string) CredentialInfo {
 	return CredentialInfo{
 		ID: c.ID, Username: c.Username, Password: password,
 		Write: c.Caps&control.CapWrite != 0, Flush: c.Caps&control.CapFlush != 0, API: c.Caps&control.CapAPI != 0,
-		Primary: c.Primary,
+		Primary: c.Primary, CertSHA256: c.Cert.SHA256, CertCN: c.Cert.CN,
 	}
+}
+
+// Cert is the certificate binding i shows.
+func (i CredentialInfo) Cert() control.CertBinding {
+	return control.CertBinding{SHA256: i.CertSHA256, CN: i.CertCN}
 }
 
 // Caps is the capabilities i lists.
@@ -331,17 +340,83 @@ func (r capsRequest) apply(caps control.Capabilities) control.Capabilities {
 	return caps
 }
 
+// credRequest is the admin API's body for creating or changing a
+// credential: capabilities as capsRequest has them, and the client
+// certificate bound to it. A nil certificate field is unchanged (none, on
+// creation); an empty one clears that half of the binding.
+type credRequest struct {
+	capsRequest
+	CertSHA256 *string `json:"cert_sha256"`
+	CertCN     *string `json:"cert_cn"`
+}
+
+// certChange reports whether r names a certificate field, and the binding
+// that results from applying it to b.
+func (r credRequest) certChange(b control.CertBinding) (control.CertBinding, bool) {
+	if r.CertSHA256 != nil {
+		b.SHA256 = *r.CertSHA256
+	}
+	if r.CertCN != nil {
+		b.CN = *r.CertCN
+	}
+	return b, r.CertSHA256 != nil || r.CertCN != nil
+}
+
 func (a *Admin) createCred(ctx *fasthttp.RequestCtx, cacheID uint32) {
-	var req capsRequest
+	var req credRequest
 	if len(ctx.PostBody()) > 0 && !decode(ctx, &req) {
 		return
 	}
-	cred, password, err := a.cfg.Store.CreateCredential(cacheID, req.apply(control.CapAll), req.Primary)
+	cert, _ := req.certChange(control.CertBinding{})
+	cred, password, err := CreateCredential(a.cfg.Store, a.log, cacheID, req.apply(control.CapAll), req.Primary, cert)
 	if err != nil {
 		a.storeError(ctx, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusCreated, credView(cred, password))
+}
+
+// CreateCredential creates a credential of cache cacheID as
+// Store.CreateCredential does, bound to cert if cert binds anything. The
+// Store creates and binds in two steps, so a binding it refuses (a
+// certificate bound to another credential, a malformed fingerprint)
+// deletes the new credential again: a failed request leaves nothing
+// behind. For the same reason a new primary is promoted only once bound,
+// since a failure must not have demoted the old one. The memhive CLI
+// shares this when it opens the store itself; log (nil: slog's default)
+// hears of a new credential that could not be removed.
+func CreateCredential(store control.Store, log *slog.Logger, cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
+	if !cert.Bound() {
+		return store.CreateCredential(cacheID, caps, primary)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	// A malformed fingerprint is refused before anything is created.
+	if cert.SHA256 != "" {
+		fp, err := control.ParseFingerprint(cert.SHA256)
+		if err != nil {
+			return control.Credential{}, "", err
+		}
+		cert.SHA256 = fp
+	}
+	cred, password, err := store.CreateCredential(cacheID, caps, false)
+	if err != nil {
+		return control.Credential{}, "", err
+	}
+	bound, err := store.BindCertificate(cred.ID, cert)
+	if err == nil && primary && !bound.Primary {
+		bound, err = store.Promote(cred.ID)
+	}
+	if err != nil {
+		// Not primary unless it is the cache's only credential, so the
+		// Store lets it go.
+		if derr := store.DeleteCredential(cred.ID); derr != nil {
+			log.Error("removing a credential whose certificate binding failed", "credential", cred.ID, "err", derr)
+		}
+		return control.Credential{}, "", err
+	}
+	return bound, password, nil
 }
 
 // withCred finds credential ref (an id or a username) of cache cacheID and
@@ -376,14 +451,33 @@ func lookupCredential(store control.Store, cacheID uint32, ref string) (control.
 }
 
 func (a *Admin) patchCred(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	var req capsRequest
+	var req credRequest
 	if !decode(ctx, &req) {
 		return
 	}
-	cred, err := a.cfg.Store.SetCapabilities(cred.ID, req.apply(cred.Caps))
-	if err != nil {
-		a.storeError(ctx, err)
-		return
+	old := cred
+	caps := req.apply(cred.Caps)
+	// The binding first: it is what a request can get wrong (a clash, a
+	// malformed fingerprint), and then nothing has changed.
+	cert, certGiven := req.certChange(cred.Cert)
+	var err error
+	if certGiven {
+		if cred, err = a.cfg.Store.BindCertificate(cred.ID, cert); err != nil {
+			a.storeError(ctx, err)
+			return
+		}
+	}
+	if caps != cred.Caps || !certGiven {
+		if cred, err = a.cfg.Store.SetCapabilities(cred.ID, caps); err != nil {
+			if certGiven {
+				// Half a PATCH is worse than none: put the binding back.
+				if _, berr := a.cfg.Store.BindCertificate(old.ID, old.Cert); berr != nil {
+					a.log.Error("restoring a credential's certificate binding", "credential", old.ID, "err", berr)
+				}
+			}
+			a.storeError(ctx, err)
+			return
+		}
 	}
 	writeJSON(ctx, fasthttp.StatusOK, credView(cred, ""))
 }

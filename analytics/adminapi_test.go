@@ -229,3 +229,108 @@ func TestListenAndServe(t *testing.T) {
 		t.Fatal("binding a taken address succeeded")
 	}
 }
+
+// TestAdminCertBinding binds credentials to client certificates through
+// the admin API: at creation, by PATCH (alone and with capabilities),
+// clearing a half or all of it. A request the Store refuses (a
+// certificate bound elsewhere: 409; a malformed fingerprint or CN: 400)
+// changes nothing, and a refused creation leaves no credential behind.
+func TestAdminCertBinding(t *testing.T) {
+	a, store := newAdmin(t)
+	auth := "Bearer " + token
+	if status, body := do(a, "POST", "/admin/v1/caches", auth, `{"name":"one","memory_limit_mb":8}`); status != 201 {
+		t.Fatalf("create cache: %d %s", status, body)
+	}
+	fp1, fp2 := strings.Repeat("ab", 32), strings.Repeat("0f", 32)
+	// openssl x509 -fingerprint -sha256 prints it like this.
+	fp1Colons := "sha256 Fingerprint=" + strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	snapshot := func() string {
+		creds, err := store.Credentials(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%+v", creds)
+	}
+	const creds, first = "/admin/v1/caches/1/credentials", "/admin/v1/caches/1/credentials/1"
+	steps := []struct {
+		method, path, body string
+		status             int
+		contains           []string
+		lacks              string
+		unchanged          bool // the store's credentials must be as before
+	}{
+		{"POST", creds, `{"cert_sha256":"` + fp1Colons + `"}`, 201, []string{`"id":2`, `"cert_sha256":"` + fp1 + `"`, `"password"`}, "cert_cn", false},
+		{"POST", creds, `{"cert_cn":"client-a","write":false}`, 201, []string{`"id":3`, `"write":false`, `"cert_cn":"client-a"`}, "cert_sha256", false},
+		{"GET", creds, "", 200, []string{`"cert_sha256":"` + fp1 + `"`, `"cert_cn":"client-a"`}, "", true},
+		// Clashes: nothing is left behind, and the primary stays.
+		{"POST", creds, `{"cert_sha256":"` + fp1 + `"}`, 409, []string{"already exists"}, "", true},
+		{"POST", creds, `{"cert_cn":"client-a","primary":true}`, 409, []string{"already exists"}, "", true},
+		{"POST", creds, `{"cert_sha256":"` + fp2 + `","cert_cn":"client-a"}`, 409, []string{"client-a"}, "", true},
+		// Malformed: refused before or after creating, never kept.
+		{"POST", creds, `{"cert_sha256":"zz"}`, 400, []string{"64 hex digits"}, "", true},
+		{"POST", creds, `{"cert_sha256":"` + fp2[2:] + `"}`, 400, []string{"64 hex digits"}, "", true},
+		{"POST", creds, `{"cert_cn":"bad\u0001cn"}`, 400, []string{"control character"}, "", true},
+		{"POST", creds, `{"cert_cn":"` + strings.Repeat("x", 65) + `"}`, 400, []string{"longer"}, "", true},
+		{"POST", creds, `{"cert_sha256":3}`, 400, []string{"bad JSON"}, "", true},
+		// PATCH: absent is unchanged, empty clears.
+		{"PATCH", first, `{"cert_sha256":"` + fp2 + `"}`, 200, []string{`"id":1`, `"cert_sha256":"` + fp2 + `"`, `"write":true`}, "cert_cn", false},
+		{"PATCH", first, `{"cert_cn":"client-a"}`, 409, []string{"already exists"}, "", true},
+		{"PATCH", first, `{"cert_sha256":"` + fp1 + `","write":false}`, 409, []string{"already exists"}, "", true},
+		{"PATCH", first, `{"cert_sha256":"xyz","write":false}`, 400, []string{"64 hex digits"}, "", true},
+		{"PATCH", first, `{"cert_cn":"client-b","write":false}`, 200, []string{`"write":false`, `"cert_sha256":"` + fp2 + `"`, `"cert_cn":"client-b"`}, "", false},
+		{"PATCH", first, `{"flush":false}`, 200, []string{`"flush":false`, `"cert_sha256":"` + fp2 + `"`, `"cert_cn":"client-b"`}, "", false},
+		{"PATCH", first, `{"cert_sha256":""}`, 200, []string{`"cert_cn":"client-b"`}, "cert_sha256", false},
+		{"POST", first, `{"cert_sha256":"","cert_cn":""}`, 200, []string{`"id":1`}, "cert_", false},
+		{"PATCH", first, `{"cert_cn":"","write":true}`, 200, []string{`"write":true`}, "cert_", false},
+		// What was unbound is free to bind again; a bound new primary
+		// takes over only once bound.
+		{"POST", creds, `{"cert_sha256":"` + fp2 + `","primary":true}`, 201, []string{`"primary":true`, fp2}, "", false},
+	}
+	for _, s := range steps {
+		before := snapshot()
+		status, body := do(a, s.method, s.path, auth, s.body)
+		ok := status == s.status && (s.lacks == "" || !strings.Contains(body, s.lacks))
+		for _, c := range s.contains {
+			ok = ok && strings.Contains(body, c)
+		}
+		if !ok {
+			t.Fatalf("%s %s %s: %d %s; want %d containing %q, not %q", s.method, s.path, s.body, status, body, s.status, s.contains, s.lacks)
+		}
+		if after := snapshot(); s.unchanged && after != before {
+			t.Fatalf("%s %s %s (%d) changed the credentials:\nbefore %s\nafter  %s", s.method, s.path, s.body, status, before, after)
+		}
+	}
+	// 1 (the cache's first), 2 and 3, and the new primary.
+	all, _ := store.Credentials(1)
+	if len(all) != 4 {
+		t.Fatalf("%d credentials, want 4: a refused creation left one behind: %+v", len(all), all)
+	}
+	for _, c := range all {
+		if newest := c.ID == all[3].ID; c.Primary != newest || (c.Cert == control.CertBinding{SHA256: fp2}) != newest {
+			t.Errorf("credential %d: primary %v, binding %+v; want only the newest primary, bound to %s", c.ID, c.Primary, c.Cert, fp2)
+		}
+	}
+}
+
+// TestAdminCertBindingOnEmptyCache checks that a refused creation on a
+// cache with no credentials removes the credential that became its
+// primary only because it was the first.
+func TestAdminCertBindingOnEmptyCache(t *testing.T) {
+	a, store := newAdmin(t)
+	c, err := store.CreateCache(control.Cache{Name: "bare", LimitBytes: 8 << 20, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := store.CreateCache(control.Cache{Name: "other", LimitBytes: 8 << 20, Enabled: true})
+	cr, _, _ := store.CreateCredential(other.ID, control.CapAll, true)
+	if _, err := store.BindCertificate(cr.ID, control.CertBinding{CN: "taken"}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := do(a, "POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", c.ID), "Bearer "+token, `{"cert_cn":"taken"}`)
+	if status != 409 || !strings.Contains(body, "taken") {
+		t.Fatalf("%d %s", status, body)
+	}
+	if left, _ := store.Credentials(c.ID); len(left) != 0 {
+		t.Fatalf("credentials left: %+v", left)
+	}
+}
