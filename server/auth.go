@@ -351,13 +351,15 @@ func (s *Server) unbind(cs *conn) {
 	cs.tenant, cs.user = nil, nil
 	cs.sharedTenant.Store(nil)
 	cs.sharedUser.Store(nil)
+	cs.loginCert.Store(nil)
 	cs.stats = s.stats.shard(cs.fd)
 }
 
 // revoked reports whether a change in the control plane has cut off a
-// connection using cache tn with credential u: the credential deleted,
-// the cache disabled or deleted.
-func (s *Server) revoked(tn *tenant, u *user) bool {
+// connection using cache tn with credential u, logged in with client
+// certificate cert (nil for a password): the credential deleted or its
+// certificate unbound, the cache disabled or deleted.
+func (s *Server) revoked(tn *tenant, u *user, cert *peerCert) bool {
 	if tn == nil {
 		return false
 	}
@@ -367,7 +369,7 @@ func (s *Server) revoked(tn *tenant, u *user) bool {
 	if s.tenants.Local() {
 		return false
 	}
-	return !tn.enabled.Load() || (u != nil && u.gone.Load())
+	return !tn.enabled.Load() || (u != nil && (u.gone.Load() || cert != nil && !u.matches(cert)))
 }
 
 // closeRevoked closes every connection a control-plane change has cut
@@ -377,7 +379,7 @@ func (s *Server) revoked(tn *tenant, u *user) bool {
 func (s *Server) closeRevoked() {
 	s.conns.Range(func(_, v any) bool {
 		cs := v.(*conn)
-		if cs.closer != nil && s.revoked(cs.sharedTenant.Load(), cs.sharedUser.Load()) {
+		if cs.closer != nil && s.revoked(cs.sharedTenant.Load(), cs.sharedUser.Load(), cs.loginCert.Load()) {
 			cs.closer.Close()
 		}
 		return true

@@ -378,11 +378,11 @@ func TestRevokedConnections(t *testing.T) {
 	a.send("set alice 0 0 5\r\necila\r\n")
 	b.send("set bob 0 0 3\r\nbob\r\n")
 	s.tenants.byUser["alice"].gone.Store(true)
-	if !s.revoked(a.cs.tenant, a.cs.user) || s.revoked(b.cs.tenant, b.cs.user) {
+	if !s.revoked(a.cs.tenant, a.cs.user, nil) || s.revoked(b.cs.tenant, b.cs.user, nil) {
 		t.Fatal("deleting alice's credential must cut off her connection only")
 	}
 	s.tenants.byID[2].enabled.Store(false)
-	if !s.revoked(b.cs.tenant, b.cs.user) {
+	if !s.revoked(b.cs.tenant, b.cs.user, nil) {
 		t.Fatal("disabling cache b must cut off its connections")
 	}
 	if u, _ := s.tenants.authenticate([]byte("bob"), []byte("bob")); u != nil {

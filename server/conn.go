@@ -57,6 +57,10 @@ type conn struct {
 	user         *user
 	sharedTenant atomic.Pointer[tenant]
 	sharedUser   atomic.Pointer[user]
+	// loginCert is the client certificate the connection logged in with,
+	// nil for a login by password: the login ends when the credential no
+	// longer matches it (see revoked).
+	loginCert atomic.Pointer[peerCert]
 
 	// The SASL exchange's state, as memcached and Cyrus SASL keep it
 	// (see binarySASL): saslStarted is memcached's sasl_started (an AUTH

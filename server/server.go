@@ -364,7 +364,7 @@ const outputHold = 4 << 20
 // the replies in cs.out for the caller to write. It reports whether the
 // connection must close once they are written.
 func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
-	if s.revoked(cs.tenant, cs.user) {
+	if s.revoked(cs.tenant, cs.user, cs.loginCert.Load()) {
 		return true
 	}
 	buf := data

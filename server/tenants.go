@@ -49,10 +49,20 @@ type user struct {
 	hash     []byte
 	caps     atomic.Uint32
 	gone     atomic.Bool // deleted: its connections are being closed
+	// cert is the client certificate that logs in as the credential;
+	// connections logged in with one read it to see they still match.
+	cert atomic.Pointer[control.CertBinding]
 }
 
 // Caps is what the credential may do now.
 func (u *user) Caps() control.Capabilities { return control.Capabilities(u.caps.Load()) }
+
+// matches reports whether the credential is still bound to client
+// certificate pc.
+func (u *user) matches(pc *peerCert) bool {
+	b := u.cert.Load()
+	return b != nil && ((b.SHA256 != "" && b.SHA256 == pc.fingerprint) || (b.CN != "" && b.CN == pc.cn))
+}
 
 // TenantsConfig configures Tenants.
 type TenantsConfig struct {
@@ -84,6 +94,10 @@ type Tenants struct {
 	mu     sync.RWMutex
 	byID   map[uint32]*tenant
 	byUser map[string]*user
+	// byCert and byCN find the credential a client certificate is bound
+	// to, by fingerprint and by subject CN.
+	byCert map[string]*user
+	byCN   map[string]*user
 	local  *tenant
 
 	// revoke closes the connections cut off by a change; set by the
@@ -112,6 +126,7 @@ func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Te
 	t := &Tenants{
 		cfg: cfg, mem: mem, store: store, log: cfg.Logger,
 		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
+		byCert: map[string]*user{}, byCN: map[string]*user{},
 		revoke: func() {}, stop: make(chan struct{}),
 	}
 	// Watch before loading, so that no change falls between the two; a
@@ -173,6 +188,7 @@ func LocalTenants(eng *engine.Engine) *Tenants {
 	t := &Tenants{
 		cfg: TenantsConfig{Local: true}, mem: eng.Memory(), log: slog.Default(),
 		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
+		byCert: map[string]*user{}, byCN: map[string]*user{},
 		revoke: func() {}, stop: make(chan struct{}),
 	}
 	t.local = newTenant(control.Cache{ID: 1, Name: DefaultCache, Enabled: true}, eng)
@@ -254,6 +270,23 @@ func (t *Tenants) authenticate(username, password []byte) (*user, *tenant) {
 	return u, u.cache
 }
 
+// certificateUser returns the credential client certificate pc logs in
+// as, or nil: the fingerprint's, else the CN's (pc has a CN only when the
+// server verified it). A deleted credential or a disabled or deleted cache
+// logs nobody in.
+func (t *Tenants) certificateUser(pc *peerCert) *user {
+	t.mu.RLock()
+	u := t.byCert[pc.fingerprint]
+	if u == nil && pc.cn != "" {
+		u = t.byCN[pc.cn]
+	}
+	t.mu.RUnlock()
+	if u == nil || u.gone.Load() || !u.cache.enabled.Load() || u.cache.gone.Load() {
+		return nil
+	}
+	return u
+}
+
 var (
 	dummySalt [16]byte
 	dummyHash [32]byte
@@ -295,6 +328,7 @@ func (t *Tenants) apply(c control.Change) {
 			if u.cache == tn {
 				u.gone.Store(true)
 				delete(t.byUser, name)
+				t.dropCert(u)
 			}
 		}
 		t.mu.Unlock()
@@ -305,7 +339,10 @@ func (t *Tenants) apply(c control.Change) {
 		t.revoke()
 		tn.eng.Close()
 	case control.CredentialChanged:
-		t.putUser(c.Credential)
+		if t.putUser(c.Credential) && !t.cfg.Local {
+			// Connections logged in with the certificate it had end.
+			t.revoke()
+		}
 	case control.CredentialDeleted:
 		t.mu.Lock()
 		var gone *user
@@ -313,6 +350,7 @@ func (t *Tenants) apply(c control.Change) {
 			if u.id == c.CredentialID {
 				gone = u
 				delete(t.byUser, name)
+				t.dropCert(u)
 			}
 		}
 		t.mu.Unlock()
@@ -346,20 +384,48 @@ func (t *Tenants) addCache(c control.Cache) error {
 	return nil
 }
 
-func (t *Tenants) putUser(c control.Credential) {
+// putUser adds or updates a credential; it reports whether the client
+// certificate bound to it changed from one it had before.
+func (t *Tenants) putUser(c control.Credential) (certChanged bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tn := t.byID[c.CacheID]
 	if tn == nil {
-		return
+		return false
 	}
-	if u := t.byUser[c.Username]; u != nil && u.id == c.ID {
-		u.caps.Store(uint32(c.Caps))
-		return
+	u := t.byUser[c.Username]
+	if u == nil || u.id != c.ID {
+		u = &user{id: c.ID, username: c.Username, cache: tn, salt: c.Salt, hash: c.Hash}
+		t.byUser[c.Username] = u
 	}
-	u := &user{id: c.ID, username: c.Username, cache: tn, salt: c.Salt, hash: c.Hash}
 	u.caps.Store(uint32(c.Caps))
-	t.byUser[c.Username] = u
+	if old := u.cert.Load(); old == nil || *old != c.Cert {
+		certChanged = old != nil && old.Bound()
+		t.dropCert(u)
+		b := c.Cert
+		u.cert.Store(&b)
+		if b.SHA256 != "" {
+			t.byCert[b.SHA256] = u
+		}
+		if b.CN != "" {
+			t.byCN[b.CN] = u
+		}
+	}
+	return certChanged
+}
+
+// dropCert forgets the client certificate bound to u; t.mu is held.
+func (t *Tenants) dropCert(u *user) {
+	b := u.cert.Load()
+	if b == nil {
+		return
+	}
+	if t.byCert[b.SHA256] == u {
+		delete(t.byCert, b.SHA256)
+	}
+	if t.byCN[b.CN] == u {
+		delete(t.byCN, b.CN)
+	}
 }
 
 // sync writes last-active times to the store and disables dev caches that

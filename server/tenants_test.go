@@ -136,3 +136,68 @@ func TestIdleDevCacheIsDisabled(t *testing.T) {
 		t.Fatalf("a non-dev cache was disabled: %+v %v", c, err)
 	}
 }
+
+// TestTenantsFollowCertificateBindings: a client certificate finds the
+// credential it is bound to by fingerprint, or by CN only when verified;
+// a change of binding ends the logins made with the old one; unbinding,
+// deleting the credential or its cache forgets it.
+func TestTenantsFollowCertificateBindings(t *testing.T) {
+	ts, store := storeTenants(t, TenantsConfig{})
+	var revokes atomic.Int32
+	ts.revoke = func() { revokes.Add(1) }
+	c, err := store.CreateCache(control.Cache{Name: "app", LimitBytes: 8 << 20, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, _, _ := store.CreateCredential(c.ID, control.CapAll, true)
+	other, _, _ := store.CreateCredential(c.ID, control.CapWrite, false)
+	fp := control.Fingerprint([]byte("a certificate"))
+	byFP := &peerCert{fingerprint: fp}
+	verified := &peerCert{fingerprint: control.Fingerprint([]byte("another")), cn: "worker"}
+	unverified := &peerCert{fingerprint: verified.fingerprint}
+
+	if ts.certificateUser(byFP) != nil {
+		t.Fatal("an unbound certificate found a credential")
+	}
+	if _, err := store.BindCertificate(cred.ID, control.CertBinding{SHA256: fp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.BindCertificate(other.ID, control.CertBinding{CN: "worker"}); err != nil {
+		t.Fatal(err)
+	}
+	if revokes.Load() != 0 {
+		t.Fatalf("binding unbound credentials revoked %d times", revokes.Load())
+	}
+	u := ts.certificateUser(byFP)
+	if u == nil || u.id != cred.ID || !u.matches(byFP) {
+		t.Fatalf("by fingerprint: %+v", u)
+	}
+	if u := ts.certificateUser(verified); u == nil || u.id != other.ID {
+		t.Fatalf("by verified CN: %+v", u)
+	}
+	if ts.certificateUser(unverified) != nil {
+		t.Fatal("an unverified certificate logged in by its CN")
+	}
+
+	// A capability change keeps the binding and revokes nothing.
+	store.SetCapabilities(cred.ID, control.CapWrite)
+	if !u.matches(byFP) || revokes.Load() != 0 {
+		t.Fatalf("after a capability change: matches %v, %d revokes", u.matches(byFP), revokes.Load())
+	}
+	// Rebinding to another certificate ends the old one's logins.
+	if _, err := store.BindCertificate(cred.ID, control.CertBinding{SHA256: control.Fingerprint([]byte("new"))}); err != nil {
+		t.Fatal(err)
+	}
+	if u.matches(byFP) || ts.certificateUser(byFP) != nil || revokes.Load() != 1 {
+		t.Fatalf("after rebinding: matches %v, %d revokes", u.matches(byFP), revokes.Load())
+	}
+	// Deleting the credential, or its cache, forgets its certificate.
+	store.DeleteCredential(other.ID)
+	if ts.certificateUser(verified) != nil {
+		t.Fatal("a deleted credential's CN still logs in")
+	}
+	store.DeleteCache(c.ID)
+	if len(ts.byCert) != 0 || len(ts.byCN) != 0 {
+		t.Fatalf("after deleting the cache: %d fingerprints, %d CNs", len(ts.byCert), len(ts.byCN))
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/memhive/memhive/control"
 )
 
 // The TLS listener. gnet has no TLS, so TLS connections are served by
@@ -112,6 +114,7 @@ func (s *Server) serveTLS(tc *tls.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
+	s.certificateLogin(cs, tc.ConnectionState())
 	buf := make([]byte, tlsReadSize)
 	for {
 		var closeConn bool
@@ -134,6 +137,36 @@ func (s *Server) serveTLS(tc *tls.Conn) {
 			return
 		}
 	}
+}
+
+// peerCert is what a TLS client's certificate offers to log in with.
+type peerCert struct {
+	fingerprint string // control.Fingerprint of the leaf certificate
+	// cn is the leaf's subject CN, kept only when the server verified the
+	// chain against its client CAs: otherwise anyone could claim any name.
+	cn string
+}
+
+// certificateLogin logs a TLS connection in as the credential its client
+// certificate is bound to, if any, once the handshake has completed. A
+// certificate bound to nothing leaves the connection to log in as any
+// other, by SASL or a text set.
+func (s *Server) certificateLogin(cs *conn, state tls.ConnectionState) {
+	if s.tenants.Local() || len(state.PeerCertificates) == 0 {
+		return
+	}
+	leaf := state.PeerCertificates[0]
+	pc := &peerCert{fingerprint: control.Fingerprint(leaf.Raw)}
+	if len(state.VerifiedChains) > 0 {
+		pc.cn = leaf.Subject.CommonName
+	}
+	u := s.tenants.certificateUser(pc)
+	if u == nil {
+		return
+	}
+	s.bind(cs, u.cache, u)
+	cs.loginCert.Store(pc)
+	s.log.Debug("logged in by TLS client certificate", "remote", cs.remote, "username", u.username)
 }
 
 // Certificates is a server certificate that can be reloaded while the
@@ -163,14 +196,17 @@ func (c *Certificates) Reload() error {
 }
 
 // TLSConfig is a server configuration with TLS 1.2 or later that serves
-// the current certificate; with a clientCAFile, clients must present a
-// certificate signed by one of its CAs.
+// the current certificate. It asks clients for a certificate, which may log
+// them in (see certificateLogin); with a clientCAFile, they must present
+// one signed by one of its CAs, else any they have, unverified (the
+// handshake still proves they hold its key), or none.
 func (c *Certificates) TLSConfig(clientCAFile string) (*tls.Config, error) {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return c.cur.Load(), nil
 		},
+		ClientAuth: tls.RequestClientCert,
 	}
 	if clientCAFile != "" {
 		pem, err := os.ReadFile(clientCAFile)
