@@ -50,7 +50,11 @@ type APIConfig struct {
 // one without the capability, another cache's id or credential, or a
 // refused change), 404 "No cache found." (login only), 500 "Server
 // error" or, where the guide says so (stats, flush), "Server error:
-// host:port,..." naming the nodes that failed.
+// host:port,..." naming the nodes that failed. Where memhive goes beyond
+// the guide it adds rows of its own, in the guide's style (a JSON string):
+// 400 "Bad request: ..." for parameters it cannot read, and, for a
+// credential's client certificate (cert_sha256, cert_cn), 409 "Conflict:
+// ..." when the certificate is bound to another credential.
 type API struct {
 	cfg APIConfig
 	log *slog.Logger
@@ -78,7 +82,10 @@ const (
 )
 
 // apiCredential is a credential as MemCachier's API lists it (list,
-// promote) and, with its password, as it answers a creation.
+// promote) and, with its password, as it answers a creation. memhive
+// adds the client certificate bound to it (CertSHA256, CertCN) after the
+// guide's fields, and only when one is, so an unbound credential reads
+// exactly as the guide shows it.
 type apiCredential struct {
 	CacheID  uint32 `json:"cache_id"`
 	Flush    bool   `json:"flush_capability"`
@@ -92,22 +99,31 @@ type apiCredential struct {
 	Write   bool    `json:"write_capability"`
 	API     bool    `json:"api_capability"`
 	Primary bool    `json:"primary"`
+	// CertSHA256 and CertCN are control.CertBinding's: the certificate's
+	// fingerprint (lower-case hex) and the subject CN that log in as the
+	// credential at a TLS handshake.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertCN     string `json:"cert_cn,omitempty"`
 }
 
 func apiCred(c control.Credential, password string) apiCredential {
 	return apiCredential{
 		CacheID: c.CacheID, ID: c.ID, Username: c.Username, Password: password,
 		Write: c.Caps&control.CapWrite != 0, Flush: c.Caps&control.CapFlush != 0, API: c.Caps&control.CapAPI != 0,
-		Primary: c.Primary,
+		Primary: c.Primary, CertSHA256: c.Cert.SHA256, CertCN: c.Cert.CN,
 	}
 }
 
 // apiCapabilityView is what an update answers: the credential's
-// capabilities and nothing else, as in the guide.
+// capabilities, as in the guide, and memhive's certificate binding when
+// the credential has one (so an unbound credential's answer is the
+// guide's exactly).
 type apiCapabilityView struct {
-	Flush bool `json:"flush_capability"`
-	Write bool `json:"write_capability"`
-	API   bool `json:"api_capability"`
+	Flush      bool   `json:"flush_capability"`
+	Write      bool   `json:"write_capability"`
+	API        bool   `json:"api_capability"`
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertCN     string `json:"cert_cn,omitempty"`
 }
 
 // capParam is a capability as a request gives it: JSON true or false, or
@@ -139,11 +155,27 @@ func parseCap(s string) (bool, error) {
 }
 
 // apiCapabilities sets capabilities; absent fields are left as they are
-// (on creation: allowed).
+// (on creation: allowed). memhive adds the client certificate bound to
+// the credential, one half at a time: an absent (or JSON null) field
+// leaves its half as it is, none on creation; an empty one clears it.
 type apiCapabilities struct {
-	Write *capParam `json:"write_capability"`
-	Flush *capParam `json:"flush_capability"`
-	API   *capParam `json:"api_capability"`
+	Write      *capParam `json:"write_capability"`
+	Flush      *capParam `json:"flush_capability"`
+	API        *capParam `json:"api_capability"`
+	CertSHA256 *string   `json:"cert_sha256"`
+	CertCN     *string   `json:"cert_cn"`
+}
+
+// certChange reports whether r names a certificate field, and the binding
+// that results from applying it to b.
+func (r apiCapabilities) certChange(b control.CertBinding) (control.CertBinding, bool) {
+	if r.CertSHA256 != nil {
+		b.SHA256 = *r.CertSHA256
+	}
+	if r.CertCN != nil {
+		b.CN = *r.CertCN
+	}
+	return b, r.CertSHA256 != nil || r.CertCN != nil
 }
 
 func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
@@ -162,7 +194,8 @@ func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
 // parameters, and its example sends a JSON body as a form post (curl -d).
 // So: query parameters, then the body as JSON if it is an object, else as
 // form parameters. Unknown JSON fields are refused; unknown query and
-// form parameters, which URLs often carry, are ignored.
+// form parameters, which URLs often carry, are ignored. The certificate
+// fields (cert_sha256, cert_cn) come the same ways.
 func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 	var req apiCapabilities
 	fields := []struct {
@@ -170,6 +203,12 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 		dst  **capParam
 	}{
 		{"write_capability", &req.Write}, {"flush_capability", &req.Flush}, {"api_capability", &req.API},
+	}
+	certFields := []struct {
+		name string
+		dst  **string
+	}{
+		{"cert_sha256", &req.CertSHA256}, {"cert_cn", &req.CertCN},
 	}
 	params := func(args *fasthttp.Args) error {
 		for _, f := range fields {
@@ -182,6 +221,12 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 			}
 			p := capParam(v)
 			*f.dst = &p
+		}
+		for _, f := range certFields {
+			if args.Has(f.name) {
+				v := string(args.Peek(f.name))
+				*f.dst = &v
+			}
 		}
 		return nil
 	}
@@ -201,6 +246,11 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 		for i, p := range []*capParam{fromBody.Write, fromBody.Flush, fromBody.API} {
 			if p != nil {
 				*fields[i].dst = p
+			}
+		}
+		for i, p := range []*string{fromBody.CertSHA256, fromBody.CertCN} {
+			if p != nil {
+				*certFields[i].dst = p
 			}
 		}
 	default:
@@ -323,6 +373,69 @@ func badRequest(ctx *fasthttp.RequestCtx, err error) {
 	writeJSON(ctx, fasthttp.StatusBadRequest, "Bad request: "+err.Error())
 }
 
+// certFailed answers a certificate binding the store refused: malformed
+// (400, as other unreadable parameters) or bound to another credential
+// (409). The store's own text names that credential, which may be another
+// tenant's, so the conflict is told again from what this cache may see:
+// its own credential by name, another cache's only as such. Any other
+// error goes to fail.
+func (a *API) certFailed(ctx *fasthttp.RequestCtx, cacheID, self uint32, b control.CertBinding, err error) {
+	switch {
+	case errors.Is(err, control.ErrInvalid):
+		badRequest(ctx, err)
+	case errors.Is(err, control.ErrExists):
+		creds, lerr := a.cfg.Store.Credentials(cacheID)
+		if lerr != nil {
+			a.fail(ctx, lerr)
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusConflict, "Conflict: "+certConflict(creds, self, b)+".")
+	default:
+		a.fail(ctx, err)
+	}
+}
+
+// certConflict says which credential of creds (other than self) holds
+// binding b's fingerprint or CN, or that one of another cache does.
+func certConflict(creds []control.Credential, self uint32, b control.CertBinding) string {
+	fp, _ := control.ParseFingerprint(b.SHA256) // "" when there is none
+	cn := b.CN
+	for _, c := range creds {
+		if c.ID == self {
+			// An update keeps the half it does not name: that half is
+			// self's own, not the one another credential holds.
+			if c.Cert.SHA256 == fp {
+				fp = ""
+			}
+			if c.Cert.CN == cn {
+				cn = ""
+			}
+		}
+	}
+	for _, c := range creds {
+		if c.ID == self {
+			continue
+		}
+		if fp != "" && c.Cert.SHA256 == fp {
+			return fmt.Sprintf("certificate %s is bound to credential %s", fp, c.Username)
+		}
+		if cn != "" && c.Cert.CN == cn {
+			return fmt.Sprintf("certificate CN %q is bound to credential %s", cn, c.Username)
+		}
+	}
+	var what []string
+	if fp != "" {
+		what = append(what, "certificate "+fp)
+	}
+	if cn != "" {
+		what = append(what, fmt.Sprintf("certificate CN %q", cn))
+	}
+	if len(what) == 0 {
+		what = append(what, "this certificate")
+	}
+	return strings.Join(what, " or ") + " is bound to a credential of another cache"
+}
+
 func (a *API) login(ctx *fasthttp.RequestCtx, cred control.Credential) {
 	if _, err := a.cfg.Store.Cache(cred.CacheID); err != nil {
 		if errors.Is(err, control.ErrNotFound) {
@@ -430,9 +543,12 @@ func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
 		badRequest(ctx, err)
 		return
 	}
-	cred, password, err := a.cfg.Store.CreateCredential(id, req.apply(control.CapAll), false)
+	cert, _ := req.certChange(control.CertBinding{})
+	// A binding the store refuses removes the new credential again: the
+	// request then leaves nothing behind.
+	cred, password, err := CreateCredential(a.cfg.Store, a.log, id, req.apply(control.CapAll), false, cert)
 	if err != nil {
-		a.fail(ctx, err)
+		a.certFailed(ctx, id, 0, cert, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, apiCred(cred, password))
@@ -455,13 +571,34 @@ func (a *API) updateCredential(ctx *fasthttp.RequestCtx, cred control.Credential
 		badRequest(ctx, err)
 		return
 	}
-	cred, err = a.cfg.Store.SetCapabilities(cred.ID, req.apply(cred.Caps))
-	if err != nil {
-		a.fail(ctx, err)
-		return
+	old := cred
+	caps := req.apply(cred.Caps)
+	// The binding first: it is what a request can get wrong (a clash, a
+	// malformed fingerprint), and then nothing has changed.
+	cert, certGiven := req.certChange(cred.Cert)
+	if certGiven {
+		if cred, err = a.cfg.Store.BindCertificate(cred.ID, cert); err != nil {
+			a.certFailed(ctx, old.CacheID, old.ID, cert, err)
+			return
+		}
+	}
+	// Without certificate fields this is the guide's update, which always
+	// writes the capabilities.
+	if caps != cred.Caps || !certGiven {
+		if cred, err = a.cfg.Store.SetCapabilities(cred.ID, caps); err != nil {
+			if certGiven {
+				// Half an update is worse than none: put the binding back.
+				if _, berr := a.cfg.Store.BindCertificate(old.ID, old.Cert); berr != nil {
+					a.log.Error("analytics API: restoring a credential's certificate binding", "credential", old.ID, "err", berr)
+				}
+			}
+			a.fail(ctx, err)
+			return
+		}
 	}
 	writeJSON(ctx, fasthttp.StatusOK, apiCapabilityView{
 		Flush: cred.Caps&control.CapFlush != 0, Write: cred.Caps&control.CapWrite != 0, API: cred.Caps&control.CapAPI != 0,
+		CertSHA256: cred.Cert.SHA256, CertCN: cred.Cert.CN,
 	})
 }
 

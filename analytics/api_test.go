@@ -592,3 +592,187 @@ func TestDashboardAssets(t *testing.T) {
 		t.Fatalf("a missing asset: %d", status)
 	}
 }
+
+// TestAPICertificateBinding covers memhive's extension of the credential
+// endpoints: cert_sha256 and cert_cn bind a TLS client certificate at
+// creation or update (JSON, query or form, as the capabilities come),
+// empty clears, absent leaves; the credentials list shows the binding; a
+// certificate bound elsewhere or malformed is refused and the request
+// changes nothing, a creation leaving no credential behind.
+func TestAPICertificateBinding(t *testing.T) {
+	const (
+		fpA = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+		fpB = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+	)
+	// openssl's form: "sha256 Fingerprint=00:11:...", upper case.
+	var pairs []string
+	for i := 0; i < len(fpA); i += 2 {
+		pairs = append(pairs, strings.ToUpper(fpA[i:i+2]))
+	}
+	opensslA := "sha256 Fingerprint=" + strings.Join(pairs, ":")
+
+	bind := func(id uint32, b control.CertBinding) func(*apiFixture) {
+		return func(f *apiFixture) {
+			if _, err := f.store.BindCertificate(id, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// bound checks credential id's binding in the store.
+	bound := func(id uint32, want control.CertBinding) func(*testing.T, *apiFixture) {
+		return func(t *testing.T, f *apiFixture) {
+			c, err := f.store.Credential(id)
+			if err != nil || c.Cert != want {
+				t.Errorf("credential %d: binding %+v, %v; want %+v", id, c.Cert, err, want)
+			}
+		}
+	}
+	// unchanged checks that the fixture's four credentials are all there
+	// are, with their capabilities, and credential 3 has binding b3.
+	unchanged := func(b3 control.CertBinding) func(*testing.T, *apiFixture) {
+		return func(t *testing.T, f *apiFixture) {
+			all, err := f.store.Credentials(0)
+			if err != nil || len(all) != 4 {
+				t.Fatalf("credentials after a refused request: %+v, %v", all, err)
+			}
+			for _, c := range all {
+				if c.Caps != f.creds[c.ID].Caps {
+					t.Errorf("credential %d's capabilities changed: %v", c.ID, c.Caps)
+				}
+			}
+			bound(3, b3)(t, f)
+		}
+	}
+	// created checks that the new credential 5 has binding want.
+	created := func(want control.CertBinding) func(*testing.T, *apiFixture) {
+		return func(t *testing.T, f *apiFixture) { bound(5, want)(t, f) }
+	}
+	// gone checks that no credential 5 was left behind.
+	gone := func(t *testing.T, f *apiFixture) {
+		if c, err := f.store.Credential(5); !errors.Is(err, control.ErrNotFound) {
+			t.Errorf("a refused creation left credential %+v (%v)", c, err)
+		}
+		unchanged(control.CertBinding{})(t, f)
+	}
+	caps3 := `"flush_capability":false,"write_capability":true,"api_capability":true`
+	rows := []struct {
+		name         string
+		setup        func(*apiFixture)
+		method, path string
+		body         string
+		status       int
+		want         string // exact after expand; "" checks only the status
+		check        func(*testing.T, *apiFixture)
+	}{
+		// Creation.
+		{name: "create bound, JSON, openssl's fingerprint", method: "POST", path: "/api/v1/1/credentials",
+			body: `{"cert_sha256":"` + opensslA + `","cert_cn":"app-1","flush_capability":false}`, status: 200,
+			check: created(control.CertBinding{SHA256: fpA, CN: "app-1"})},
+		{name: "create bound, form", method: "POST", path: "/api/v1/1/credentials",
+			body: "cert_sha256=" + fpA, status: 200, check: created(control.CertBinding{SHA256: fpA})},
+		{name: "create bound, query", method: "POST", path: "/api/v1/1/credentials?cert_cn=app-1", status: 200,
+			check: created(control.CertBinding{CN: "app-1"})},
+		{name: "create with empty fields binds nothing", method: "POST", path: "/api/v1/1/credentials",
+			body: `{"cert_sha256":"","cert_cn":""}`, status: 200, check: created(control.CertBinding{})},
+		{name: "create, fingerprint of another cache's credential", setup: bind(2, control.CertBinding{SHA256: fpA}),
+			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpA + `"}`,
+			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to a credential of another cache."`, check: gone},
+		{name: "create, CN of this cache's credential", setup: bind(1, control.CertBinding{CN: "app-1"}),
+			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpB + `","cert_cn":"app-1"}`,
+			status: 409, want: `"Conflict: certificate CN \"app-1\" is bound to credential {u1}."`,
+			check: func(t *testing.T, f *apiFixture) {
+				if _, err := f.store.Credential(5); !errors.Is(err, control.ErrNotFound) {
+					t.Errorf("a refused creation left credential 5 (%v)", err)
+				}
+				bound(1, control.CertBinding{CN: "app-1"})(t, f)
+			}},
+		{name: "create, fingerprint and CN, one of them another cache's", setup: bind(2, control.CertBinding{CN: "app-b"}),
+			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpA + `","cert_cn":"app-b"}`,
+			status: 409, want: `"Conflict: certificate ` + fpA + ` or certificate CN \"app-b\" is bound to a credential of another cache."`, check: gone},
+		{name: "create, malformed fingerprint", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"00:11:zz"}`,
+			status: 400, want: `"Bad request: certificate fingerprint: want 64 hex digits (a SHA-256), got \"0011zz\": invalid"`, check: gone},
+		{name: "create, a CN the store refuses after creating", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_cn":"a\u0007b"}`,
+			status: 400, want: `"Bad request: certificate CN \"a\\ab\": a control character: invalid"`, check: gone},
+		{name: "create, fingerprint not a string", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":5}`,
+			status: 400, check: gone},
+
+		// Update.
+		{name: "bind on update, PATCH by username", method: "PATCH", path: "/api/v1/1/credentials/{u3}",
+			body: `{"cert_sha256":"` + opensslA + `","cert_cn":"app-3"}`, status: 200,
+			want:  `{` + caps3 + `,"cert_sha256":"` + fpA + `","cert_cn":"app-3"}`,
+			check: bound(3, control.CertBinding{SHA256: fpA, CN: "app-3"})},
+		{name: "bind and a capability, form", method: "POST", path: "/api/v1/1/credentials/3",
+			body: "flush_capability=true&cert_sha256=" + fpA, status: 200,
+			want: `{"flush_capability":true,"write_capability":true,"api_capability":true,"cert_sha256":"` + fpA + `"}`,
+			check: func(t *testing.T, f *apiFixture) {
+				if c, _ := f.store.Credential(3); c.Caps != control.CapAll || c.Cert.SHA256 != fpA {
+					t.Errorf("credential 3: %v %+v", c.Caps, c.Cert)
+				}
+			}},
+		{name: "one half set, the other left", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
+			method: "PATCH", path: "/api/v1/1/credentials/3?cert_cn=app-x", status: 200,
+			want: `{` + caps3 + `,"cert_sha256":"` + fpA + `","cert_cn":"app-x"}`, check: bound(3, control.CertBinding{SHA256: fpA, CN: "app-x"})},
+		{name: "capabilities alone leave the binding", setup: bind(3, control.CertBinding{SHA256: fpA}),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false}`, status: 200,
+			want:  `{"flush_capability":false,"write_capability":false,"api_capability":true,"cert_sha256":"` + fpA + `"}`,
+			check: bound(3, control.CertBinding{SHA256: fpA})},
+		{name: "unbind, JSON", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_sha256":"","cert_cn":""}`, status: 200,
+			want: `{` + caps3 + `}`, check: bound(3, control.CertBinding{})},
+		{name: "unbind the fingerprint, form", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
+			method: "POST", path: "/api/v1/1/credentials/3", body: "cert_sha256=", status: 200,
+			want: `{` + caps3 + `,"cert_cn":"app-3"}`, check: bound(3, control.CertBinding{CN: "app-3"})},
+		{name: "update, fingerprint of this cache's credential", setup: bind(1, control.CertBinding{SHA256: fpA}),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"flush_capability":true,"cert_sha256":"` + fpA + `"}`,
+			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to credential {u1}."`, check: unchanged(control.CertBinding{})},
+		{name: "update, CN of another cache's credential", setup: func(f *apiFixture) {
+			bind(2, control.CertBinding{CN: "app-b"})(f)
+			bind(3, control.CertBinding{SHA256: fpB})(f)
+		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false,"cert_cn":"app-b"}`,
+			status: 409, want: `"Conflict: certificate CN \"app-b\" is bound to a credential of another cache."`,
+			check: unchanged(control.CertBinding{SHA256: fpB})},
+		{name: "update, malformed fingerprint", setup: bind(3, control.CertBinding{SHA256: fpB}),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"api_capability":false,"cert_sha256":"` + fpA[:62] + `"}`,
+			status: 400, want: `"Bad request: certificate fingerprint: want 64 hex digits (a SHA-256), got \"` + fpA[:62] + `\": invalid"`,
+			check: unchanged(control.CertBinding{SHA256: fpB})},
+		{name: "update, CN too long", method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_cn":"` + strings.Repeat("x", 65) + `"}`,
+			status: 400, want: `"Bad request: certificate CN: longer than 64 bytes: invalid"`, check: unchanged(control.CertBinding{})},
+		{name: "another cache's credential", method: "PATCH", path: "/api/v1/1/credentials/2", body: `{"cert_sha256":"` + fpA + `"}`,
+			status: 403, want: `"You are not authorized to perform this action."`, check: bound(2, control.CertBinding{})},
+		{name: "capabilities fail: the binding is put back", setup: func(f *apiFixture) {
+			bind(3, control.CertBinding{CN: "app-3"})(f)
+			f.rebuild(failingStore{f.store, "SetCapabilities", errors.New("disk on fire")}, nil)
+		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"flush_capability":true,"cert_sha256":"` + fpA + `"}`,
+			status: 500, want: `"Server error"`, check: unchanged(control.CertBinding{CN: "app-3"})},
+
+		// The list shows a binding beside the guide's fields, and nothing
+		// for an unbound credential.
+		{name: "list", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}), method: "GET", path: "/api/v1/1/credentials", status: 200,
+			want: "[" + guideCred(1, 1, "{u1}", true, true, true, true, "") + "," +
+				strings.TrimSuffix(guideCred(1, 3, "{u3}", false, true, true, false, ""), "}") + `,"cert_sha256":"` + fpA + `","cert_cn":"app-3"},` +
+				guideCred(1, 4, "{u4}", true, true, false, false, "") + "]"},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			f := newAPI(t)
+			if r.setup != nil {
+				r.setup(f)
+			}
+			status, body := f.do(r.method, f.expand(r.path), f.full, r.body)
+			if status != r.status || (r.want != "" && body != f.expand(r.want)+"\n") {
+				t.Fatalf("%s %s %s\n got %d %s\nwant %d %s", r.method, r.path, r.body, status, strings.TrimSuffix(body, "\n"), r.status, f.expand(r.want))
+			}
+			if creation := r.method == "POST" && strings.HasPrefix(r.path+"?", "/api/v1/1/credentials?"); creation && status == 200 {
+				// A creation answers the binding too.
+				var got apiCredential
+				c, err := f.store.Credential(5)
+				if err != nil || json.Unmarshal([]byte(body), &got) != nil || got.ID != 5 || got.CertSHA256 != c.Cert.SHA256 || got.CertCN != c.Cert.CN {
+					t.Fatalf("the creation's answer %s does not show the stored binding %+v (%v)", body, c.Cert, err)
+				}
+			}
+			if r.check != nil {
+				r.check(t, f)
+			}
+		})
+	}
+}
