@@ -25,9 +25,14 @@ type backend interface {
 	Cache(id uint32) (control.Cache, error)
 	UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error)
 	DeleteCache(id uint32) error
-	CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error)
+	// CreateCredential creates a credential bound to cert (the zero
+	// binding: none); when the binding is refused it creates nothing.
+	CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error)
 	Credentials(cacheID uint32) ([]control.Credential, error)
 	SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error)
+	// BindCertificate binds a credential to exactly b, both halves, as
+	// control.Store's BindCertificate does.
+	BindCertificate(cacheID, id uint32, b control.CertBinding) (control.Credential, error)
 	Promote(cacheID, id uint32) (control.Credential, error)
 	DeleteCredential(cacheID, id uint32) error
 	Servers() string
@@ -148,11 +153,103 @@ const cacheUsage = `usage: memhive cache create NAME [--memory MB] [--dev]
        memhive cache enable|disable|delete CACHE
 CACHE is a name or an id.`
 
-const credUsage = `usage: memhive cred create CACHE [--caps write,flush,api] [--primary]
+const credUsage = `usage: memhive cred create CACHE [--caps write,flush,api] [--primary] [--cert FILE | --cert-sha256 HEX] [--cert-cn NAME]
        memhive cred list CACHE
-       memhive cred update CACHE CRED --caps LIST
+       memhive cred update CACHE CRED [--caps LIST] [--cert FILE | --cert-sha256 HEX] [--cert-cn NAME] [--no-cert]
        memhive cred promote|delete CACHE CRED
-CRED is an id or a username; --caps takes a comma-separated list (or "none").`
+CRED is an id or a username; --caps takes a comma-separated list (or "none").
+
+A credential bound to a TLS client certificate is logged in, without a
+password, by a TLS connection that presents the certificate. --cert reads
+its SHA-256 fingerprint from a PEM file; --cert-sha256 takes the fingerprint
+as hex, with or without the colons of openssl x509 -fingerprint -sha256.
+--cert-cn binds a subject common name, instead or as well: it matches only
+certificates the server verified against memhive serve --tls-ca. A
+certificate bound to another credential is refused. On update, what is not
+given stays, an empty --cert-sha256 or --cert-cn clears that half, and
+--no-cert clears both.`
+
+// certFlags are the flags of cred create and update that bind a
+// credential to a TLS client certificate.
+type certFlags struct {
+	file, sha256, cn string
+	none             bool
+}
+
+func (c *certFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.file, "cert", "", "bind the credential to the client certificate in this PEM file (its SHA-256 fingerprint)")
+	fs.StringVar(&c.sha256, "cert-sha256", "", "bind the credential to the client certificate with this SHA-256 fingerprint (64 hex digits, colons allowed)")
+	fs.StringVar(&c.cn, "cert-cn", "", "bind the credential to client certificates with this subject CN that the server verified (--tls-ca)")
+	fs.BoolVar(&c.none, "no-cert", false, "unbind the credential from any client certificate (update)")
+}
+
+// certPatch is a change to a binding: a nil half stays as it is, an empty
+// one is cleared.
+type certPatch struct{ sha256, cn *string }
+
+func (p certPatch) given() bool { return p.sha256 != nil || p.cn != nil }
+
+func (p certPatch) apply(b control.CertBinding) control.CertBinding {
+	if p.sha256 != nil {
+		b.SHA256 = *p.sha256
+	}
+	if p.cn != nil {
+		b.CN = *p.cn
+	}
+	return b
+}
+
+// patch checks the certificate flags the command line set (set holds
+// their names) and reads --cert's file, all before anything is opened, so
+// that a mistake changes nothing.
+func (c *certFlags) patch(sub string, set map[string]bool) (certPatch, error) {
+	var p certPatch
+	none := set["no-cert"] && c.none // --no-cert=false asks for nothing
+	switch {
+	case !set["cert"] && !set["cert-sha256"] && !set["cert-cn"] && !none:
+		return p, nil
+	case sub != "create" && sub != "update":
+		return p, usagef("memhive cred %s takes no certificate flags: they are for create and update", sub)
+	case none && (set["cert"] || set["cert-sha256"] || set["cert-cn"]):
+		return p, usagef("--no-cert clears the certificate binding: pass it without --cert, --cert-sha256 or --cert-cn")
+	case none && sub == "create":
+		return p, usagef("--no-cert is for memhive cred update: a new credential is bound to nothing unless told")
+	case set["cert"] && set["cert-sha256"]:
+		return p, usagef("--cert and --cert-sha256 both give the fingerprint: pass one")
+	case none:
+		empty := ""
+		p.sha256, p.cn = &empty, &empty
+		return p, nil
+	}
+	if set["cert"] {
+		if c.file == "" {
+			return p, usagef("--cert needs the path of a PEM file")
+		}
+		pemBytes, err := os.ReadFile(c.file)
+		if err != nil {
+			return p, fmt.Errorf("--cert: %w", err)
+		}
+		fp, _, err := control.CertificateFile(pemBytes)
+		if err != nil {
+			return p, fmt.Errorf("--cert %s: %w", c.file, err)
+		}
+		p.sha256 = &fp
+	}
+	if set["cert-sha256"] {
+		fp := c.sha256
+		if fp != "" {
+			var err error
+			if fp, err = control.ParseFingerprint(fp); err != nil {
+				return p, fmt.Errorf("--cert-sha256: %w", err)
+			}
+		}
+		p.sha256 = &fp
+	}
+	if set["cert-cn"] {
+		p.cn = &c.cn
+	}
+	return p, nil
+}
 
 // subcommandFlags splits `memhive cmd SUB ARGS...` into SUB and ARGS and
 // makes SUB's flag set; help is true for `memhive cmd --help`, whose
@@ -284,6 +381,8 @@ func runCred(args []string, out, errOut io.Writer) error {
 	cfg.register(fs)
 	capsFlag := fs.String("caps", "", "capabilities: a comma-separated list of write, flush, api, or none")
 	primary := fs.Bool("primary", false, "make the new credential the cache's primary (create)")
+	var certs certFlags
+	certs.register(fs)
 	setUsage(fs, credUsage)
 	if help {
 		fs.Usage()
@@ -306,8 +405,15 @@ func runCred(args []string, out, errOut io.Writer) error {
 		if caps, err = parseCaps(*capsFlag); err != nil {
 			return err
 		}
-	} else if sub == "update" {
-		return usagef("memhive cred update needs --caps")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cert, err := certs.patch(sub, set)
+	if err != nil {
+		return err
+	}
+	if sub == "update" && *capsFlag == "" && !cert.given() {
+		return usagef("memhive cred update needs --caps, or --cert, --cert-sha256, --cert-cn or --no-cert")
 	}
 	b, c, err := cfg.openCache(pos[0])
 	if err != nil {
@@ -316,7 +422,7 @@ func runCred(args []string, out, errOut io.Writer) error {
 	defer b.Close()
 	switch sub {
 	case "create":
-		cred, pass, err := b.CreateCredential(c.ID, caps, *primary)
+		cred, pass, err := b.CreateCredential(c.ID, caps, *primary, cert.apply(control.CertBinding{}))
 		if err != nil {
 			return err
 		}
@@ -344,7 +450,7 @@ func runCred(args []string, out, errOut io.Writer) error {
 	}
 	switch sub {
 	case "update":
-		cred, err = b.SetCapabilities(c.ID, cred.ID, caps)
+		cred, err = updateCred(b, c.ID, cred, *capsFlag != "", caps, cert)
 	case "promote":
 		cred, err = b.Promote(c.ID, cred.ID)
 	case "delete":
@@ -362,6 +468,30 @@ func runCred(args []string, out, errOut io.Writer) error {
 	}
 	printCreds(out, []control.Credential{cred})
 	return nil
+}
+
+// updateCred is cred update: the binding first, since that is what the
+// store may refuse (a certificate bound elsewhere, a CN it finds
+// malformed) and then nothing has changed; the capabilities after, and if
+// they fail, the binding is put back.
+func updateCred(b backend, cacheID uint32, cred control.Credential, setCaps bool, caps control.Capabilities, cert certPatch) (control.Credential, error) {
+	old := cred
+	var err error
+	if cert.given() {
+		if cred, err = b.BindCertificate(cacheID, cred.ID, cert.apply(cred.Cert)); err != nil {
+			return cred, err
+		}
+	}
+	if !setCaps {
+		return cred, nil
+	}
+	updated, err := b.SetCapabilities(cacheID, cred.ID, caps)
+	if err != nil && cert.given() {
+		if _, berr := b.BindCertificate(cacheID, old.ID, old.Cert); berr != nil {
+			return updated, fmt.Errorf("%w (and restoring the certificate binding: %v)", err, berr)
+		}
+	}
+	return updated, err
 }
 
 // envUsage is `memhive env --help`'s text.
@@ -407,7 +537,7 @@ func runEnv(args []string, out, errOut io.Writer) error {
 	}
 	defer b.Close()
 	if *newCred {
-		cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false)
+		cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false, control.CertBinding{})
 		if err != nil {
 			return err
 		}
@@ -524,19 +654,39 @@ func capsString(c control.Capabilities) string {
 
 // credView is a credential for printing: never its salt or hash.
 type credView struct {
-	ID       uint32 `json:"id"`
-	CacheID  uint32 `json:"cache_id"`
-	Username string `json:"username"`
-	Caps     string `json:"capabilities"`
-	Primary  bool   `json:"primary"`
+	ID         uint32 `json:"id"`
+	CacheID    uint32 `json:"cache_id"`
+	Username   string `json:"username"`
+	Caps       string `json:"capabilities"`
+	Primary    bool   `json:"primary"`
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertCN     string `json:"cert_cn,omitempty"`
 }
 
 func credViews(creds []control.Credential) []credView {
 	out := make([]credView, 0, len(creds))
 	for _, c := range creds {
-		out = append(out, credView{c.ID, c.CacheID, c.Username, capsString(c.Caps), c.Primary})
+		out = append(out, credView{ID: c.ID, CacheID: c.CacheID, Username: c.Username, Caps: capsString(c.Caps), Primary: c.Primary,
+			CertSHA256: c.Cert.SHA256, CertCN: c.Cert.CN})
 	}
 	return out
+}
+
+// certString is a binding in a table cell: the fingerprint's first 16 hex
+// digits (enough to tell certificates apart at a glance; --json has it
+// whole), the CN, or "-" for none.
+func certString(v credView) string {
+	var parts []string
+	if v.CertSHA256 != "" {
+		parts = append(parts, v.CertSHA256[:min(16, len(v.CertSHA256))]+"…")
+	}
+	if v.CertCN != "" {
+		parts = append(parts, "cn="+v.CertCN)
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }
 
 func printCaches(out io.Writer, caches []control.Cache) {
@@ -554,9 +704,9 @@ func printCaches(out io.Writer, caches []control.Cache) {
 
 func printCreds(out io.Writer, creds []control.Credential) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tUSERNAME\tCAPABILITIES\tPRIMARY")
+	fmt.Fprintln(w, "ID\tUSERNAME\tCAPABILITIES\tPRIMARY\tCERT")
 	for _, c := range credViews(creds) {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%v\n", c.ID, c.Username, c.Caps, c.Primary)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%v\t%s\n", c.ID, c.Username, c.Caps, c.Primary, certString(c))
 	}
 	w.Flush()
 }

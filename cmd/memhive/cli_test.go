@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,6 +248,13 @@ func TestCLIDirect(t *testing.T) {
 		}
 		return s, func() { s.Close() }
 	})
+	exerciseCerts(t, dir, func() (control.Store, func()) {
+		s, err := control.Open(filepath.Join(dir, storeFile), control.Policy{}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { s.Close() }
+	})
 }
 
 func TestCLIThroughARunningServer(t *testing.T) {
@@ -268,6 +282,169 @@ func TestCLIThroughARunningServer(t *testing.T) {
 		t.Fatalf("env of a missing cache printed %q", out)
 	}
 	exercise(t, dir, func() (control.Store, func()) { return store, func() {} })
+	exerciseCerts(t, dir, func() (control.Store, func()) { return store, func() {} })
+}
+
+// writeCertPEM writes a self-signed client certificate with subject CN cn
+// to a PEM file in dir, its private key after it (as in a combined file),
+// and returns the path and the certificate's fingerprint.
+func writeCertPEM(t *testing.T, dir, cn string) (path, fingerprint string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, cn+".pem")
+	pemBytes := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
+	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, control.Fingerprint(der)
+}
+
+// credsJSON is cred list --json of cache, by username.
+func credsJSON(t *testing.T, data, cache string) map[string]credView {
+	t.Helper()
+	out, err := runCmd(t, credCmd, "list", cache, "--json", data)
+	var creds []credView
+	if err != nil || json.Unmarshal([]byte(out), &creds) != nil {
+		t.Fatalf("cred list: %v\n%s", err, out)
+	}
+	m := map[string]credView{}
+	for _, c := range creds {
+		m[c.Username] = c
+	}
+	return m
+}
+
+// exerciseCerts binds credentials to TLS client certificates with cred
+// create and update, against the store in dir directly or through a
+// server that holds it. A refused binding (the certificate is bound to
+// another credential, the file is no certificate, the fingerprint is
+// malformed) fails with a one-line error and a non-zero exit, and changes
+// nothing: no credential is left behind.
+func exerciseCerts(t *testing.T, dir string, check func() (control.Store, func())) {
+	data := "--data=" + dir
+	certA, fpA := writeCertPEM(t, t.TempDir(), "client-a")
+	_, fpB := writeCertPEM(t, t.TempDir(), "client-b")
+	if _, err := runCmd(t, cacheCmd, "create", "tls", "--memory", "1", data); err != nil {
+		t.Fatalf("cache create: %v", err)
+	}
+
+	// --cert binds the file's fingerprint (not its CN: anyone can write
+	// any CN into a certificate of their own).
+	out, err := runCmd(t, credCmd, "create", "tls", "--cert", certA, "--caps", "write", data)
+	userA := envLines(out)["MEMCACHIER_USERNAME"]
+	if err != nil || userA == "" || !strings.Contains(out, "CERT") || !strings.Contains(out, fpA[:16]+"…") || strings.Contains(out, "cn=") {
+		t.Fatalf("cred create --cert: %v\n%s", err, out)
+	}
+	if c := credsJSON(t, data, "tls")[userA]; c.CertSHA256 != fpA || c.CertCN != "" || c.Caps != "write" {
+		t.Fatalf("the credential cred create --cert made: %+v, want bound to %s", c, fpA)
+	}
+	// The fingerprint as openssl prints it, and a CN beside it.
+	openssl := "SHA256 Fingerprint=" + strings.ToUpper(regexp.MustCompile("..").ReplaceAllString(fpB, "$0:"))
+	out, err = runCmd(t, credCmd, "create", "tls", "--cert-sha256", strings.TrimSuffix(openssl, ":"), "--cert-cn", "client-b", "--json", data)
+	var made struct {
+		Credential credView `json:"credential"`
+		Password   string   `json:"password"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &made) != nil || made.Credential.CertSHA256 != fpB || made.Credential.CertCN != "client-b" || made.Password == "" {
+		t.Fatalf("cred create --cert-sha256 --cert-cn: %v\n%s", err, out)
+	}
+	userB := made.Credential.Username
+
+	// Refusals: a clear one-line error, exit 1 or 2, nothing created.
+	snapshot := func() string {
+		store, release := check()
+		defer release()
+		creds, err := store.Credentials(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%+v", creds)
+	}
+	before := snapshot()
+	notPEM := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "tls", "--cert", certA}, "already exists"},
+		{[]string{"create", "tls", "--cert-cn", "client-b", "--primary"}, "already exists"},
+		{[]string{"create", "tls", "--cert", notPEM}, "no PEM CERTIFICATE"},
+		{[]string{"create", "tls", "--cert", filepath.Join(dir, "missing.pem")}, "missing.pem"},
+		{[]string{"create", "tls", "--cert-sha256", "abcd"}, "64 hex digits"},
+		{[]string{"create", "tls", "--cert-cn", "bad\x01cn"}, "control character"},
+		{[]string{"create", "tls", "--cert", certA, "--cert-sha256", fpB}, "pass one"},
+		{[]string{"create", "tls", "--no-cert"}, "for memhive cred update"},
+		{[]string{"update", "tls", userB, "--cert", certA}, "already exists"},
+		{[]string{"update", "tls", userB, "--cert-cn", "x", "--caps", "none", "--cert-sha256", fpA}, "already exists"},
+		{[]string{"update", "tls", userB, "--cert", notPEM, "--caps", "none"}, "no PEM CERTIFICATE"},
+		{[]string{"update", "tls", userB, "--no-cert", "--cert-cn", "x"}, "--no-cert"},
+		{[]string{"update", "tls", userB}, "needs --caps"},
+		{[]string{"list", "tls", "--cert", certA}, "create and update"},
+	} {
+		var o, e bytes.Buffer
+		code := run(append([]string{"cred"}, append(tc.args, data)...), &o, &e)
+		if code == 0 || !strings.Contains(e.String(), tc.want) || strings.Count(e.String(), "\n") != 1 {
+			t.Errorf("memhive cred %v: exit %d, stderr %q; want a non-zero exit and one line containing %q", tc.args, code, e.String(), tc.want)
+		}
+		if after := snapshot(); after != before {
+			t.Fatalf("memhive cred %v changed the credentials:\nbefore %v\nafter  %v", tc.args, before, after)
+		}
+	}
+
+	// update: what is not given stays; a flag with capabilities applies both.
+	if out, err = runCmd(t, credCmd, "update", "tls", userA, "--cert-cn", "client-a", "--caps", "write,flush", data); err != nil || !strings.Contains(out, fpA[:16]+"… cn=client-a") {
+		t.Fatalf("cred update --cert-cn --caps: %v\n%s", err, out)
+	}
+	if c := credsJSON(t, data, "tls")[userA]; c.CertSHA256 != fpA || c.CertCN != "client-a" || c.Caps != "write,flush" {
+		t.Fatalf("after cred update --cert-cn --caps: %+v", c)
+	}
+	if _, err = runCmd(t, credCmd, "update", "tls", userA, "--cert-sha256", "", data); err != nil {
+		t.Fatalf("cred update --cert-sha256 '': %v", err)
+	}
+	if c := credsJSON(t, data, "tls")[userA]; c.CertSHA256 != "" || c.CertCN != "client-a" {
+		t.Fatalf("an empty --cert-sha256 did not clear only the fingerprint: %+v", c)
+	}
+	// --no-cert clears both, and may come with capabilities.
+	out, err = runCmd(t, credCmd, "update", "tls", userB, "--no-cert", "--caps", "api", data)
+	if err != nil || !regexp.MustCompile(`(?m)^\d+\s+`+userB+`\s+api\s+false\s+-$`).MatchString(out) {
+		t.Fatalf("cred update --no-cert --caps api: %v\n%s", err, out)
+	}
+	// fpB is free again.
+	if _, err = runCmd(t, credCmd, "update", "tls", userA, "--cert-sha256", fpB, data); err != nil {
+		t.Fatalf("binding a fingerprint just unbound: %v", err)
+	}
+	if out, err = runCmd(t, credCmd, "list", "tls", data); err != nil || !strings.Contains(out, fpB[:16]+"… cn=client-a") {
+		t.Fatalf("cred list: %v\n%s", err, out)
+	}
+
+	store, release := check()
+	a, errA := store.CredentialByUsername(userA)
+	b, errB := store.CredentialByUsername(userB)
+	all, _ := store.Credentials(a.CacheID)
+	if errA != nil || a.Cert != (control.CertBinding{SHA256: fpB, CN: "client-a"}) || errB != nil || b.Cert.Bound() || b.Caps != control.CapAPI || len(all) != 3 {
+		t.Fatalf("the store after the commands: %+v %v, %+v %v, %d credentials", a, errA, b, errB, len(all))
+	}
+	release()
+	if _, err = runCmd(t, cacheCmd, "delete", "tls", data); err != nil {
+		t.Fatalf("cache delete: %v", err)
+	}
 }
 
 // TestHelp checks that memhive, memhive help and memhive --help list every
@@ -301,7 +478,7 @@ func TestHelp(t *testing.T) {
 	flags := map[string][]string{
 		"serve": {"-l, --listen string", "-m, --memory int", "-I, --max-item-size string", "--auth string", "--tls-listen string", "--admin-token string", "--crawl-interval duration", "  -p int", "  -v int"},
 		"cache": {"--memory int", "--dev", "--data string", "--json"},
-		"cred":  {"--caps string", "--primary", "--data string"},
+		"cred":  {"--caps string", "--primary", "--data string", "--cert string", "--cert-sha256 string", "--cert-cn string", "--no-cert", "--tls-ca"},
 		"env":   {"--data string", "--admin-token string"},
 	}
 	for cmd, want := range flags {

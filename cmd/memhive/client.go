@@ -42,8 +42,13 @@ func (d *directBackend) Credentials(id uint32) ([]control.Credential, error) {
 func (d *directBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error) {
 	return d.store.UpdateCache(id, u)
 }
-func (d *directBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error) {
-	return d.store.CreateCredential(cacheID, caps, primary)
+func (d *directBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
+	// The admin API's own steps, so that a refused binding leaves no
+	// credential behind here either.
+	return analytics.CreateCredential(d.store, nil, cacheID, caps, primary, cert)
+}
+func (d *directBackend) BindCertificate(_, id uint32, b control.CertBinding) (control.Credential, error) {
+	return d.store.BindCertificate(id, b)
 }
 func (d *directBackend) SetCapabilities(_, id uint32, caps control.Capabilities) (control.Credential, error) {
 	return d.store.SetCapabilities(id, caps)
@@ -102,7 +107,7 @@ func (r *remoteBackend) call(method, path string, body, out any) error {
 }
 
 func credentialOf(c analytics.CredentialInfo, cacheID uint32) control.Credential {
-	return control.Credential{ID: c.ID, CacheID: cacheID, Username: c.Username, Primary: c.Primary, Caps: c.Caps()}
+	return control.Credential{ID: c.ID, CacheID: cacheID, Username: c.Username, Primary: c.Primary, Caps: c.Caps(), Cert: c.Cert()}
 }
 
 func capsBody(caps control.Capabilities) map[string]bool {
@@ -163,10 +168,18 @@ func (r *remoteBackend) DeleteCache(id uint32) error {
 	return r.call("DELETE", fmt.Sprintf("/admin/v1/caches/%d", id), nil, nil)
 }
 
-func (r *remoteBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool) (control.Credential, string, error) {
+func (r *remoteBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
 	body := map[string]any{"primary": primary}
 	for k, v := range capsBody(caps) {
 		body[k] = v
+	}
+	// One request: the server binds and, if it must, removes the
+	// credential again.
+	if cert.SHA256 != "" {
+		body["cert_sha256"] = cert.SHA256
+	}
+	if cert.CN != "" {
+		body["cert_cn"] = cert.CN
 	}
 	var res analytics.CredentialInfo
 	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), body, &res)
@@ -188,6 +201,14 @@ func (r *remoteBackend) Credentials(cacheID uint32) ([]control.Credential, error
 func (r *remoteBackend) SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error) {
 	var res analytics.CredentialInfo
 	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), capsBody(caps), &res)
+	return credentialOf(res, cacheID), err
+}
+
+// BindCertificate sends both halves of b, so that the credential ends up
+// bound to b exactly, as the Store's BindCertificate does.
+func (r *remoteBackend) BindCertificate(cacheID, id uint32, b control.CertBinding) (control.Credential, error) {
+	var res analytics.CredentialInfo
+	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), map[string]string{"cert_sha256": b.SHA256, "cert_cn": b.CN}, &res)
 	return credentialOf(res, cacheID), err
 }
 

@@ -13,7 +13,7 @@ import (
 var commands = []struct{ name, args, what string }{
 	{"serve", "[flags]", "run the memcache server (flags with no command also mean serve)"},
 	{"cache", "create|list|show|resize|enable|disable|delete ...", "manage caches"},
-	{"cred", "create|list|update|promote|delete ...", "manage a cache's credentials"},
+	{"cred", "create|list|update|promote|delete ...", "manage a cache's credentials and the TLS client certificates bound to them"},
 	{"env", "CACHE [--new-credential]", "print MEMCACHIER_SERVERS/USERNAME lines for eval (and PASSWORD, with a new credential)"},
 	{"version", "", "print the version"},
 	{"help", "[COMMAND]", "this list, or a command's flags"},
