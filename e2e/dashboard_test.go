@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,12 +15,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memhive/memhive/control"
 )
 
 var dashboardSummary = regexp.MustCompile(`(?m)^dashboard: (\d+) checks passed$`)
 
 // dashboardChecks is how many checks e2e/browser/dashboard.mjs makes.
-const dashboardChecks = 25
+const dashboardChecks = 33
 
 // The dashboard test's traffic: items stored, then gets of every item and
 // of keys never stored. Every figure the page shows follows from these.
@@ -80,8 +83,8 @@ func dashHistory(t *testing.T, h *hive, l login, what string, limit time.Duratio
 // panels show exactly the items, sets and hit rate it made, the history
 // graph plots one point per interval between the samples the API returns,
 // and those points add up to the traffic; then credentials, a capability,
-// a flush, screenshots at laptop and phone widths (saved in
-// e2e/browser/out/).
+// a client certificate bound from its PEM and unbound, a flush,
+// screenshots at laptop and phone widths (saved in e2e/browser/out/).
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
@@ -168,6 +171,16 @@ func TestDashboardInABrowser(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A client certificate's PEM file as one may come: a note, the
+	// certificate, then its issuer's. The page must bind the first.
+	cert, issuer := clientCert(t, "dash-client", nil), clientCert(t, "dash-issuer", nil)
+	certPEM := filepath.Join(t.TempDir(), "client.pem")
+	pemText := append([]byte("subject=CN=dash-client\n"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+	pemText = append(pemText, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuer.Certificate[0]})...)
+	if err := os.WriteFile(certPEM, pemText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "dashboard.mjs"), "http://"+h.http, l.Username, l.Password, out)
@@ -182,6 +195,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		"EXPECT_HIT_RATE="+strconv.FormatFloat(100*float64(hits)/float64(hits+misses), 'f', 1, 64)+" %",
 		"EXPECT_TRAFFIC_SETS="+strconv.Itoa(dashItems),
 		"EXPECT_TRAFFIC_GETS="+strconv.Itoa(dashItems+dashMisses),
+		"CERT_PEM="+certPEM,
+		"EXPECT_CERT_SHA256="+control.Fingerprint(cert.Certificate[0]),
 	)
 	res, err := cmd.CombinedOutput()
 	t.Logf("dashboard.mjs:\n%s", res)
@@ -193,7 +208,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	if n, _ := strconv.Atoi(string(m[1])); n != dashboardChecks {
 		t.Fatalf("the browser test made %d checks, want the script's %d", n, dashboardChecks)
 	}
-	for _, shot := range []string{"dashboard.png", "after.png", "phone.png"} {
+	for _, shot := range []string{"dashboard.png", "certificate.png", "after.png", "phone.png"} {
 		if st, err := os.Stat(filepath.Join(out, shot)); err != nil || st.Size() == 0 {
 			t.Fatalf("screenshot %s missing: %v", shot, err)
 		}

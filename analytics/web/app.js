@@ -4,7 +4,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { auth: null, id: null, info: null, stats: null, history: [], creds: [], chart: null, timers: [] };
+// certForm is the open certificate binding form, if any: the credential's
+// id and what is typed in it, so that reloading the list keeps it.
+const state = { auth: null, id: null, info: null, stats: null, history: [], creds: [], chart: null, timers: [], certForm: null };
 
 const MB = 1024 * 1024;
 const fmtInt = (n) => Math.round(n).toLocaleString("en-US");
@@ -154,6 +156,209 @@ function renderChart() {
   state.chart = new uPlot(opts, [xs, ya, yb], el);
 }
 
+// SHA-256 round constants (FIPS 180-4, 4.2.2).
+const SHA256_K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+
+// sha256JS is SHA-256 in plain JavaScript (FIPS 180-4), for pages where
+// crypto.subtle is missing: browsers give it only to secure contexts
+// (HTTPS, localhost), and --http often serves plain HTTP on a LAN address.
+function sha256JS(data) {
+  const ror = (x, n) => (x >>> n) | (x << (32 - n));
+  const H = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  // The message, a 1 bit, zeros, and its length in bits (64-bit big-endian).
+  const len = Math.ceil((data.length + 9) / 64) * 64;
+  const buf = new Uint8Array(len);
+  buf.set(data);
+  buf[data.length] = 0x80;
+  const view = new DataView(buf.buffer);
+  view.setUint32(len - 8, Math.floor(data.length / 0x20000000));
+  view.setUint32(len - 4, (data.length * 8) >>> 0);
+  const w = new Uint32Array(64);
+  for (let off = 0; off < len; off += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(off + 4 * i);
+    for (let i = 16; i < 64; i++) {
+      const x = w[i - 15], y = w[i - 2];
+      w[i] = w[i - 16] + (ror(x, 7) ^ ror(x, 18) ^ (x >>> 3)) + w[i - 7] + (ror(y, 17) ^ ror(y, 19) ^ (y >>> 10));
+    }
+    let [a, b, c, d, e, f, g, h] = H;
+    for (let i = 0; i < 64; i++) {
+      // Sums of a few 32-bit words are exact in a double; | 0 wraps them.
+      const t1 = (h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
+      const t2 = ((ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      h = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    [a, b, c, d, e, f, g, h].forEach((v, i) => { H[i] += v; });
+  }
+  const out = new Uint8Array(32);
+  H.forEach((v, i) => new DataView(out.buffer).setUint32(4 * i, v));
+  return out;
+}
+
+const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+// sha256Hex is the SHA-256 of bytes in hex, by the browser's own
+// implementation where it offers one.
+async function sha256Hex(bytes) {
+  if (window.crypto && window.crypto.subtle) {
+    return toHex(new Uint8Array(await window.crypto.subtle.digest("SHA-256", bytes)));
+  }
+  return toHex(sha256JS(bytes));
+}
+
+// pemCertificate is the DER of the first CERTIFICATE block of a PEM text
+// (a file may hold a chain, or a key too), or null when it has none.
+function pemCertificate(text) {
+  const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(text);
+  if (!m) return null;
+  let bin;
+  try {
+    bin = atob(m[1].replace(/\s+/g, ""));
+  } catch (e) {
+    throw new Error("The PEM certificate is not valid base64.");
+  }
+  return Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+}
+
+// certFingerprint reads the bind form's certificate field: a PEM
+// certificate, whose fingerprint (the SHA-256 of its DER) is computed
+// here, or a fingerprint as openssl prints it, which the API checks and
+// normalises. Only the fingerprint leaves the page.
+async function certFingerprint(text) {
+  text = text.trim();
+  if (!text.includes("-----BEGIN")) return text;
+  const der = pemCertificate(text);
+  if (!der) throw new Error("The PEM text has no CERTIFICATE block: paste the certificate, not its key.");
+  return sha256Hex(der);
+}
+
+// fingerprintText writes a fingerprint as openssl does (upper-case pairs
+// joined by colons), so it reads like `openssl x509 -fingerprint`'s output.
+const fingerprintText = (hex) => hex.toUpperCase().match(/../g).join(":");
+const shortFingerprint = (hex) => {
+  const pairs = fingerprintText(hex).split(":");
+  return pairs.slice(0, 4).join(":") + "…" + pairs.slice(-2).join(":");
+};
+
+// certLine shows the client certificate bound to credential c (or that
+// none is), with the button that binds or unbinds one.
+function certLine(c) {
+  const line = document.createElement("div");
+  line.className = "cert";
+  line.setAttribute("data-testid", `cred-cert-${c.id}`);
+  const btn = document.createElement("button");
+  btn.type = "button";
+  btn.className = "link";
+  if (c.cert_sha256 || c.cert_cn) {
+    const label = document.createElement("span");
+    label.textContent = "Certificate";
+    line.appendChild(label);
+    if (c.cert_sha256) {
+      const fp = document.createElement("code");
+      fp.textContent = shortFingerprint(c.cert_sha256);
+      fp.title = `SHA-256 fingerprint ${fingerprintText(c.cert_sha256)}`;
+      fp.setAttribute("data-testid", `cred-cert-sha256-${c.id}`);
+      fp.dataset.fingerprint = c.cert_sha256;
+      line.appendChild(fp);
+    }
+    if (c.cert_cn) {
+      const cn = document.createElement("span");
+      cn.textContent = `CN ${c.cert_cn}`;
+      cn.title = "Matches a certificate with this subject CN that the server verified against its client CAs (--tls-ca)";
+      cn.setAttribute("data-testid", `cred-cert-cn-${c.id}`);
+      line.appendChild(cn);
+    }
+    btn.textContent = "Unbind";
+    btn.setAttribute("data-testid", `cred-unbind-${c.id}`);
+    btn.addEventListener("click", () => {
+      if (!window.confirm(`Unbind the client certificate of ${c.sasl_username}? Clients logged in with it are disconnected.`)) return;
+      act(`Unbound the client certificate of ${c.sasl_username}`,
+        () => api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: "", cert_cn: "" }), loadCreds);
+    });
+  } else {
+    const none = document.createElement("span");
+    none.textContent = "No client certificate";
+    line.appendChild(none);
+    btn.textContent = "Bind…";
+    btn.setAttribute("data-testid", `cred-bind-${c.id}`);
+    btn.addEventListener("click", () => {
+      state.certForm = { id: c.id, cert: "", cn: "" };
+      renderCreds();
+      $(`cert-input-${c.id}`).focus();
+    });
+  }
+  line.appendChild(btn);
+  return line;
+}
+
+// certFormRow is the form that binds a client certificate to credential
+// c, a row under c's own. Its errors (the API's message) show in it.
+function certFormRow(c) {
+  const draft = state.certForm;
+  const tr = document.createElement("tr");
+  tr.className = "cert-form-row";
+  const td = document.createElement("td");
+  td.colSpan = 5;
+  const form = document.createElement("form");
+  form.className = "cert-form";
+  form.setAttribute("data-testid", `cert-form-${c.id}`);
+  form.innerHTML = `
+    <label for="cert-input-${c.id}">Client certificate (PEM) or its SHA-256 fingerprint</label>
+    <textarea id="cert-input-${c.id}" rows="3" spellcheck="false" autocapitalize="off"
+      placeholder="-----BEGIN CERTIFICATE-----&#10;…&#10;or the fingerprint: openssl x509 -noout -fingerprint -sha256 -in client.pem"></textarea>
+    <label for="cert-cn-${c.id}">Subject CN (optional: matches only certificates the server verifies with --tls-ca)</label>
+    <input id="cert-cn-${c.id}" spellcheck="false" autocapitalize="off">
+    <p class="sub">A PEM certificate stays in this browser: only its fingerprint is sent.</p>
+    <p class="error" hidden></p>
+    <div class="cert-buttons">
+      <button type="submit" class="small">Bind</button>
+      <button type="button" class="small plain">Cancel</button>
+    </div>`;
+  const [text, cn] = [form.querySelector("textarea"), form.querySelector("input")];
+  const err = form.querySelector(".error");
+  const [submit, cancel] = form.querySelectorAll("button");
+  text.value = draft.cert;
+  cn.value = draft.cn;
+  text.setAttribute("data-testid", `cert-input-${c.id}`);
+  cn.setAttribute("data-testid", `cert-cn-${c.id}`);
+  err.setAttribute("data-testid", `cert-error-${c.id}`);
+  submit.setAttribute("data-testid", `cert-submit-${c.id}`);
+  text.addEventListener("input", () => { draft.cert = text.value; });
+  cn.addEventListener("input", () => { draft.cn = cn.value; });
+  cancel.addEventListener("click", () => { state.certForm = null; renderCreds(); });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    showError(err, null);
+    submit.disabled = true;
+    try {
+      const fp = await certFingerprint(text.value);
+      const name = cn.value.trim();
+      if (!fp && !name) throw new Error("Paste the certificate or its fingerprint, or give a CN.");
+      // Both halves: what is left empty is cleared.
+      await api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: fp, cert_cn: name });
+    } catch (e) {
+      showError(err, e);
+      submit.disabled = false;
+      return;
+    }
+    state.certForm = null;
+    showError($("dash-error"), null);
+    setStatus(`Bound a client certificate to ${c.sasl_username}`);
+    await loadCreds().catch((e) => showError($("dash-error"), e));
+  });
+  td.appendChild(form);
+  tr.appendChild(td);
+  return tr;
+}
+
 function credRow(c) {
   const tr = document.createElement("tr");
   tr.dataset.testid = `cred-row-${c.id}`;
@@ -168,6 +373,7 @@ function credRow(c) {
     tag.setAttribute("data-testid", `cred-primary-${c.id}`);
     user.appendChild(tag);
   }
+  user.appendChild(certLine(c));
   tr.appendChild(user);
   for (const cap of ["write", "flush", "api"]) {
     const td = document.createElement("td");
@@ -212,7 +418,11 @@ function credRow(c) {
 function renderCreds() {
   const body = $("cred-rows");
   body.textContent = "";
-  for (const c of state.creds) body.appendChild(credRow(c));
+  if (state.certForm && !state.creds.some((c) => c.id === state.certForm.id)) state.certForm = null;
+  for (const c of state.creds) {
+    body.appendChild(credRow(c));
+    if (state.certForm && state.certForm.id === c.id) body.appendChild(certFormRow(c));
+  }
 }
 
 async function setCapability(c, cap, box) {
@@ -297,7 +507,7 @@ async function login(ev) {
 function logout(ev) {
   if (ev) ev.preventDefault();
   state.timers.forEach(clearInterval);
-  Object.assign(state, { auth: null, id: null, info: null, stats: null, history: [], creds: [], timers: [] });
+  Object.assign(state, { auth: null, id: null, info: null, stats: null, history: [], creds: [], timers: [], certForm: null });
   if (state.chart) { state.chart.destroy(); state.chart = null; }
   $("dash-view").hidden = true;
   $("cache-title").hidden = true;

@@ -7,9 +7,12 @@
 // EXPECT_ITEMS, EXPECT_SETS (the panels), EXPECT_HITS, EXPECT_MISSES and
 // EXPECT_HIT_RATE (as the page formats it, e.g. "62.5 %"), and
 // EXPECT_TRAFFIC_SETS, EXPECT_TRAFFIC_GETS (what the history graph's
-// intervals must add up to). Every step is checked; the script exits 1 at
-// the first failure and prints "dashboard: N checks passed" at the end.
+// intervals must add up to), and CERT_PEM, a PEM file whose first
+// certificate the page binds to a credential, with EXPECT_CERT_SHA256, its
+// fingerprint. Every step is checked; the script exits 1 at the first
+// failure and prints "dashboard: N checks passed" at the end.
 import { chromium } from "playwright-core";
+import fs from "node:fs";
 import path from "node:path";
 
 const [base, username, password, outdir] = process.argv.slice(2);
@@ -18,14 +21,19 @@ if (!outdir) {
   process.exit(2);
 }
 const expect = {};
-for (const k of ["ITEMS", "SETS", "HITS", "MISSES", "HIT_RATE", "TRAFFIC_SETS", "TRAFFIC_GETS"]) {
+for (const k of ["ITEMS", "SETS", "HITS", "MISSES", "HIT_RATE", "TRAFFIC_SETS", "TRAFFIC_GETS", "CERT_SHA256"]) {
   const v = process.env["EXPECT_" + k];
   if (v === undefined || v === "") {
     console.error(`EXPECT_${k} is not set`);
     process.exit(2);
   }
-  expect[k] = k === "HIT_RATE" ? v : Number(v);
+  expect[k] = k === "HIT_RATE" || k === "CERT_SHA256" ? v : Number(v);
 }
+if (!process.env.CERT_PEM) {
+  console.error("CERT_PEM is not set");
+  process.exit(2);
+}
+const certPEM = fs.readFileSync(process.env.CERT_PEM, "utf8");
 
 let checks = 0;
 function check(cond, what) {
@@ -133,6 +141,61 @@ try {
   await page.click("#refresh");
   await page.waitForFunction(() => document.querySelector("[data-testid=status]").textContent === "Refreshed");
   check(!(await page.isChecked(write)), "the write capability stays off after a reload");
+
+  // Client certificates: bind one by pasting its PEM (the page computes
+  // the fingerprint), see it listed and in the API; a second credential
+  // is refused the same certificate, and a malformed fingerprint, with the
+  // API's message; then unbind it.
+  const fp = expect.CERT_SHA256;
+  const opensslFP = fp.toUpperCase().match(/../g).join(":");
+  const cacheId = await page.evaluate(() => state.id);
+  const auth = "Basic " + Buffer.from(`${username}:${password}`).toString("base64");
+  const apiCreds = async () =>
+    (await context.request.get(`${base}/api/v1/${cacheId}/credentials`, { headers: { Authorization: auth } })).json();
+  const apiCred = async (credId) => (await apiCreds()).find((c) => String(c.id) === String(credId));
+  const [jsFP, subtleFP] = await page.evaluate(async (pem) => {
+    const der = pemCertificate(pem);
+    return [toHex(sha256JS(der)), await sha256Hex(der)];
+  }, certPEM);
+  check(jsFP === fp && subtleFP === fp, `the page's SHA-256 of the PEM's first certificate, in JavaScript and crypto.subtle, is its fingerprint (${jsFP}, ${subtleFP})`);
+  await page.click(`[data-testid=cred-bind-${id}]`);
+  await page.fill(`[data-testid=cert-input-${id}]`, certPEM);
+  await page.fill(`[data-testid=cert-cn-${id}]`, "dash-client");
+  await page.click(`[data-testid=cert-submit-${id}]`);
+  await page.waitForSelector(`[data-testid=cred-cert-sha256-${id}]`);
+  const shownFP = page.locator(`[data-testid=cred-cert-sha256-${id}]`);
+  const short = (await shownFP.textContent()).trim();
+  check(short === `${opensslFP.slice(0, 11)}…${opensslFP.slice(-5)}` && (await shownFP.getAttribute("title")).endsWith(opensslFP),
+    `the credential shows the fingerprint shortened (${short}), in full in its title`);
+  const shownCN = (await page.textContent(`[data-testid=cred-cert-cn-${id}]`)).trim();
+  check(shownCN === "CN dash-client", `the credential shows its CN (${shownCN})`);
+  let cred = await apiCred(id);
+  check(cred.cert_sha256 === fp && cred.cert_cn === "dash-client", `the API lists the binding (${cred.cert_sha256} ${cred.cert_cn})`);
+
+  const loginId = (await apiCreds()).find((c) => c.sasl_username === username).id;
+  await page.click(`[data-testid=cred-bind-${loginId}]`);
+  await page.fill(`[data-testid=cert-input-${loginId}]`, `sha256 Fingerprint=${opensslFP}`);
+  await page.click(`[data-testid=cert-submit-${loginId}]`);
+  const certError = `[data-testid=cert-error-${loginId}]`;
+  await page.waitForSelector(`${certError}:not([hidden])`);
+  let msg = (await page.textContent(certError)).trim();
+  check(msg === `Conflict: certificate ${fp} is bound to credential ${cred.sasl_username}. (HTTP 409)`,
+    `binding it to a second credential shows the API's refusal (${msg})`);
+  await page.screenshot({ path: path.join(outdir, "certificate.png"), fullPage: true });
+  await page.fill(`[data-testid=cert-input-${loginId}]`, "AB:CD:zz");
+  await page.click(`[data-testid=cert-submit-${loginId}]`);
+  await page.waitForFunction((sel) => /Bad request/.test(document.querySelector(sel).textContent), certError);
+  msg = (await page.textContent(certError)).trim();
+  check(/^Bad request: certificate fingerprint: .*\(HTTP 400\)$/.test(msg), `a malformed fingerprint shows the API's refusal (${msg})`);
+  const loginCred = await apiCred(loginId);
+  check(!loginCred.cert_sha256 && !loginCred.cert_cn, "the refused bindings changed nothing");
+  await page.click(`[data-testid=cert-form-${loginId}] button.plain`);
+  await page.waitForSelector(`[data-testid=cert-form-${loginId}]`, { state: "detached" });
+
+  await page.click(`[data-testid=cred-unbind-${id}]`);
+  await page.waitForSelector(`[data-testid=cred-bind-${id}]`);
+  cred = await apiCred(id);
+  check(cred.cert_sha256 === undefined && cred.cert_cn === undefined, `unbinding clears it in the API (${JSON.stringify(cred)})`);
 
   // Flush, confirmed.
   await page.click("#flush-button");
