@@ -53,8 +53,16 @@ type APIConfig struct {
 // host:port,..." naming the nodes that failed. Where memhive goes beyond
 // the guide it adds rows of its own, in the guide's style (a JSON string):
 // 400 "Bad request: ..." for parameters it cannot read, and, for a
-// credential's client certificate (cert_sha256, cert_cn), 409 "Conflict:
-// ..." when the certificate is bound to another credential.
+// credential's client certificate, 409 "Conflict: ..." when the
+// fingerprint (cert_sha256) is bound to another credential and 403
+// "Forbidden: ..." (msgCertCN) for any request that names cert_cn.
+//
+// A tenant binds fingerprints only. A CN binding (cert_cn) names an
+// identity in the operator's CA (--tls-ca), so it is the operator's to
+// give, through the admin API or the CLI: were tenants to claim CNs
+// first come, first served, one tenant could take the CN another's
+// certificates carry, predictable as CNs are, and those clients would
+// log in to its cache. The API still shows the CN the operator bound.
 type API struct {
 	cfg APIConfig
 	log *slog.Logger
@@ -79,6 +87,11 @@ const (
 	msgForbidden = "You are not authorized to perform this action."
 	msgNoCache   = "No cache found."
 	msgServer    = "Server error"
+	// msgCertCN refuses a request that sets or clears cert_cn: a row of
+	// memhive's own, so in the style of its 400 and 409 rows (the
+	// status's name, then why), where the guide's bare 403 would leave a
+	// tenant guessing what was refused.
+	msgCertCN = "Forbidden: a certificate CN binding is set by the server's operator (admin API)."
 )
 
 // apiCredential is a credential as MemCachier's API lists it (list,
@@ -101,7 +114,8 @@ type apiCredential struct {
 	Primary bool    `json:"primary"`
 	// CertSHA256 and CertCN are control.CertBinding's: the certificate's
 	// fingerprint (lower-case hex) and the subject CN that log in as the
-	// credential at a TLS handshake.
+	// credential at a TLS handshake. Both are shown, though a tenant sets
+	// only the fingerprint: the CN is what the operator bound.
 	CertSHA256 string `json:"cert_sha256,omitempty"`
 	CertCN     string `json:"cert_cn,omitempty"`
 }
@@ -154,28 +168,38 @@ func parseCap(s string) (bool, error) {
 	return false, fmt.Errorf("%q is not true or false", s)
 }
 
+// presence records that a request names a field, whatever its value
+// (even JSON null or ""): for a field a tenant may not touch, naming it is
+// already the request to refuse.
+type presence bool
+
+// UnmarshalJSON records the field, whatever its value.
+func (p *presence) UnmarshalJSON([]byte) error {
+	*p = true
+	return nil
+}
+
 // apiCapabilities sets capabilities; absent fields are left as they are
-// (on creation: allowed). memhive adds the client certificate bound to
-// the credential, one half at a time: an absent (or JSON null) field
-// leaves its half as it is, none on creation; an empty one clears it.
+// (on creation: allowed). memhive adds the fingerprint of the client
+// certificate bound to the credential: absent (or JSON null) leaves it as
+// it is, none on creation; empty clears it. CertCN only records that the
+// request names cert_cn, which the API refuses (msgCertCN).
 type apiCapabilities struct {
 	Write      *capParam `json:"write_capability"`
 	Flush      *capParam `json:"flush_capability"`
 	API        *capParam `json:"api_capability"`
 	CertSHA256 *string   `json:"cert_sha256"`
-	CertCN     *string   `json:"cert_cn"`
+	CertCN     presence  `json:"cert_cn"`
 }
 
-// certChange reports whether r names a certificate field, and the binding
-// that results from applying it to b.
+// certChange reports whether r names the fingerprint, and the binding
+// that results from applying it to b. The CN half of b is kept as it is:
+// unbinding the fingerprint leaves what the operator bound.
 func (r apiCapabilities) certChange(b control.CertBinding) (control.CertBinding, bool) {
 	if r.CertSHA256 != nil {
 		b.SHA256 = *r.CertSHA256
 	}
-	if r.CertCN != nil {
-		b.CN = *r.CertCN
-	}
-	return b, r.CertSHA256 != nil || r.CertCN != nil
+	return b, r.CertSHA256 != nil
 }
 
 func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
@@ -195,7 +219,8 @@ func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
 // So: query parameters, then the body as JSON if it is an object, else as
 // form parameters. Unknown JSON fields are refused; unknown query and
 // form parameters, which URLs often carry, are ignored. The certificate
-// fields (cert_sha256, cert_cn) come the same ways.
+// fields (cert_sha256, cert_cn) come the same ways; cert_cn is only
+// noted, to be refused.
 func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 	var req apiCapabilities
 	fields := []struct {
@@ -203,12 +228,6 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 		dst  **capParam
 	}{
 		{"write_capability", &req.Write}, {"flush_capability", &req.Flush}, {"api_capability", &req.API},
-	}
-	certFields := []struct {
-		name string
-		dst  **string
-	}{
-		{"cert_sha256", &req.CertSHA256}, {"cert_cn", &req.CertCN},
 	}
 	params := func(args *fasthttp.Args) error {
 		for _, f := range fields {
@@ -222,11 +241,12 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 			p := capParam(v)
 			*f.dst = &p
 		}
-		for _, f := range certFields {
-			if args.Has(f.name) {
-				v := string(args.Peek(f.name))
-				*f.dst = &v
-			}
+		if args.Has("cert_sha256") {
+			v := string(args.Peek("cert_sha256"))
+			req.CertSHA256 = &v
+		}
+		if args.Has("cert_cn") {
+			req.CertCN = true
 		}
 		return nil
 	}
@@ -248,11 +268,10 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 				*fields[i].dst = p
 			}
 		}
-		for i, p := range []*string{fromBody.CertSHA256, fromBody.CertCN} {
-			if p != nil {
-				*certFields[i].dst = p
-			}
+		if fromBody.CertSHA256 != nil {
+			req.CertSHA256 = fromBody.CertSHA256
 		}
+		req.CertCN = req.CertCN || fromBody.CertCN
 	default:
 		var form fasthttp.Args
 		form.Parse(body)
@@ -373,6 +392,11 @@ func badRequest(ctx *fasthttp.RequestCtx, err error) {
 	writeJSON(ctx, fasthttp.StatusBadRequest, "Bad request: "+err.Error())
 }
 
+// certCNForbidden answers a request that names cert_cn (msgCertCN).
+func certCNForbidden(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, fasthttp.StatusForbidden, msgCertCN)
+}
+
 // certFailed answers a certificate binding the store refused: malformed
 // (400, as other unreadable parameters) or bound to another credential
 // (409). The store's own text names that credential, which may be another
@@ -389,51 +413,28 @@ func (a *API) certFailed(ctx *fasthttp.RequestCtx, cacheID, self uint32, b contr
 			a.fail(ctx, lerr)
 			return
 		}
-		writeJSON(ctx, fasthttp.StatusConflict, "Conflict: "+certConflict(creds, self, b)+".")
+		writeJSON(ctx, fasthttp.StatusConflict, "Conflict: "+certConflict(creds, self, b.SHA256)+".")
 	default:
 		a.fail(ctx, err)
 	}
 }
 
 // certConflict says which credential of creds (other than self) holds
-// binding b's fingerprint or CN, or that one of another cache does.
-func certConflict(creds []control.Credential, self uint32, b control.CertBinding) string {
-	fp, _ := control.ParseFingerprint(b.SHA256) // "" when there is none
-	cn := b.CN
-	for _, c := range creds {
-		if c.ID == self {
-			// An update keeps the half it does not name: that half is
-			// self's own, not the one another credential holds.
-			if c.Cert.SHA256 == fp {
-				fp = ""
-			}
-			if c.Cert.CN == cn {
-				cn = ""
-			}
-		}
+// fingerprint fp, or that one of another cache does. Only the fingerprint
+// can clash: a tenant's request sets no CN, and the CN it keeps is self's.
+func certConflict(creds []control.Credential, self uint32, fp string) string {
+	fp, err := control.ParseFingerprint(fp)
+	if err != nil {
+		// The store refused something else as bound elsewhere; say no more
+		// than that.
+		return "this certificate is bound to another credential"
 	}
 	for _, c := range creds {
-		if c.ID == self {
-			continue
-		}
-		if fp != "" && c.Cert.SHA256 == fp {
+		if c.ID != self && c.Cert.SHA256 == fp {
 			return fmt.Sprintf("certificate %s is bound to credential %s", fp, c.Username)
 		}
-		if cn != "" && c.Cert.CN == cn {
-			return fmt.Sprintf("certificate CN %q is bound to credential %s", cn, c.Username)
-		}
 	}
-	var what []string
-	if fp != "" {
-		what = append(what, "certificate "+fp)
-	}
-	if cn != "" {
-		what = append(what, fmt.Sprintf("certificate CN %q", cn))
-	}
-	if len(what) == 0 {
-		what = append(what, "this certificate")
-	}
-	return strings.Join(what, " or ") + " is bound to a credential of another cache"
+	return "certificate " + fp + " is bound to a credential of another cache"
 }
 
 func (a *API) login(ctx *fasthttp.RequestCtx, cred control.Credential) {
@@ -543,6 +544,10 @@ func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
 		badRequest(ctx, err)
 		return
 	}
+	if req.CertCN {
+		certCNForbidden(ctx)
+		return
+	}
 	cert, _ := req.certChange(control.CertBinding{})
 	// A binding the store refuses removes the new credential again: the
 	// request then leaves nothing behind.
@@ -569,6 +574,10 @@ func (a *API) updateCredential(ctx *fasthttp.RequestCtx, cred control.Credential
 	req, err := capabilitiesOf(ctx)
 	if err != nil {
 		badRequest(ctx, err)
+		return
+	}
+	if req.CertCN {
+		certCNForbidden(ctx)
 		return
 	}
 	old := cred

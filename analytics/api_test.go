@@ -594,11 +594,15 @@ func TestDashboardAssets(t *testing.T) {
 }
 
 // TestAPICertificateBinding covers memhive's extension of the credential
-// endpoints: cert_sha256 and cert_cn bind a TLS client certificate at
+// endpoints: cert_sha256 binds a TLS client certificate's fingerprint at
 // creation or update (JSON, query or form, as the capabilities come),
-// empty clears, absent leaves; the credentials list shows the binding; a
-// certificate bound elsewhere or malformed is refused and the request
-// changes nothing, a creation leaving no credential behind.
+// empty clears, absent leaves; the credentials list and the answers show
+// the binding, a CN the operator bound included; a fingerprint bound
+// elsewhere or malformed is refused and the request changes nothing, a
+// creation leaving no credential behind. A request naming cert_cn in any
+// form, even empty or null, is refused (403) and changes nothing: CN
+// bindings are the operator's, and a tenant's fingerprint unbind leaves
+// them.
 func TestAPICertificateBinding(t *testing.T) {
 	const (
 		fpA = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -655,6 +659,10 @@ func TestAPICertificateBinding(t *testing.T) {
 		unchanged(control.CertBinding{})(t, f)
 	}
 	caps3 := `"flush_capability":false,"write_capability":true,"api_capability":true`
+	const cnRefused = `"Forbidden: a certificate CN binding is set by the server's operator (admin API)."`
+	// operator is credential 3 bound as the operator binds it, through the
+	// store (the admin API's and the CLI's way): a fingerprint and a CN.
+	operator := control.CertBinding{SHA256: fpB, CN: "app-3"}
 	rows := []struct {
 		name         string
 		setup        func(*apiFixture)
@@ -666,41 +674,44 @@ func TestAPICertificateBinding(t *testing.T) {
 	}{
 		// Creation.
 		{name: "create bound, JSON, openssl's fingerprint", method: "POST", path: "/api/v1/1/credentials",
-			body: `{"cert_sha256":"` + opensslA + `","cert_cn":"app-1","flush_capability":false}`, status: 200,
-			check: created(control.CertBinding{SHA256: fpA, CN: "app-1"})},
+			body: `{"cert_sha256":"` + opensslA + `","flush_capability":false}`, status: 200,
+			check: created(control.CertBinding{SHA256: fpA})},
 		{name: "create bound, form", method: "POST", path: "/api/v1/1/credentials",
 			body: "cert_sha256=" + fpA, status: 200, check: created(control.CertBinding{SHA256: fpA})},
-		{name: "create bound, query", method: "POST", path: "/api/v1/1/credentials?cert_cn=app-1", status: 200,
-			check: created(control.CertBinding{CN: "app-1"})},
-		{name: "create with empty fields binds nothing", method: "POST", path: "/api/v1/1/credentials",
-			body: `{"cert_sha256":"","cert_cn":""}`, status: 200, check: created(control.CertBinding{})},
+		{name: "create bound, query", method: "POST", path: "/api/v1/1/credentials?cert_sha256=" + fpA, status: 200,
+			check: created(control.CertBinding{SHA256: fpA})},
+		{name: "create with an empty fingerprint binds nothing", method: "POST", path: "/api/v1/1/credentials",
+			body: `{"cert_sha256":""}`, status: 200, check: created(control.CertBinding{})},
 		{name: "create, fingerprint of another cache's credential", setup: bind(2, control.CertBinding{SHA256: fpA}),
 			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpA + `"}`,
 			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to a credential of another cache."`, check: gone},
-		{name: "create, CN of this cache's credential", setup: bind(1, control.CertBinding{CN: "app-1"}),
-			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpB + `","cert_cn":"app-1"}`,
-			status: 409, want: `"Conflict: certificate CN \"app-1\" is bound to credential {u1}."`,
+		{name: "create, fingerprint of this cache's credential", setup: bind(1, control.CertBinding{SHA256: fpA, CN: "app-1"}),
+			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + opensslA + `"}`,
+			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to credential {u1}."`,
 			check: func(t *testing.T, f *apiFixture) {
 				if _, err := f.store.Credential(5); !errors.Is(err, control.ErrNotFound) {
 					t.Errorf("a refused creation left credential 5 (%v)", err)
 				}
-				bound(1, control.CertBinding{CN: "app-1"})(t, f)
+				bound(1, control.CertBinding{SHA256: fpA, CN: "app-1"})(t, f)
 			}},
-		{name: "create, fingerprint and CN, one of them another cache's", setup: bind(2, control.CertBinding{CN: "app-b"}),
-			method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"` + fpA + `","cert_cn":"app-b"}`,
-			status: 409, want: `"Conflict: certificate ` + fpA + ` or certificate CN \"app-b\" is bound to a credential of another cache."`, check: gone},
 		{name: "create, malformed fingerprint", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":"00:11:zz"}`,
 			status: 400, want: `"Bad request: certificate fingerprint: want 64 hex digits (a SHA-256), got \"0011zz\": invalid"`, check: gone},
-		{name: "create, a CN the store refuses after creating", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_cn":"a\u0007b"}`,
-			status: 400, want: `"Bad request: certificate CN \"a\\ab\": a control character: invalid"`, check: gone},
 		{name: "create, fingerprint not a string", method: "POST", path: "/api/v1/1/credentials", body: `{"cert_sha256":5}`,
 			status: 400, check: gone},
+		// A CN, however given, creates nothing.
+		{name: "create with a CN, JSON", method: "POST", path: "/api/v1/1/credentials",
+			body: `{"cert_sha256":"` + fpA + `","cert_cn":"app-1"}`, status: 403, want: cnRefused, check: gone},
+		{name: "create with a CN, query", method: "POST", path: "/api/v1/1/credentials?cert_cn=app-1", status: 403, want: cnRefused, check: gone},
+		{name: "create with an empty CN, form", method: "POST", path: "/api/v1/1/credentials",
+			body: "write_capability=false&cert_cn=", status: 403, want: cnRefused, check: gone},
+		{name: "create with a null CN, JSON", method: "POST", path: "/api/v1/1/credentials",
+			body: `{"cert_cn":null}`, status: 403, want: cnRefused, check: gone},
 
 		// Update.
 		{name: "bind on update, PATCH by username", method: "PATCH", path: "/api/v1/1/credentials/{u3}",
-			body: `{"cert_sha256":"` + opensslA + `","cert_cn":"app-3"}`, status: 200,
-			want:  `{` + caps3 + `,"cert_sha256":"` + fpA + `","cert_cn":"app-3"}`,
-			check: bound(3, control.CertBinding{SHA256: fpA, CN: "app-3"})},
+			body: `{"cert_sha256":"` + opensslA + `"}`, status: 200,
+			want:  `{` + caps3 + `,"cert_sha256":"` + fpA + `"}`,
+			check: bound(3, control.CertBinding{SHA256: fpA})},
 		{name: "bind and a capability, form", method: "POST", path: "/api/v1/1/credentials/3",
 			body: "flush_capability=true&cert_sha256=" + fpA, status: 200,
 			want: `{"flush_capability":true,"write_capability":true,"api_capability":true,"cert_sha256":"` + fpA + `"}`,
@@ -709,44 +720,73 @@ func TestAPICertificateBinding(t *testing.T) {
 					t.Errorf("credential 3: %v %+v", c.Caps, c.Cert)
 				}
 			}},
-		{name: "one half set, the other left", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
-			method: "PATCH", path: "/api/v1/1/credentials/3?cert_cn=app-x", status: 200,
-			want: `{` + caps3 + `,"cert_sha256":"` + fpA + `","cert_cn":"app-x"}`, check: bound(3, control.CertBinding{SHA256: fpA, CN: "app-x"})},
-		{name: "capabilities alone leave the binding", setup: bind(3, control.CertBinding{SHA256: fpA}),
+		{name: "a new fingerprint keeps the operator's CN", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3?cert_sha256=" + fpA, status: 200,
+			want: `{` + caps3 + `,"cert_sha256":"` + fpA + `","cert_cn":"app-3"}`, check: bound(3, control.CertBinding{SHA256: fpA, CN: "app-3"})},
+		{name: "capabilities alone leave the binding", setup: bind(3, operator),
 			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false}`, status: 200,
-			want:  `{"flush_capability":false,"write_capability":false,"api_capability":true,"cert_sha256":"` + fpA + `"}`,
-			check: bound(3, control.CertBinding{SHA256: fpA})},
-		{name: "unbind, JSON", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
-			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_sha256":"","cert_cn":""}`, status: 200,
+			want:  `{"flush_capability":false,"write_capability":false,"api_capability":true,"cert_sha256":"` + fpB + `","cert_cn":"app-3"}`,
+			check: bound(3, operator)},
+		{name: "unbind, JSON", setup: bind(3, control.CertBinding{SHA256: fpA}),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_sha256":""}`, status: 200,
 			want: `{` + caps3 + `}`, check: bound(3, control.CertBinding{})},
-		{name: "unbind the fingerprint, form", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}),
-			method: "POST", path: "/api/v1/1/credentials/3", body: "cert_sha256=", status: 200,
+		{name: "unbind leaves the operator's CN, JSON", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_sha256":""}`, status: 200,
 			want: `{` + caps3 + `,"cert_cn":"app-3"}`, check: bound(3, control.CertBinding{CN: "app-3"})},
+		{name: "unbind leaves the operator's CN, form; the list shows it", setup: bind(3, operator),
+			method: "POST", path: "/api/v1/1/credentials/3", body: "cert_sha256=", status: 200,
+			want: `{` + caps3 + `,"cert_cn":"app-3"}`, check: func(t *testing.T, f *apiFixture) {
+				bound(3, control.CertBinding{CN: "app-3"})(t, f)
+				status, body := f.do("GET", "/api/v1/1/credentials", f.full, "")
+				want := f.expand("[" + guideCred(1, 1, "{u1}", true, true, true, true, "") + "," +
+					strings.TrimSuffix(guideCred(1, 3, "{u3}", false, true, true, false, ""), "}") + `,"cert_cn":"app-3"},` +
+					guideCred(1, 4, "{u4}", true, true, false, false, "") + "]\n")
+				if status != 200 || body != want {
+					t.Errorf("the list after the unbind:\n got %d %s\nwant 200 %s", status, body, want)
+				}
+			}},
 		{name: "update, fingerprint of this cache's credential", setup: bind(1, control.CertBinding{SHA256: fpA}),
 			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"flush_capability":true,"cert_sha256":"` + fpA + `"}`,
 			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to credential {u1}."`, check: unchanged(control.CertBinding{})},
-		{name: "update, CN of another cache's credential", setup: func(f *apiFixture) {
-			bind(2, control.CertBinding{CN: "app-b"})(f)
-			bind(3, control.CertBinding{SHA256: fpB})(f)
-		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false,"cert_cn":"app-b"}`,
-			status: 409, want: `"Conflict: certificate CN \"app-b\" is bound to a credential of another cache."`,
-			check: unchanged(control.CertBinding{SHA256: fpB})},
+		{name: "update, fingerprint of another cache's credential, the operator's CN kept", setup: func(f *apiFixture) {
+			bind(2, control.CertBinding{SHA256: fpA})(f)
+			bind(3, operator)(f)
+		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false,"cert_sha256":"` + fpA + `"}`,
+			status: 409, want: `"Conflict: certificate ` + fpA + ` is bound to a credential of another cache."`,
+			check: unchanged(operator)},
 		{name: "update, malformed fingerprint", setup: bind(3, control.CertBinding{SHA256: fpB}),
 			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"api_capability":false,"cert_sha256":"` + fpA[:62] + `"}`,
 			status: 400, want: `"Bad request: certificate fingerprint: want 64 hex digits (a SHA-256), got \"` + fpA[:62] + `\": invalid"`,
 			check: unchanged(control.CertBinding{SHA256: fpB})},
-		{name: "update, CN too long", method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_cn":"` + strings.Repeat("x", 65) + `"}`,
-			status: 400, want: `"Bad request: certificate CN: longer than 64 bytes: invalid"`, check: unchanged(control.CertBinding{})},
+		// A CN, however given, changes nothing: not the binding, not the
+		// capabilities or fingerprint sent with it.
+		{name: "set a CN, JSON", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"write_capability":false,"cert_sha256":"` + fpA + `","cert_cn":"app-x"}`,
+			status: 403, want: cnRefused, check: unchanged(operator)},
+		{name: "set a CN on an unbound credential, query", method: "PATCH", path: "/api/v1/1/credentials/{u3}?cert_cn=app-x",
+			body: `{"flush_capability":true}`, status: 403, want: cnRefused, check: unchanged(control.CertBinding{})},
+		{name: "clear the operator's CN, JSON", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_sha256":"","cert_cn":""}`,
+			status: 403, want: cnRefused, check: unchanged(operator)},
+		{name: "clear the operator's CN, form", setup: bind(3, operator),
+			method: "POST", path: "/api/v1/1/credentials/3", body: "cert_cn=", status: 403, want: cnRefused, check: unchanged(operator)},
+		{name: "clear the operator's CN, query", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3?cert_cn=", status: 403, want: cnRefused, check: unchanged(operator)},
+		{name: "a null CN, JSON", setup: bind(3, operator),
+			method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"cert_cn":null}`, status: 403, want: cnRefused, check: unchanged(operator)},
 		{name: "another cache's credential", method: "PATCH", path: "/api/v1/1/credentials/2", body: `{"cert_sha256":"` + fpA + `"}`,
 			status: 403, want: `"You are not authorized to perform this action."`, check: bound(2, control.CertBinding{})},
+		{name: "another cache's credential, with a CN", setup: bind(2, control.CertBinding{CN: "app-b"}),
+			method: "PATCH", path: "/api/v1/1/credentials/2", body: `{"cert_cn":""}`,
+			status: 403, want: `"You are not authorized to perform this action."`, check: bound(2, control.CertBinding{CN: "app-b"})},
 		{name: "capabilities fail: the binding is put back", setup: func(f *apiFixture) {
 			bind(3, control.CertBinding{CN: "app-3"})(f)
 			f.rebuild(failingStore{f.store, "SetCapabilities", errors.New("disk on fire")}, nil)
 		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"flush_capability":true,"cert_sha256":"` + fpA + `"}`,
 			status: 500, want: `"Server error"`, check: unchanged(control.CertBinding{CN: "app-3"})},
 
-		// The list shows a binding beside the guide's fields, and nothing
-		// for an unbound credential.
+		// The list shows a binding beside the guide's fields, the
+		// operator's CN too, and nothing for an unbound credential.
 		{name: "list", setup: bind(3, control.CertBinding{SHA256: fpA, CN: "app-3"}), method: "GET", path: "/api/v1/1/credentials", status: 200,
 			want: "[" + guideCred(1, 1, "{u1}", true, true, true, true, "") + "," +
 				strings.TrimSuffix(guideCred(1, 3, "{u3}", false, true, true, false, ""), "}") + `,"cert_sha256":"` + fpA + `","cert_cn":"app-3"},` +

@@ -22,7 +22,7 @@ import (
 var dashboardSummary = regexp.MustCompile(`(?m)^dashboard: (\d+) checks passed$`)
 
 // dashboardChecks is how many checks e2e/browser/dashboard.mjs makes.
-const dashboardChecks = 33
+const dashboardChecks = 37
 
 // The dashboard test's traffic: items stored, then gets of every item and
 // of keys never stored. Every figure the page shows follows from these.
@@ -83,7 +83,8 @@ func dashHistory(t *testing.T, h *hive, l login, what string, limit time.Duratio
 // panels show exactly the items, sets and hit rate it made, the history
 // graph plots one point per interval between the samples the API returns,
 // and those points add up to the traffic; then credentials, a capability,
-// a client certificate bound from its PEM and unbound, a flush,
+// a client certificate's fingerprint bound from its PEM and unbound beside
+// a CN the operator bound (shown, and beyond the tenant's reach), a flush,
 // screenshots at laptop and phone widths (saved in e2e/browser/out/).
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
@@ -181,6 +182,17 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A credential the operator bound to a CN, as only the operator can
+	// (the admin API; the analytics API refuses cert_cn): the page shows
+	// the CN and the tenant can bind and unbind a fingerprint beside it,
+	// not remove it.
+	const operatorCN = "dash-operator"
+	var op login
+	if st := h.admin("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", l.CacheID),
+		map[string]any{"write": true, "flush": false, "api": false, "cert_cn": operatorCN}, &op); st != 201 {
+		t.Fatalf("binding a CN through the admin API: status %d", st)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "dashboard.mjs"), "http://"+h.http, l.Username, l.Password, out)
@@ -197,6 +209,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		"EXPECT_TRAFFIC_GETS="+strconv.Itoa(dashItems+dashMisses),
 		"CERT_PEM="+certPEM,
 		"EXPECT_CERT_SHA256="+control.Fingerprint(cert.Certificate[0]),
+		"OPERATOR_CRED="+strconv.FormatUint(uint64(op.ID), 10),
+		"EXPECT_OPERATOR_CN="+operatorCN,
 	)
 	res, err := cmd.CombinedOutput()
 	t.Logf("dashboard.mjs:\n%s", res)

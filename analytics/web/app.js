@@ -249,7 +249,10 @@ const shortFingerprint = (hex) => {
 };
 
 // certLine shows the client certificate bound to credential c (or that
-// none is), with the button that binds or unbinds one.
+// none is), with the button that binds or unbinds its fingerprint. A CN
+// binding is shown but cannot be changed here: a CN names an identity in
+// the operator's CA, so only the operator binds one (admin API, CLI), and
+// the analytics API refuses any request that names cert_cn.
 function certLine(c) {
   const line = document.createElement("div");
   line.className = "cert";
@@ -257,50 +260,61 @@ function certLine(c) {
   const btn = document.createElement("button");
   btn.type = "button";
   btn.className = "link";
-  if (c.cert_sha256 || c.cert_cn) {
-    const label = document.createElement("span");
-    label.textContent = "Certificate";
-    line.appendChild(label);
-    if (c.cert_sha256) {
-      const fp = document.createElement("code");
-      fp.textContent = shortFingerprint(c.cert_sha256);
-      fp.title = `SHA-256 fingerprint ${fingerprintText(c.cert_sha256)}`;
-      fp.setAttribute("data-testid", `cred-cert-sha256-${c.id}`);
-      fp.dataset.fingerprint = c.cert_sha256;
-      line.appendChild(fp);
-    }
-    if (c.cert_cn) {
-      const cn = document.createElement("span");
-      cn.textContent = `CN ${c.cert_cn}`;
-      cn.title = "Matches a certificate with this subject CN that the server verified against its client CAs (--tls-ca)";
-      cn.setAttribute("data-testid", `cred-cert-cn-${c.id}`);
-      line.appendChild(cn);
-    }
+  const label = document.createElement("span");
+  label.textContent = c.cert_sha256 || c.cert_cn ? "Certificate" : "No client certificate";
+  line.appendChild(label);
+  if (c.cert_sha256) {
+    const fp = document.createElement("code");
+    fp.textContent = shortFingerprint(c.cert_sha256);
+    fp.title = `SHA-256 fingerprint ${fingerprintText(c.cert_sha256)}`;
+    fp.setAttribute("data-testid", `cred-cert-sha256-${c.id}`);
+    fp.dataset.fingerprint = c.cert_sha256;
+    line.appendChild(fp);
+  }
+  if (c.cert_cn) {
+    const cn = document.createElement("span");
+    cn.textContent = `CN ${c.cert_cn} (set by the operator)`;
+    cn.title = "Matches a certificate with this subject CN that the server verified against its client CAs (--tls-ca)";
+    cn.setAttribute("data-testid", `cred-cert-cn-${c.id}`);
+    line.appendChild(cn);
+  }
+  if (c.cert_sha256) {
     btn.textContent = "Unbind";
+    btn.title = c.cert_cn ? "Unbinds the fingerprint; the CN stays bound" : "Unbinds the fingerprint";
     btn.setAttribute("data-testid", `cred-unbind-${c.id}`);
     btn.addEventListener("click", () => {
-      if (!window.confirm(`Unbind the client certificate of ${c.sasl_username}? Clients logged in with it are disconnected.`)) return;
+      if (!window.confirm(`Unbind the client certificate fingerprint of ${c.sasl_username}? Clients logged in with it are disconnected.`)) return;
+      // The fingerprint alone: the API refuses cert_cn, and the CN half
+      // of the binding is left as the operator set it.
       act(`Unbound the client certificate of ${c.sasl_username}`,
-        () => api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: "", cert_cn: "" }), loadCreds);
+        () => api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: "" }), loadCreds);
     });
   } else {
-    const none = document.createElement("span");
-    none.textContent = "No client certificate";
-    line.appendChild(none);
     btn.textContent = "Bind…";
+    btn.title = "Binds a client certificate by its fingerprint";
     btn.setAttribute("data-testid", `cred-bind-${c.id}`);
     btn.addEventListener("click", () => {
-      state.certForm = { id: c.id, cert: "", cn: "" };
+      state.certForm = { id: c.id, cert: "" };
       renderCreds();
       $(`cert-input-${c.id}`).focus();
     });
   }
   line.appendChild(btn);
+  if (c.cert_cn) {
+    // There is no button for the CN: the note says why, so that its
+    // absence does not read as something the page forgot.
+    const note = document.createElement("span");
+    note.className = "note";
+    note.textContent = "Only the server's operator can change or remove the CN.";
+    note.setAttribute("data-testid", `cred-cert-note-${c.id}`);
+    line.appendChild(note);
+  }
   return line;
 }
 
-// certFormRow is the form that binds a client certificate to credential
-// c, a row under c's own. Its errors (the API's message) show in it.
+// certFormRow is the form that binds a client certificate's fingerprint
+// to credential c, a row under c's own. Its errors (the API's message)
+// show in it.
 function certFormRow(c) {
   const draft = state.certForm;
   const tr = document.createElement("tr");
@@ -314,25 +328,20 @@ function certFormRow(c) {
     <label for="cert-input-${c.id}">Client certificate (PEM) or its SHA-256 fingerprint</label>
     <textarea id="cert-input-${c.id}" rows="3" spellcheck="false" autocapitalize="off"
       placeholder="-----BEGIN CERTIFICATE-----&#10;…&#10;or the fingerprint: openssl x509 -noout -fingerprint -sha256 -in client.pem"></textarea>
-    <label for="cert-cn-${c.id}">Subject CN (optional: matches only certificates the server verifies with --tls-ca)</label>
-    <input id="cert-cn-${c.id}" spellcheck="false" autocapitalize="off">
     <p class="sub">A PEM certificate stays in this browser: only its fingerprint is sent.</p>
     <p class="error" hidden></p>
     <div class="cert-buttons">
       <button type="submit" class="small">Bind</button>
       <button type="button" class="small plain">Cancel</button>
     </div>`;
-  const [text, cn] = [form.querySelector("textarea"), form.querySelector("input")];
+  const text = form.querySelector("textarea");
   const err = form.querySelector(".error");
   const [submit, cancel] = form.querySelectorAll("button");
   text.value = draft.cert;
-  cn.value = draft.cn;
   text.setAttribute("data-testid", `cert-input-${c.id}`);
-  cn.setAttribute("data-testid", `cert-cn-${c.id}`);
   err.setAttribute("data-testid", `cert-error-${c.id}`);
   submit.setAttribute("data-testid", `cert-submit-${c.id}`);
   text.addEventListener("input", () => { draft.cert = text.value; });
-  cn.addEventListener("input", () => { draft.cn = cn.value; });
   cancel.addEventListener("click", () => { state.certForm = null; renderCreds(); });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -340,10 +349,9 @@ function certFormRow(c) {
     submit.disabled = true;
     try {
       const fp = await certFingerprint(text.value);
-      const name = cn.value.trim();
-      if (!fp && !name) throw new Error("Paste the certificate or its fingerprint, or give a CN.");
-      // Both halves: what is left empty is cleared.
-      await api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: fp, cert_cn: name });
+      if (!fp) throw new Error("Paste the certificate or its fingerprint.");
+      // The fingerprint alone: a CN the operator bound stays.
+      await api("PATCH", `/api/v1/${state.id}/credentials/${c.id}`, { cert_sha256: fp });
     } catch (e) {
       showError(err, e);
       submit.disabled = false;

@@ -7,10 +7,13 @@
 // EXPECT_ITEMS, EXPECT_SETS (the panels), EXPECT_HITS, EXPECT_MISSES and
 // EXPECT_HIT_RATE (as the page formats it, e.g. "62.5 %"), and
 // EXPECT_TRAFFIC_SETS, EXPECT_TRAFFIC_GETS (what the history graph's
-// intervals must add up to), and CERT_PEM, a PEM file whose first
+// intervals must add up to), CERT_PEM, a PEM file whose first
 // certificate the page binds to a credential, with EXPECT_CERT_SHA256, its
-// fingerprint. Every step is checked; the script exits 1 at the first
-// failure and prints "dashboard: N checks passed" at the end.
+// fingerprint, and OPERATOR_CRED, the id of a credential the operator
+// bound to CN EXPECT_OPERATOR_CN through the admin API (which the page
+// must show and the tenant cannot remove). Every step is checked; the
+// script exits 1 at the first failure and prints "dashboard: N checks
+// passed" at the end.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
@@ -21,18 +24,22 @@ if (!outdir) {
   process.exit(2);
 }
 const expect = {};
-for (const k of ["ITEMS", "SETS", "HITS", "MISSES", "HIT_RATE", "TRAFFIC_SETS", "TRAFFIC_GETS", "CERT_SHA256"]) {
+const strings = ["HIT_RATE", "CERT_SHA256", "OPERATOR_CN"];
+for (const k of ["ITEMS", "SETS", "HITS", "MISSES", "HIT_RATE", "TRAFFIC_SETS", "TRAFFIC_GETS", "CERT_SHA256", "OPERATOR_CN"]) {
   const v = process.env["EXPECT_" + k];
   if (v === undefined || v === "") {
     console.error(`EXPECT_${k} is not set`);
     process.exit(2);
   }
-  expect[k] = k === "HIT_RATE" || k === "CERT_SHA256" ? v : Number(v);
+  expect[k] = strings.includes(k) ? v : Number(v);
 }
-if (!process.env.CERT_PEM) {
-  console.error("CERT_PEM is not set");
-  process.exit(2);
+for (const k of ["CERT_PEM", "OPERATOR_CRED"]) {
+  if (!process.env[k]) {
+    console.error(`${k} is not set`);
+    process.exit(2);
+  }
 }
+const opId = process.env.OPERATOR_CRED;
 const certPEM = fs.readFileSync(process.env.CERT_PEM, "utf8");
 
 let checks = 0;
@@ -142,10 +149,13 @@ try {
   await page.waitForFunction(() => document.querySelector("[data-testid=status]").textContent === "Refreshed");
   check(!(await page.isChecked(write)), "the write capability stays off after a reload");
 
-  // Client certificates: bind one by pasting its PEM (the page computes
-  // the fingerprint), see it listed and in the API; a second credential
-  // is refused the same certificate, and a malformed fingerprint, with the
-  // API's message; then unbind it.
+  // Client certificates. The operator bound a CN to credential opId
+  // (admin API): the page shows it, read-only, with a note and no Unbind.
+  // The tenant binds a fingerprint to it by pasting its PEM (the page
+  // computes the fingerprint; the form has no CN field), sees it listed
+  // and in the API beside the CN; a second credential is refused the same
+  // certificate, and a malformed fingerprint, with the API's message; the
+  // API refuses to clear the CN; unbinding removes the fingerprint only.
   const fp = expect.CERT_SHA256;
   const opensslFP = fp.toUpperCase().match(/../g).join(":");
   const cacheId = await page.evaluate(() => state.id);
@@ -153,24 +163,37 @@ try {
   const apiCreds = async () =>
     (await context.request.get(`${base}/api/v1/${cacheId}/credentials`, { headers: { Authorization: auth } })).json();
   const apiCred = async (credId) => (await apiCreds()).find((c) => String(c.id) === String(credId));
+  const cnSel = `[data-testid=cred-cert-cn-${opId}]`, noteSel = `[data-testid=cred-cert-note-${opId}]`;
+  const unbindSel = `[data-testid=cred-unbind-${opId}]`;
+  const wantCN = `CN ${expect.OPERATOR_CN} (set by the operator)`;
+  // cnOnly tells whether the operator's credential shows its CN alone:
+  // the CN, the note, a Bind link and no Unbind.
+  const cnOnly = async () => {
+    const shownCN = (await page.textContent(cnSel)).trim();
+    return shownCN === wantCN && (await page.isVisible(noteSel)) && (await page.locator(unbindSel).count()) === 0 &&
+      (await page.isVisible(`[data-testid=cred-bind-${opId}]`)) && (await page.locator(`[data-testid=cred-cert-sha256-${opId}]`).count()) === 0;
+  };
+  check(await cnOnly(), `the operator's CN is shown (${(await page.textContent(cnSel)).trim()}), with a note (${(await page.textContent(noteSel)).trim()}) and no Unbind`);
   const [jsFP, subtleFP] = await page.evaluate(async (pem) => {
     const der = pemCertificate(pem);
     return [toHex(sha256JS(der)), await sha256Hex(der)];
   }, certPEM);
   check(jsFP === fp && subtleFP === fp, `the page's SHA-256 of the PEM's first certificate, in JavaScript and crypto.subtle, is its fingerprint (${jsFP}, ${subtleFP})`);
-  await page.click(`[data-testid=cred-bind-${id}]`);
-  await page.fill(`[data-testid=cert-input-${id}]`, certPEM);
-  await page.fill(`[data-testid=cert-cn-${id}]`, "dash-client");
-  await page.click(`[data-testid=cert-submit-${id}]`);
-  await page.waitForSelector(`[data-testid=cred-cert-sha256-${id}]`);
-  const shownFP = page.locator(`[data-testid=cred-cert-sha256-${id}]`);
+  await page.click(`[data-testid=cred-bind-${opId}]`);
+  const fields = await page.locator(`[data-testid=cert-form-${opId}]`).locator("input, textarea, select").count();
+  check(fields === 1, `the bind form has one field, the certificate, and none for a CN (${fields})`);
+  await page.fill(`[data-testid=cert-input-${opId}]`, certPEM);
+  await page.click(`[data-testid=cert-submit-${opId}]`);
+  await page.waitForSelector(`[data-testid=cred-cert-sha256-${opId}]`);
+  const shownFP = page.locator(`[data-testid=cred-cert-sha256-${opId}]`);
   const short = (await shownFP.textContent()).trim();
   check(short === `${opensslFP.slice(0, 11)}…${opensslFP.slice(-5)}` && (await shownFP.getAttribute("title")).endsWith(opensslFP),
     `the credential shows the fingerprint shortened (${short}), in full in its title`);
-  const shownCN = (await page.textContent(`[data-testid=cred-cert-cn-${id}]`)).trim();
-  check(shownCN === "CN dash-client", `the credential shows its CN (${shownCN})`);
-  let cred = await apiCred(id);
-  check(cred.cert_sha256 === fp && cred.cert_cn === "dash-client", `the API lists the binding (${cred.cert_sha256} ${cred.cert_cn})`);
+  let shownCN = (await page.textContent(cnSel)).trim();
+  check(shownCN === wantCN && (await page.isVisible(unbindSel)) && (await page.isVisible(noteSel)),
+    `beside it the CN stays (${shownCN}), with an Unbind for the fingerprint and the note`);
+  let cred = await apiCred(opId);
+  check(cred.cert_sha256 === fp && cred.cert_cn === expect.OPERATOR_CN, `the API lists the binding (${cred.cert_sha256} ${cred.cert_cn})`);
 
   const loginId = (await apiCreds()).find((c) => c.sasl_username === username).id;
   await page.click(`[data-testid=cred-bind-${loginId}]`);
@@ -192,10 +215,22 @@ try {
   await page.click(`[data-testid=cert-form-${loginId}] button.plain`);
   await page.waitForSelector(`[data-testid=cert-form-${loginId}]`, { state: "detached" });
 
-  await page.click(`[data-testid=cred-unbind-${id}]`);
-  await page.waitForSelector(`[data-testid=cred-bind-${id}]`);
-  cred = await apiCred(id);
-  check(cred.cert_sha256 === undefined && cred.cert_cn === undefined, `unbinding clears it in the API (${JSON.stringify(cred)})`);
+  // What the page does not offer, the API refuses: the tenant's own
+  // credential cannot clear the operator's CN.
+  const clear = await context.request.patch(`${base}/api/v1/${cacheId}/credentials/${opId}`,
+    { headers: { Authorization: auth, "Content-Type": "application/json" }, data: JSON.stringify({ cert_cn: "" }) });
+  const clearBody = await clear.json();
+  cred = await apiCred(opId);
+  check(clear.status() === 403 && clearBody === "Forbidden: a certificate CN binding is set by the server's operator (admin API)." &&
+    cred.cert_cn === expect.OPERATOR_CN && cred.cert_sha256 === fp,
+    `the API refuses to clear the CN (${clear.status()} ${JSON.stringify(clearBody)}) and the binding stays`);
+
+  await page.click(unbindSel);
+  await page.waitForSelector(`[data-testid=cred-bind-${opId}]`);
+  cred = await apiCred(opId);
+  check(cred.cert_sha256 === undefined && cred.cert_cn === expect.OPERATOR_CN,
+    `unbinding clears the fingerprint in the API and leaves the CN (${JSON.stringify(cred)})`);
+  check(await cnOnly(), "the panel shows the CN alone again, with the note and no Unbind");
 
   // Flush, confirmed.
   await page.click("#flush-button");
