@@ -251,7 +251,7 @@ func (a *Admin) createCache(ctx *fasthttp.RequestCtx) {
 		a.storeError(ctx, err)
 		return
 	}
-	cred, password, err := a.cfg.Store.CreateCredential(c.ID, control.CapAll, true)
+	cred, password, err := a.cfg.Store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
 	if err != nil {
 		// Do not leave a cache nobody can use.
 		if derr := a.cfg.Store.DeleteCache(c.ID); derr != nil {
@@ -350,16 +350,16 @@ type credRequest struct {
 	CertCN     *string `json:"cert_cn"`
 }
 
-// certChange reports whether r names a certificate field, and the binding
-// that results from applying it to b.
-func (r credRequest) certChange(b control.CertBinding) (control.CertBinding, bool) {
+// binding is the certificate binding r asks a new credential for.
+func (r credRequest) binding() control.CertBinding {
+	var b control.CertBinding
 	if r.CertSHA256 != nil {
 		b.SHA256 = *r.CertSHA256
 	}
 	if r.CertCN != nil {
 		b.CN = *r.CertCN
 	}
-	return b, r.CertSHA256 != nil || r.CertCN != nil
+	return b
 }
 
 func (a *Admin) createCred(ctx *fasthttp.RequestCtx, cacheID uint32) {
@@ -367,56 +367,13 @@ func (a *Admin) createCred(ctx *fasthttp.RequestCtx, cacheID uint32) {
 	if len(ctx.PostBody()) > 0 && !decode(ctx, &req) {
 		return
 	}
-	cert, _ := req.certChange(control.CertBinding{})
-	cred, password, err := CreateCredential(a.cfg.Store, a.log, cacheID, req.apply(control.CapAll), req.Primary, cert)
+	n := control.NewCredential{Caps: req.apply(control.CapAll), Primary: req.Primary, Cert: req.binding()}
+	cred, password, err := a.cfg.Store.CreateCredential(cacheID, n)
 	if err != nil {
 		a.storeError(ctx, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusCreated, credView(cred, password))
-}
-
-// CreateCredential creates a credential of cache cacheID as
-// Store.CreateCredential does, bound to cert if cert binds anything. The
-// Store creates and binds in two steps, so a binding it refuses (a
-// certificate bound to another credential, a malformed fingerprint)
-// deletes the new credential again: a failed request leaves nothing
-// behind. For the same reason a new primary is promoted only once bound,
-// since a failure must not have demoted the old one. The memhive CLI
-// shares this when it opens the store itself; log (nil: slog's default)
-// hears of a new credential that could not be removed.
-func CreateCredential(store control.Store, log *slog.Logger, cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
-	if !cert.Bound() {
-		return store.CreateCredential(cacheID, caps, primary)
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	// A malformed fingerprint is refused before anything is created.
-	if cert.SHA256 != "" {
-		fp, err := control.ParseFingerprint(cert.SHA256)
-		if err != nil {
-			return control.Credential{}, "", err
-		}
-		cert.SHA256 = fp
-	}
-	cred, password, err := store.CreateCredential(cacheID, caps, false)
-	if err != nil {
-		return control.Credential{}, "", err
-	}
-	bound, err := store.BindCertificate(cred.ID, cert)
-	if err == nil && primary && !bound.Primary {
-		bound, err = store.Promote(cred.ID)
-	}
-	if err != nil {
-		// Not primary unless it is the cache's only credential, so the
-		// Store lets it go.
-		if derr := store.DeleteCredential(cred.ID); derr != nil {
-			log.Error("removing a credential whose certificate binding failed", "credential", cred.ID, "err", derr)
-		}
-		return control.Credential{}, "", err
-	}
-	return bound, password, nil
 }
 
 // withCred finds credential ref (an id or a username) of cache cacheID and
@@ -455,29 +412,11 @@ func (a *Admin) patchCred(ctx *fasthttp.RequestCtx, cred control.Credential) {
 	if !decode(ctx, &req) {
 		return
 	}
-	old := cred
-	caps := req.apply(cred.Caps)
-	// The binding first: it is what a request can get wrong (a clash, a
-	// malformed fingerprint), and then nothing has changed.
-	cert, certGiven := req.certChange(cred.Cert)
-	var err error
-	if certGiven {
-		if cred, err = a.cfg.Store.BindCertificate(cred.ID, cert); err != nil {
-			a.storeError(ctx, err)
-			return
-		}
-	}
-	if caps != cred.Caps || !certGiven {
-		if cred, err = a.cfg.Store.SetCapabilities(cred.ID, caps); err != nil {
-			if certGiven {
-				// Half a PATCH is worse than none: put the binding back.
-				if _, berr := a.cfg.Store.BindCertificate(old.ID, old.Cert); berr != nil {
-					a.log.Error("restoring a credential's certificate binding", "credential", old.ID, "err", berr)
-				}
-			}
-			a.storeError(ctx, err)
-			return
-		}
+	u := control.CredentialUpdate{Caps: new(req.apply(cred.Caps)), CertSHA256: req.CertSHA256, CertCN: req.CertCN}
+	cred, err := a.cfg.Store.UpdateCredential(cred.ID, u)
+	if err != nil {
+		a.storeError(ctx, err)
+		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, credView(cred, ""))
 }

@@ -119,11 +119,11 @@ func TestAdminNeedsTheToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _, err := store.CreateCredential(c.ID, control.CapAll, true)
+	first, _, err := store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, _, err := store.CreateCredential(c.ID, control.CapWrite, false)
+	second, _, err := store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapWrite})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,8 +322,8 @@ func TestAdminCertBindingOnEmptyCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := store.CreateCache(control.Cache{Name: "other", LimitBytes: 8 << 20, Enabled: true})
-	cr, _, _ := store.CreateCredential(other.ID, control.CapAll, true)
-	if _, err := store.BindCertificate(cr.ID, control.CertBinding{CN: "taken"}); err != nil {
+	cr, _, _ := store.CreateCredential(other.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
+	if _, err := store.UpdateCredential(cr.ID, control.CredentialUpdate{CertCN: new("taken")}); err != nil {
 		t.Fatal(err)
 	}
 	status, body := do(a, "POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", c.ID), "Bearer "+token, `{"cert_cn":"taken"}`)

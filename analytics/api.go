@@ -192,16 +192,6 @@ type apiCapabilities struct {
 	CertCN     presence  `json:"cert_cn"`
 }
 
-// certChange reports whether r names the fingerprint, and the binding
-// that results from applying it to b. The CN half of b is kept as it is:
-// unbinding the fingerprint leaves what the operator bound.
-func (r apiCapabilities) certChange(b control.CertBinding) (control.CertBinding, bool) {
-	if r.CertSHA256 != nil {
-		b.SHA256 = *r.CertSHA256
-	}
-	return b, r.CertSHA256 != nil
-}
-
 func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
 	b := func(p *capParam) *bool {
 		if p == nil {
@@ -548,10 +538,11 @@ func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
 		certCNForbidden(ctx)
 		return
 	}
-	cert, _ := req.certChange(control.CertBinding{})
-	// A binding the store refuses removes the new credential again: the
-	// request then leaves nothing behind.
-	cred, password, err := CreateCredential(a.cfg.Store, a.log, id, req.apply(control.CapAll), false, cert)
+	var cert control.CertBinding
+	if req.CertSHA256 != nil {
+		cert.SHA256 = *req.CertSHA256
+	}
+	cred, password, err := a.cfg.Store.CreateCredential(id, control.NewCredential{Caps: req.apply(control.CapAll), Cert: cert})
 	if err != nil {
 		a.certFailed(ctx, id, 0, cert, err)
 		return
@@ -580,30 +571,16 @@ func (a *API) updateCredential(ctx *fasthttp.RequestCtx, cred control.Credential
 		certCNForbidden(ctx)
 		return
 	}
-	old := cred
-	caps := req.apply(cred.Caps)
-	// The binding first: it is what a request can get wrong (a clash, a
-	// malformed fingerprint), and then nothing has changed.
-	cert, certGiven := req.certChange(cred.Cert)
-	if certGiven {
-		if cred, err = a.cfg.Store.BindCertificate(cred.ID, cert); err != nil {
-			a.certFailed(ctx, old.CacheID, old.ID, cert, err)
-			return
+	// The CN half is left as it is: unbinding the fingerprint keeps what
+	// the operator bound.
+	u := control.CredentialUpdate{Caps: new(req.apply(cred.Caps)), CertSHA256: req.CertSHA256}
+	if cred, err = a.cfg.Store.UpdateCredential(cred.ID, u); err != nil {
+		var fp string
+		if req.CertSHA256 != nil {
+			fp = *req.CertSHA256
 		}
-	}
-	// Without certificate fields this is the guide's update, which always
-	// writes the capabilities.
-	if caps != cred.Caps || !certGiven {
-		if cred, err = a.cfg.Store.SetCapabilities(cred.ID, caps); err != nil {
-			if certGiven {
-				// Half an update is worse than none: put the binding back.
-				if _, berr := a.cfg.Store.BindCertificate(old.ID, old.Cert); berr != nil {
-					a.log.Error("analytics API: restoring a credential's certificate binding", "credential", old.ID, "err", berr)
-				}
-			}
-			a.fail(ctx, err)
-			return
-		}
+		a.certFailed(ctx, cred.CacheID, cred.ID, control.CertBinding{SHA256: fp}, err)
+		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, apiCapabilityView{
 		Flush: cred.Caps&control.CapFlush != 0, Write: cred.Caps&control.CapWrite != 0, API: cred.Caps&control.CapAPI != 0,

@@ -95,18 +95,18 @@ func (s failingStore) Credentials(id uint32) ([]control.Credential, error) {
 	return s.Store.Credentials(id)
 }
 
-func (s failingStore) CreateCredential(id uint32, caps control.Capabilities, primary bool) (control.Credential, string, error) {
+func (s failingStore) CreateCredential(id uint32, n control.NewCredential) (control.Credential, string, error) {
 	if s.fail == "CreateCredential" {
 		return control.Credential{}, "", s.err
 	}
-	return s.Store.CreateCredential(id, caps, primary)
+	return s.Store.CreateCredential(id, n)
 }
 
-func (s failingStore) SetCapabilities(id uint32, caps control.Capabilities) (control.Credential, error) {
-	if s.fail == "SetCapabilities" {
+func (s failingStore) UpdateCredential(id uint32, u control.CredentialUpdate) (control.Credential, error) {
+	if s.fail == "UpdateCredential" {
 		return control.Credential{}, s.err
 	}
-	return s.Store.SetCapabilities(id, caps)
+	return s.Store.UpdateCredential(id, u)
 }
 
 func (s failingStore) Promote(id uint32) (control.Credential, error) {
@@ -154,7 +154,7 @@ func newAPI(t *testing.T) *apiFixture {
 		caps  control.Capabilities
 	}{{"full", f.a.ID, control.CapAll}, {"b", f.b.ID, control.CapAll},
 		{"sec", f.a.ID, control.CapWrite | control.CapAPI}, {"noapi", f.a.ID, control.CapWrite | control.CapFlush}} {
-		cred, pass, err := store.CreateCredential(c.cache, c.caps, false)
+		cred, pass, err := store.CreateCredential(c.cache, control.NewCredential{Caps: c.caps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func basicAuth(user, pass string) string {
 // basic creates a credential of cache id with caps and returns its
 // Authorization header.
 func (f *apiFixture) basic(t *testing.T, id uint32, caps control.Capabilities) string {
-	cred, pass, err := f.store.CreateCredential(id, caps, false)
+	cred, pass, err := f.store.CreateCredential(id, control.NewCredential{Caps: caps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestAPIGuideTables(t *testing.T) {
 			body: `{"flush_capability":false}`, status: 403, want: forbidden},
 		{section: "update credentials", name: "no such credential", method: "PATCH", path: "/api/v1/1/credentials/77", auth: "full",
 			body: `{"flush_capability":false}`, status: 403, want: forbidden},
-		{section: "update credentials", name: "store fails", setup: failing("SetCapabilities", disk), method: "PATCH", path: "/api/v1/1/credentials/3", auth: "full",
+		{section: "update credentials", name: "store fails", setup: failing("UpdateCredential", disk), method: "PATCH", path: "/api/v1/1/credentials/3", auth: "full",
 			body: `{"flush_capability":false}`, status: 500, want: serverErr},
 		{section: "update credentials", name: "not a boolean (memhive: no row in the guide)", method: "PATCH", path: "/api/v1/1/credentials/3", auth: "full",
 			body: `{"flush_capability":"maybe"}`, status: 400, want: `"Bad request: \"maybe\" is not true or false"`},
@@ -528,7 +528,7 @@ func TestAPICredentialRotation(t *testing.T) {
 		t.Fatalf("the deleted credential: %d", status)
 	}
 	newPrimary := basicAuth(created.Username, created.Password)
-	other, _, _ := f.store.CreateCredential(f.b.ID, control.CapAll, false)
+	other, _, _ := f.store.CreateCredential(f.b.ID, control.NewCredential{Caps: control.CapAll})
 	if status, _ := f.do("DELETE", fmt.Sprintf("%s/%d", path, other.ID), newPrimary, ""); status != 403 {
 		t.Fatalf("deleting another cache's credential: %d", status)
 	}
@@ -617,7 +617,7 @@ func TestAPICertificateBinding(t *testing.T) {
 
 	bind := func(id uint32, b control.CertBinding) func(*apiFixture) {
 		return func(f *apiFixture) {
-			if _, err := f.store.BindCertificate(id, b); err != nil {
+			if _, err := f.store.UpdateCredential(id, control.CredentialUpdate{CertSHA256: &b.SHA256, CertCN: &b.CN}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -779,9 +779,9 @@ func TestAPICertificateBinding(t *testing.T) {
 		{name: "another cache's credential, with a CN", setup: bind(2, control.CertBinding{CN: "app-b"}),
 			method: "PATCH", path: "/api/v1/1/credentials/2", body: `{"cert_cn":""}`,
 			status: 403, want: `"You are not authorized to perform this action."`, check: bound(2, control.CertBinding{CN: "app-b"})},
-		{name: "capabilities fail: the binding is put back", setup: func(f *apiFixture) {
+		{name: "the store fails: nothing changes", setup: func(f *apiFixture) {
 			bind(3, control.CertBinding{CN: "app-3"})(f)
-			f.rebuild(failingStore{f.store, "SetCapabilities", errors.New("disk on fire")}, nil)
+			f.rebuild(failingStore{f.store, "UpdateCredential", errors.New("disk on fire")}, nil)
 		}, method: "PATCH", path: "/api/v1/1/credentials/3", body: `{"flush_capability":true,"cert_sha256":"` + fpA + `"}`,
 			status: 500, want: `"Server error"`, check: unchanged(control.CertBinding{CN: "app-3"})},
 

@@ -364,15 +364,22 @@ func (s *Bolt) MarkActive(last map[uint32]time.Time) error {
 }
 
 // CreateCredential implements Store.
-func (s *Bolt) CreateCredential(cacheID uint32, caps Capabilities, primary bool) (Credential, string, error) {
+func (s *Bolt) CreateCredential(cacheID uint32, n NewCredential) (Credential, string, error) {
+	cert, err := n.Cert.normalize()
+	if err != nil {
+		return Credential{}, "", err
+	}
 	password := NewPassword()
 	var cr Credential
-	err := s.update(func(tx *bolt.Tx, changes *[]Change) error {
+	err = s.update(func(tx *bolt.Tx, changes *[]Change) error {
 		if _, err := getJSON[Cache](tx.Bucket(bucketCaches), cacheID, "cache"); err != nil {
 			return err
 		}
 		others, err := credentialsOf(tx, cacheID)
 		if err != nil {
+			return err
+		}
+		if err := certFree(tx, 0, cert); err != nil {
 			return err
 		}
 		users := tx.Bucket(bucketUsernames)
@@ -389,8 +396,8 @@ func (s *Bolt) CreateCredential(cacheID uint32, caps Capabilities, primary bool)
 		cr = Credential{
 			ID: uint32(seq), CacheID: cacheID, Username: username,
 			Salt: salt, Hash: HashPassword(salt, []byte(password)),
-			Primary: primary || len(others) == 0, Caps: caps & CapAll,
-			Created: time.Now().UTC().Truncate(time.Second),
+			Primary: n.Primary || len(others) == 0, Caps: n.Caps & CapAll,
+			Created: time.Now().UTC().Truncate(time.Second), Cert: cert,
 		}
 		if cr.Primary {
 			if err := demote(tx, others, changes); err != nil {
@@ -427,15 +434,29 @@ func demote(tx *bolt.Tx, creds []Credential, changes *[]Change) error {
 	return nil
 }
 
-// SetCapabilities implements Store.
-func (s *Bolt) SetCapabilities(id uint32, caps Capabilities) (Credential, error) {
+// UpdateCredential implements Store.
+func (s *Bolt) UpdateCredential(id uint32, u CredentialUpdate) (Credential, error) {
 	var cr Credential
 	err := s.update(func(tx *bolt.Tx, changes *[]Change) error {
 		var err error
 		if cr, err = getJSON[Credential](tx.Bucket(bucketCreds), id, "credential"); err != nil {
 			return err
 		}
-		cr.Caps = caps & CapAll
+		if u.Caps != nil {
+			cr.Caps = *u.Caps & CapAll
+		}
+		if u.CertSHA256 != nil {
+			cr.Cert.SHA256 = *u.CertSHA256
+		}
+		if u.CertCN != nil {
+			cr.Cert.CN = *u.CertCN
+		}
+		if cr.Cert, err = cr.Cert.normalize(); err != nil {
+			return err
+		}
+		if err := certFree(tx, id, cr.Cert); err != nil {
+			return err
+		}
 		if err := putJSON(tx.Bucket(bucketCreds), id, cr); err != nil {
 			return err
 		}
@@ -445,41 +466,27 @@ func (s *Bolt) SetCapabilities(id uint32, caps Capabilities) (Credential, error)
 	return cr, err
 }
 
-// BindCertificate implements Store.
-func (s *Bolt) BindCertificate(id uint32, b CertBinding) (Credential, error) {
-	b, err := b.normalize()
-	if err != nil {
-		return Credential{}, err
-	}
-	var cr Credential
-	err = s.update(func(tx *bolt.Tx, changes *[]Change) error {
-		var err error
-		if cr, err = getJSON[Credential](tx.Bucket(bucketCreds), id, "credential"); err != nil {
-			return err
-		}
-		all, err := credentialsOf(tx, 0)
-		if err != nil {
-			return err
-		}
-		for _, o := range all {
-			if o.ID == id {
-				continue
-			}
-			if b.SHA256 != "" && o.Cert.SHA256 == b.SHA256 {
-				return fmt.Errorf("certificate %s is bound to credential %s: %w", b.SHA256, o.Username, ErrExists)
-			}
-			if b.CN != "" && o.Cert.CN == b.CN {
-				return fmt.Errorf("certificate CN %q is bound to credential %s: %w", b.CN, o.Username, ErrExists)
-			}
-		}
-		cr.Cert = b
-		if err := putJSON(tx.Bucket(bucketCreds), id, cr); err != nil {
-			return err
-		}
-		*changes = append(*changes, Change{Kind: CredentialChanged, CacheID: cr.CacheID, CredentialID: id, Credential: cr})
+// certFree checks that no credential but self holds b's fingerprint or CN.
+func certFree(tx *bolt.Tx, self uint32, b CertBinding) error {
+	if !b.Bound() {
 		return nil
-	})
-	return cr, err
+	}
+	all, err := credentialsOf(tx, 0)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.ID == self {
+			continue
+		}
+		if b.SHA256 != "" && o.Cert.SHA256 == b.SHA256 {
+			return fmt.Errorf("certificate %s is bound to credential %s: %w", b.SHA256, o.Username, ErrExists)
+		}
+		if b.CN != "" && o.Cert.CN == b.CN {
+			return fmt.Errorf("certificate CN %q is bound to credential %s: %w", b.CN, o.Username, ErrExists)
+		}
+	}
+	return nil
 }
 
 // Promote implements Store.

@@ -90,7 +90,7 @@ func TestCaches(t *testing.T) {
 	if got, _ := s.Cache(b.ID); !got.LastActive.Equal(when) {
 		t.Fatalf("last active %v, want %v", got.LastActive, when)
 	}
-	if _, _, err := s.CreateCredential(b.ID, CapAll, false); err != nil {
+	if _, _, err := s.CreateCredential(b.ID, NewCredential{Caps: CapAll}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteCache(b.ID); err != nil {
@@ -110,7 +110,7 @@ func TestCaches(t *testing.T) {
 func TestCredentials(t *testing.T) {
 	s, _ := openTest(t, Policy{})
 	c, _ := s.CreateCache(Cache{Name: "c", LimitBytes: mib, Enabled: true})
-	first, pw, err := s.CreateCredential(c.ID, CapWrite, false)
+	first, pw, err := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite})
 	if err != nil || !first.Primary || len(pw) != 32 || len(first.Username) != 8 {
 		t.Fatalf("first credential: %+v %q %v", first, pw, err)
 	}
@@ -120,7 +120,7 @@ func TestCredentials(t *testing.T) {
 	if strings.Contains(string(first.Hash), pw) {
 		t.Fatal("password stored in the clear")
 	}
-	second, pw2, err := s.CreateCredential(c.ID, CapAll, true)
+	second, pw2, err := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Primary: true})
 	if err != nil || !second.Primary || pw2 == pw {
 		t.Fatalf("second credential: %+v %v", second, err)
 	}
@@ -139,7 +139,7 @@ func TestCredentials(t *testing.T) {
 	if got, _ := s.Credential(second.ID); got.Primary {
 		t.Fatal("promotion did not demote")
 	}
-	if got, err := s.SetCapabilities(second.ID, CapFlush|0x80); err != nil || got.Caps != CapFlush {
+	if got, err := s.UpdateCredential(second.ID, CredentialUpdate{Caps: new(CapFlush | 0x80)}); err != nil || got.Caps != CapFlush {
 		t.Fatalf("set capabilities: %+v %v", got, err)
 	}
 	if err := s.DeleteCredential(second.ID); err != nil {
@@ -152,8 +152,8 @@ func TestCredentials(t *testing.T) {
 		t.Fatalf("deleting the last credential, a primary: %v", err)
 	}
 	for _, f := range []func() error{
-		func() error { _, _, err := s.CreateCredential(99, CapAll, false); return err },
-		func() error { _, err := s.SetCapabilities(99, CapAll); return err },
+		func() error { _, _, err := s.CreateCredential(99, NewCredential{Caps: CapAll}); return err },
+		func() error { _, err := s.UpdateCredential(99, CredentialUpdate{Caps: new(CapAll)}); return err },
 		func() error { _, err := s.Promote(99); return err },
 		func() error { return s.DeleteCredential(99) },
 		func() error { _, err := s.Credential(99); return err },
@@ -172,8 +172,8 @@ func TestWatchSeesCommitsInOrder(t *testing.T) {
 	})
 	c, _ := s.CreateCache(Cache{Name: "c", LimitBytes: mib})
 	s.CreateCache(Cache{Name: "refused", LimitBytes: 20 * mib}) // no change, no notice
-	a, _, _ := s.CreateCredential(c.ID, CapAll, false)
-	b, _, _ := s.CreateCredential(c.ID, CapAll, true)
+	a, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapAll})
+	b, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Primary: true})
 	s.DeleteCache(c.ID)
 	cancel()
 	s.CreateCache(Cache{Name: "after", LimitBytes: mib})
@@ -262,7 +262,7 @@ func TestHelperWriter(t *testing.T) {
 			os.Exit(1)
 		}
 		fmt.Printf("cache %d %s\n", c.ID, c.Name)
-		cr, _, err := s.CreateCredential(c.ID, CapWrite, false)
+		cr, _, err := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite})
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)

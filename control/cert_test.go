@@ -57,22 +57,27 @@ func TestCertificateFile(t *testing.T) {
 	}
 }
 
+// bind sets both halves of a credential's binding.
+func bind(s *Bolt, id uint32, b CertBinding) (Credential, error) {
+	return s.UpdateCredential(id, CredentialUpdate{CertSHA256: &b.SHA256, CertCN: &b.CN})
+}
+
 func TestBindCertificate(t *testing.T) {
 	s, path := openTest(t, Policy{MemoryBytes: 100 * mib, MinLimitBytes: mib})
 	c, err := s.CreateCache(Cache{Name: "a", LimitBytes: mib, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	one, _, _ := s.CreateCredential(c.ID, CapAll, true)
-	two, _, _ := s.CreateCredential(c.ID, CapWrite, false)
+	one, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Primary: true})
+	two, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite})
 	var changes []Change
 	defer s.Watch(func(ch Change) { changes = append(changes, ch) })()
 
 	fp := strings.Repeat("AB", 32)
-	got, err := s.BindCertificate(one.ID, CertBinding{SHA256: fp, CN: "app-1"})
+	got, err := bind(s, one.ID, CertBinding{SHA256: fp, CN: "app-1"})
 	want := CertBinding{SHA256: strings.Repeat("ab", 32), CN: "app-1"}
-	if err != nil || got.Cert != want || !got.Cert.Bound() {
-		t.Fatalf("bind: %+v, %v; want %+v", got.Cert, err, want)
+	if err != nil || got.Cert != want || !got.Cert.Bound() || got.Caps != CapAll {
+		t.Fatalf("bind: %+v, %v; want %+v", got, err, want)
 	}
 	if len(changes) != 1 || changes[0].Kind != CredentialChanged || changes[0].Credential.Cert != want {
 		t.Fatalf("watchers saw %+v", changes)
@@ -88,19 +93,42 @@ func TestBindCertificate(t *testing.T) {
 		{CertBinding{CN: "a\nb"}, ErrInvalid},
 	}
 	for _, r := range refused {
-		if _, err := s.BindCertificate(two.ID, r.b); !errors.Is(err, r.want) {
+		// With a capability change in the same update: all or nothing.
+		u := CredentialUpdate{Caps: new(CapAll), CertSHA256: &r.b.SHA256, CertCN: &r.b.CN}
+		if _, err := s.UpdateCredential(two.ID, u); !errors.Is(err, r.want) {
 			t.Errorf("bind %+v to another credential: %v, want %v", r.b, err, r.want)
 		}
+		if _, _, err := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Cert: r.b}); !errors.Is(err, r.want) {
+			t.Errorf("create bound to %+v: %v, want %v", r.b, err, r.want)
+		}
 	}
-	if _, err := s.BindCertificate(999, CertBinding{CN: "x"}); !errors.Is(err, ErrNotFound) {
+	if _, err := bind(s, 999, CertBinding{CN: "x"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("bind to no credential: %v", err)
 	}
-	if cr, _ := s.Credential(two.ID); cr.Cert.Bound() || len(changes) != 1 {
-		t.Errorf("refused binds changed something: %+v, %d changes", cr.Cert, len(changes))
+	all, _ := s.Credentials(c.ID)
+	if cr, _ := s.Credential(two.ID); cr.Cert.Bound() || cr.Caps != CapWrite || len(changes) != 1 || len(all) != 2 {
+		t.Errorf("refused changes changed something: %+v, %d changes, %d credentials", cr, len(changes), len(all))
 	}
 	// Rebinding the same credential to its own certificate is no clash.
-	if _, err := s.BindCertificate(one.ID, CertBinding{SHA256: fp}); err != nil {
+	if _, err := bind(s, one.ID, CertBinding{SHA256: fp}); err != nil {
 		t.Errorf("rebind: %v", err)
+	}
+
+	// The halves are set apart: one left nil stays as it is.
+	cn := "worker"
+	if cr, err := s.UpdateCredential(two.ID, CredentialUpdate{CertCN: &cn}); err != nil || cr.Cert != (CertBinding{CN: cn}) {
+		t.Fatalf("bind a CN alone: %+v, %v", cr.Cert, err)
+	}
+	other := strings.Repeat("cd", 32)
+	if cr, err := s.UpdateCredential(two.ID, CredentialUpdate{CertSHA256: &other}); err != nil || cr.Cert != (CertBinding{SHA256: other, CN: cn}) {
+		t.Fatalf("then a fingerprint alone: %+v, %v", cr.Cert, err)
+	}
+
+	// A credential is created bound.
+	third := strings.Repeat("ef", 32)
+	cr, _, err := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite, Cert: CertBinding{SHA256: strings.ToUpper(third)}})
+	if err != nil || cr.Cert.SHA256 != third {
+		t.Fatalf("create bound: %+v, %v", cr.Cert, err)
 	}
 
 	// The binding survives a reopen; the zero binding unbinds.
@@ -113,10 +141,10 @@ func TestBindCertificate(t *testing.T) {
 	if cr, _ := s2.Credential(one.ID); cr.Cert.SHA256 != want.SHA256 || cr.Cert.CN != "" {
 		t.Errorf("after reopen: %+v", cr.Cert)
 	}
-	if cr, err := s2.BindCertificate(one.ID, CertBinding{}); err != nil || cr.Cert.Bound() {
+	if cr, err := bind(s2, one.ID, CertBinding{}); err != nil || cr.Cert.Bound() {
 		t.Errorf("unbind: %+v, %v", cr.Cert, err)
 	}
-	if _, err := s2.BindCertificate(two.ID, CertBinding{SHA256: fp}); err != nil {
+	if _, err := bind(s2, two.ID, CertBinding{SHA256: fp}); err != nil {
 		t.Errorf("bind a freed certificate: %v", err)
 	}
 }

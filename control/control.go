@@ -107,6 +107,23 @@ type CacheUpdate struct {
 	Dev        *bool
 }
 
+// NewCredential is what CreateCredential makes.
+type NewCredential struct {
+	Caps    Capabilities
+	Primary bool
+	Cert    CertBinding
+}
+
+// CredentialUpdate changes some fields of a credential; nil fields stay as
+// they are, and an empty certificate half unbinds that half. The halves
+// are separate so that a tenant binding a fingerprint and the operator
+// binding a CN at the same moment do not undo each other.
+type CredentialUpdate struct {
+	Caps       *Capabilities
+	CertSHA256 *string
+	CertCN     *string
+}
+
 // Sample is one cache's stats at one moment, kept for the history graphs.
 type Sample struct {
 	CacheID uint32            `json:"cache_id"`
@@ -140,15 +157,14 @@ type Store interface {
 
 	// CreateCredential adds a credential to a cache with a generated
 	// username and password and returns the plaintext password. The
-	// cache's first credential is its primary whatever primary says.
-	CreateCredential(cacheID uint32, caps Capabilities, primary bool) (Credential, string, error)
-	// SetCapabilities changes a credential's capabilities.
-	SetCapabilities(id uint32, caps Capabilities) (Credential, error)
-	// BindCertificate sets the client certificate that logs in as a
-	// credential; the zero CertBinding unbinds it. A fingerprint or CN
-	// bound to another credential is ErrExists: a certificate logs in as
-	// one credential only.
-	BindCertificate(id uint32, b CertBinding) (Credential, error)
+	// cache's first credential is its primary whatever n says. A
+	// certificate bound to another credential is ErrExists (see
+	// UpdateCredential), and then nothing is created.
+	CreateCredential(cacheID uint32, n NewCredential) (Credential, string, error)
+	// UpdateCredential applies u to credential id, all of it or, on
+	// error, none. A fingerprint or CN bound to another credential is
+	// ErrExists: a certificate logs in as one credential only.
+	UpdateCredential(id uint32, u CredentialUpdate) (Credential, error)
 	// Promote makes a credential its cache's primary, demoting the old one.
 	Promote(id uint32) (Credential, error)
 	// DeleteCredential removes a credential. The primary can be deleted

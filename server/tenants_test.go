@@ -42,7 +42,7 @@ func TestTenantsFollowTheStore(t *testing.T) {
 	if eng == nil || eng.LimitBytes() != 16<<20 {
 		t.Fatalf("new cache's engine: %v", eng)
 	}
-	cred, password, err := store.CreateCredential(c.ID, control.CapWrite, false)
+	cred, password, err := store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapWrite})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestTenantsFollowTheStore(t *testing.T) {
 		t.Fatal("wrong password authenticated")
 	}
 
-	if _, err := store.SetCapabilities(cred.ID, control.CapAll); err != nil {
+	if _, err := store.UpdateCredential(cred.ID, control.CredentialUpdate{Caps: new(control.CapAll)}); err != nil {
 		t.Fatal(err)
 	}
 	if u.Caps() != control.CapAll {
@@ -149,8 +149,8 @@ func TestTenantsFollowCertificateBindings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, _, _ := store.CreateCredential(c.ID, control.CapAll, true)
-	other, _, _ := store.CreateCredential(c.ID, control.CapWrite, false)
+	cred, _, _ := store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
+	other, _, _ := store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapWrite})
 	fp := control.Fingerprint([]byte("a certificate"))
 	byFP := &peerCert{fingerprint: fp}
 	verified := &peerCert{fingerprint: control.Fingerprint([]byte("another")), cn: "worker"}
@@ -159,10 +159,10 @@ func TestTenantsFollowCertificateBindings(t *testing.T) {
 	if ts.certificateUser(byFP) != nil {
 		t.Fatal("an unbound certificate found a credential")
 	}
-	if _, err := store.BindCertificate(cred.ID, control.CertBinding{SHA256: fp}); err != nil {
+	if _, err := store.UpdateCredential(cred.ID, control.CredentialUpdate{CertSHA256: &fp}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.BindCertificate(other.ID, control.CertBinding{CN: "worker"}); err != nil {
+	if _, err := store.UpdateCredential(other.ID, control.CredentialUpdate{CertCN: new("worker")}); err != nil {
 		t.Fatal(err)
 	}
 	if revokes.Load() != 0 {
@@ -180,12 +180,12 @@ func TestTenantsFollowCertificateBindings(t *testing.T) {
 	}
 
 	// A capability change keeps the binding and revokes nothing.
-	store.SetCapabilities(cred.ID, control.CapWrite)
+	store.UpdateCredential(cred.ID, control.CredentialUpdate{Caps: new(control.CapWrite)})
 	if !u.matches(byFP) || revokes.Load() != 0 {
 		t.Fatalf("after a capability change: matches %v, %d revokes", u.matches(byFP), revokes.Load())
 	}
 	// Rebinding to another certificate ends the old one's logins.
-	if _, err := store.BindCertificate(cred.ID, control.CertBinding{SHA256: control.Fingerprint([]byte("new"))}); err != nil {
+	if _, err := store.UpdateCredential(cred.ID, control.CredentialUpdate{CertSHA256: new(control.Fingerprint([]byte("new")))}); err != nil {
 		t.Fatal(err)
 	}
 	if u.matches(byFP) || ts.certificateUser(byFP) != nil || revokes.Load() != 1 {

@@ -25,14 +25,9 @@ type backend interface {
 	Cache(id uint32) (control.Cache, error)
 	UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error)
 	DeleteCache(id uint32) error
-	// CreateCredential creates a credential bound to cert (the zero
-	// binding: none); when the binding is refused it creates nothing.
-	CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error)
+	CreateCredential(cacheID uint32, n control.NewCredential) (control.Credential, string, error)
 	Credentials(cacheID uint32) ([]control.Credential, error)
-	SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error)
-	// BindCertificate binds a credential to exactly b, both halves, as
-	// control.Store's BindCertificate does.
-	BindCertificate(cacheID, id uint32, b control.CertBinding) (control.Credential, error)
+	UpdateCredential(cacheID, id uint32, u control.CredentialUpdate) (control.Credential, error)
 	Promote(cacheID, id uint32) (control.Credential, error)
 	DeleteCredential(cacheID, id uint32) error
 	Servers() string
@@ -183,27 +178,15 @@ func (c *certFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.none, "no-cert", false, "unbind the credential from any client certificate (update)")
 }
 
-// certPatch is a change to a binding: a nil half stays as it is, an empty
-// one is cleared.
-type certPatch struct{ sha256, cn *string }
-
-func (p certPatch) given() bool { return p.sha256 != nil || p.cn != nil }
-
-func (p certPatch) apply(b control.CertBinding) control.CertBinding {
-	if p.sha256 != nil {
-		b.SHA256 = *p.sha256
-	}
-	if p.cn != nil {
-		b.CN = *p.cn
-	}
-	return b
-}
+// certGiven reports whether u changes a certificate binding.
+func certGiven(u control.CredentialUpdate) bool { return u.CertSHA256 != nil || u.CertCN != nil }
 
 // patch checks the certificate flags the command line set (set holds
 // their names) and reads --cert's file, all before anything is opened, so
-// that a mistake changes nothing.
-func (c *certFlags) patch(sub string, set map[string]bool) (certPatch, error) {
-	var p certPatch
+// that a mistake changes nothing. It returns the update's certificate
+// halves: nil stays as it is, empty is cleared.
+func (c *certFlags) patch(sub string, set map[string]bool) (control.CredentialUpdate, error) {
+	var p control.CredentialUpdate
 	none := set["no-cert"] && c.none // --no-cert=false asks for nothing
 	switch {
 	case !set["cert"] && !set["cert-sha256"] && !set["cert-cn"] && !none:
@@ -217,8 +200,7 @@ func (c *certFlags) patch(sub string, set map[string]bool) (certPatch, error) {
 	case set["cert"] && set["cert-sha256"]:
 		return p, usagef("--cert and --cert-sha256 both give the fingerprint: pass one")
 	case none:
-		empty := ""
-		p.sha256, p.cn = &empty, &empty
+		p.CertSHA256, p.CertCN = new(""), new("")
 		return p, nil
 	}
 	if set["cert"] {
@@ -233,7 +215,7 @@ func (c *certFlags) patch(sub string, set map[string]bool) (certPatch, error) {
 		if err != nil {
 			return p, fmt.Errorf("--cert %s: %w", c.file, err)
 		}
-		p.sha256 = &fp
+		p.CertSHA256 = &fp
 	}
 	if set["cert-sha256"] {
 		fp := c.sha256
@@ -243,10 +225,10 @@ func (c *certFlags) patch(sub string, set map[string]bool) (certPatch, error) {
 				return p, fmt.Errorf("--cert-sha256: %w", err)
 			}
 		}
-		p.sha256 = &fp
+		p.CertSHA256 = &fp
 	}
 	if set["cert-cn"] {
-		p.cn = &c.cn
+		p.CertCN = &c.cn
 	}
 	return p, nil
 }
@@ -412,7 +394,7 @@ func runCred(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if sub == "update" && *capsFlag == "" && !cert.given() {
+	if sub == "update" && *capsFlag == "" && !certGiven(cert) {
 		return usagef("memhive cred update needs --caps, or --cert, --cert-sha256, --cert-cn or --no-cert")
 	}
 	b, c, err := cfg.openCache(pos[0])
@@ -422,7 +404,14 @@ func runCred(args []string, out, errOut io.Writer) error {
 	defer b.Close()
 	switch sub {
 	case "create":
-		cred, pass, err := b.CreateCredential(c.ID, caps, *primary, cert.apply(control.CertBinding{}))
+		n := control.NewCredential{Caps: caps, Primary: *primary}
+		if cert.CertSHA256 != nil {
+			n.Cert.SHA256 = *cert.CertSHA256
+		}
+		if cert.CertCN != nil {
+			n.Cert.CN = *cert.CertCN
+		}
+		cred, pass, err := b.CreateCredential(c.ID, n)
 		if err != nil {
 			return err
 		}
@@ -450,7 +439,10 @@ func runCred(args []string, out, errOut io.Writer) error {
 	}
 	switch sub {
 	case "update":
-		cred, err = updateCred(b, c.ID, cred, *capsFlag != "", caps, cert)
+		if *capsFlag != "" {
+			cert.Caps = &caps
+		}
+		cred, err = b.UpdateCredential(c.ID, cred.ID, cert)
 	case "promote":
 		cred, err = b.Promote(c.ID, cred.ID)
 	case "delete":
@@ -468,30 +460,6 @@ func runCred(args []string, out, errOut io.Writer) error {
 	}
 	printCreds(out, []control.Credential{cred})
 	return nil
-}
-
-// updateCred is cred update: the binding first, since that is what the
-// store may refuse (a certificate bound elsewhere, a CN it finds
-// malformed) and then nothing has changed; the capabilities after, and if
-// they fail, the binding is put back.
-func updateCred(b backend, cacheID uint32, cred control.Credential, setCaps bool, caps control.Capabilities, cert certPatch) (control.Credential, error) {
-	old := cred
-	var err error
-	if cert.given() {
-		if cred, err = b.BindCertificate(cacheID, cred.ID, cert.apply(cred.Cert)); err != nil {
-			return cred, err
-		}
-	}
-	if !setCaps {
-		return cred, nil
-	}
-	updated, err := b.SetCapabilities(cacheID, cred.ID, caps)
-	if err != nil && cert.given() {
-		if _, berr := b.BindCertificate(cacheID, old.ID, old.Cert); berr != nil {
-			return updated, fmt.Errorf("%w (and restoring the certificate binding: %v)", err, berr)
-		}
-	}
-	return updated, err
 }
 
 // envUsage is `memhive env --help`'s text.
@@ -537,7 +505,7 @@ func runEnv(args []string, out, errOut io.Writer) error {
 	}
 	defer b.Close()
 	if *newCred {
-		cred, pass, err := b.CreateCredential(c.ID, control.CapWrite|control.CapFlush, false, control.CertBinding{})
+		cred, pass, err := b.CreateCredential(c.ID, control.NewCredential{Caps: control.CapWrite | control.CapFlush})
 		if err != nil {
 			return err
 		}

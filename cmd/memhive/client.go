@@ -23,7 +23,7 @@ func (d *directBackend) CreateCache(name string, limit int64, dev bool) (control
 	if err != nil {
 		return c, "", "", err
 	}
-	cred, pass, err := d.store.CreateCredential(c.ID, control.CapAll, true)
+	cred, pass, err := d.store.CreateCredential(c.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
 	if err != nil {
 		d.store.DeleteCache(c.ID)
 		return c, "", "", err
@@ -42,16 +42,11 @@ func (d *directBackend) Credentials(id uint32) ([]control.Credential, error) {
 func (d *directBackend) UpdateCache(id uint32, u control.CacheUpdate) (control.Cache, error) {
 	return d.store.UpdateCache(id, u)
 }
-func (d *directBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
-	// The admin API's own steps, so that a refused binding leaves no
-	// credential behind here either.
-	return analytics.CreateCredential(d.store, nil, cacheID, caps, primary, cert)
+func (d *directBackend) CreateCredential(cacheID uint32, n control.NewCredential) (control.Credential, string, error) {
+	return d.store.CreateCredential(cacheID, n)
 }
-func (d *directBackend) BindCertificate(_, id uint32, b control.CertBinding) (control.Credential, error) {
-	return d.store.BindCertificate(id, b)
-}
-func (d *directBackend) SetCapabilities(_, id uint32, caps control.Capabilities) (control.Credential, error) {
-	return d.store.SetCapabilities(id, caps)
+func (d *directBackend) UpdateCredential(_, id uint32, u control.CredentialUpdate) (control.Credential, error) {
+	return d.store.UpdateCredential(id, u)
 }
 func (d *directBackend) Promote(_, id uint32) (control.Credential, error) { return d.store.Promote(id) }
 func (d *directBackend) DeleteCredential(_, id uint32) error              { return d.store.DeleteCredential(id) }
@@ -168,18 +163,16 @@ func (r *remoteBackend) DeleteCache(id uint32) error {
 	return r.call("DELETE", fmt.Sprintf("/admin/v1/caches/%d", id), nil, nil)
 }
 
-func (r *remoteBackend) CreateCredential(cacheID uint32, caps control.Capabilities, primary bool, cert control.CertBinding) (control.Credential, string, error) {
-	body := map[string]any{"primary": primary}
-	for k, v := range capsBody(caps) {
+func (r *remoteBackend) CreateCredential(cacheID uint32, n control.NewCredential) (control.Credential, string, error) {
+	body := map[string]any{"primary": n.Primary}
+	for k, v := range capsBody(n.Caps) {
 		body[k] = v
 	}
-	// One request: the server binds and, if it must, removes the
-	// credential again.
-	if cert.SHA256 != "" {
-		body["cert_sha256"] = cert.SHA256
+	if n.Cert.SHA256 != "" {
+		body["cert_sha256"] = n.Cert.SHA256
 	}
-	if cert.CN != "" {
-		body["cert_cn"] = cert.CN
+	if n.Cert.CN != "" {
+		body["cert_cn"] = n.Cert.CN
 	}
 	var res analytics.CredentialInfo
 	err := r.call("POST", fmt.Sprintf("/admin/v1/caches/%d/credentials", cacheID), body, &res)
@@ -198,17 +191,23 @@ func (r *remoteBackend) Credentials(cacheID uint32) ([]control.Credential, error
 	return out, nil
 }
 
-func (r *remoteBackend) SetCapabilities(cacheID, id uint32, caps control.Capabilities) (control.Credential, error) {
+// UpdateCredential sends what u changes, in one PATCH that the server
+// applies whole or not at all.
+func (r *remoteBackend) UpdateCredential(cacheID, id uint32, u control.CredentialUpdate) (control.Credential, error) {
+	body := map[string]any{}
+	if u.Caps != nil {
+		for k, v := range capsBody(*u.Caps) {
+			body[k] = v
+		}
+	}
+	if u.CertSHA256 != nil {
+		body["cert_sha256"] = *u.CertSHA256
+	}
+	if u.CertCN != nil {
+		body["cert_cn"] = *u.CertCN
+	}
 	var res analytics.CredentialInfo
-	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), capsBody(caps), &res)
-	return credentialOf(res, cacheID), err
-}
-
-// BindCertificate sends both halves of b, so that the credential ends up
-// bound to b exactly, as the Store's BindCertificate does.
-func (r *remoteBackend) BindCertificate(cacheID, id uint32, b control.CertBinding) (control.Credential, error) {
-	var res analytics.CredentialInfo
-	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), map[string]string{"cert_sha256": b.SHA256, "cert_cn": b.CN}, &res)
+	err := r.call("PATCH", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), body, &res)
 	return credentialOf(res, cacheID), err
 }
 

@@ -511,7 +511,7 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 	if err != nil {
 		return nil, newCredential{}, fmt.Errorf("creating the default cache: %w", err)
 	}
-	cred, password, err := store.CreateCredential(cache.ID, control.CapAll, true)
+	cred, password, err := store.CreateCredential(cache.ID, control.NewCredential{Caps: control.CapAll, Primary: true})
 	if err != nil {
 		return nil, newCredential{}, fmt.Errorf("creating the default cache's credential: %w", err)
 	}
