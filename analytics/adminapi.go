@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -32,8 +31,9 @@ type AdminConfig struct {
 
 // Admin serves /admin/v1/... and /healthz.
 type Admin struct {
-	cfg AdminConfig
-	log *slog.Logger
+	cfg         AdminConfig
+	log         *slog.Logger
+	credentials credentialOps
 }
 
 // NewAdmin makes the admin API.
@@ -41,7 +41,9 @@ func NewAdmin(cfg AdminConfig) *Admin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Admin{cfg: cfg, log: cfg.Logger}
+	a := &Admin{cfg: cfg, log: cfg.Logger}
+	a.credentials = credentialOps{store: cfg.Store, dialect: adminDialect{a}, createdStatus: fasthttp.StatusCreated}
+	return a
 }
 
 // CacheInfo is a cache as the admin API shows it (and its clients read it).
@@ -171,20 +173,7 @@ func (a *Admin) Handle(ctx *fasthttp.RequestCtx) bool {
 		a.storeError(ctx, err)
 		return true
 	}
-	creds := parts[3:]
-	switch {
-	case len(creds) == 0 && method == "GET":
-		a.listCreds(ctx, id)
-	case len(creds) == 0 && method == "POST":
-		a.createCred(ctx, id)
-	case len(creds) == 1 && (method == "PATCH" || method == "POST"):
-		a.withCred(ctx, id, creds[0], a.patchCred)
-	case len(creds) == 1 && method == "DELETE",
-		len(creds) == 2 && creds[0] == "primary" && method == "DELETE":
-		a.withCred(ctx, id, creds[len(creds)-1], a.deleteCred)
-	case len(creds) == 2 && creds[0] == "primary" && method == "POST":
-		a.withCred(ctx, id, creds[1], a.promoteCred)
-	default:
+	if !a.credentials.serve(ctx, id, method, parts[3:]) {
 		writeError(ctx, fasthttp.StatusNotFound, "Not found.")
 	}
 	return true
@@ -301,18 +290,9 @@ func (a *Admin) deleteCache(ctx *fasthttp.RequestCtx, id uint32) {
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"deleted": id})
 }
 
-func (a *Admin) listCreds(ctx *fasthttp.RequestCtx, cacheID uint32) {
-	creds, err := a.cfg.Store.Credentials(cacheID)
-	if err != nil {
-		a.storeError(ctx, err)
-		return
-	}
-	out := make([]CredentialInfo, 0, len(creds))
-	for _, c := range creds {
-		out = append(out, credView(c, ""))
-	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
-}
+// adminDialect is the admin API's credentialDialect: JSON bodies
+// (credRequest), CredentialInfo answers, and storeError's error objects.
+type adminDialect struct{ a *Admin }
 
 // capsRequest is the body that sets capabilities; absent fields mean
 // "allowed" on creation and "unchanged" on update.
@@ -323,120 +303,49 @@ type capsRequest struct {
 	Primary bool  `json:"primary"`
 }
 
-func (r capsRequest) apply(caps control.Capabilities) control.Capabilities {
-	set := func(p *bool, c control.Capabilities) {
-		if p == nil {
-			return
-		}
-		if *p {
-			caps |= c
-		} else {
-			caps &^= c
-		}
-	}
-	set(r.Write, control.CapWrite)
-	set(r.Flush, control.CapFlush)
-	set(r.API, control.CapAPI)
-	return caps
-}
-
 // credRequest is the admin API's body for creating or changing a
 // credential: capabilities as capsRequest has them, and the client
 // certificate bound to it. A nil certificate field is unchanged (none, on
-// creation); an empty one clears that half of the binding.
+// creation); an empty one clears that half of the binding. Its shape,
+// names and embedding included, is part of the answers: a body that does
+// not decode is answered with the decoder's error, which names the Go
+// field (credRequest.capsRequest.write).
 type credRequest struct {
 	capsRequest
 	CertSHA256 *string `json:"cert_sha256"`
 	CertCN     *string `json:"cert_cn"`
 }
 
-// binding is the certificate binding r asks a new credential for.
-func (r credRequest) binding() control.CertBinding {
-	var b control.CertBinding
-	if r.CertSHA256 != nil {
-		b.SHA256 = *r.CertSHA256
-	}
-	if r.CertCN != nil {
-		b.CN = *r.CertCN
-	}
-	return b
-}
-
-func (a *Admin) createCred(ctx *fasthttp.RequestCtx, cacheID uint32) {
+// parse reads a credRequest; a creation may have no body at all.
+func (adminDialect) parse(ctx *fasthttp.RequestCtx, creating bool) (credentialChange, bool) {
 	var req credRequest
-	if len(ctx.PostBody()) > 0 && !decode(ctx, &req) {
-		return
+	if creating && len(ctx.PostBody()) == 0 {
+		return credentialChange{}, true
 	}
-	n := control.NewCredential{Caps: req.apply(control.CapAll), Primary: req.Primary, Cert: req.binding()}
-	cred, password, err := a.cfg.Store.CreateCredential(cacheID, n)
-	if err != nil {
-		a.storeError(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusCreated, credView(cred, password))
-}
-
-// withCred finds credential ref (an id or a username) of cache cacheID and
-// runs fn on it; a credential of another cache is not found.
-func (a *Admin) withCred(ctx *fasthttp.RequestCtx, cacheID uint32, ref string, fn func(*fasthttp.RequestCtx, control.Credential)) {
-	cred, err := lookupCredential(a.cfg.Store, cacheID, ref)
-	if err != nil {
-		if errors.Is(err, control.ErrNotFound) {
-			writeError(ctx, fasthttp.StatusNotFound, "No credential found.")
-			return
-		}
-		a.storeError(ctx, err)
-		return
-	}
-	fn(ctx, cred)
-}
-
-// lookupCredential finds credential ref (an id or a username) of cache
-// cacheID; a credential of another cache is not found.
-func lookupCredential(store control.Store, cacheID uint32, ref string) (control.Credential, error) {
-	// A username of hex digits may also read as an id: try both.
-	if id, err := parseID(ref); err == nil {
-		if cred, err := store.Credential(id); err == nil && cred.CacheID == cacheID {
-			return cred, nil
-		}
-	}
-	cred, err := store.CredentialByUsername(ref)
-	if err == nil && cred.CacheID != cacheID {
-		err = fmt.Errorf("credential %q of cache %d: %w", ref, cacheID, control.ErrNotFound)
-	}
-	return cred, err
-}
-
-func (a *Admin) patchCred(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	var req credRequest
 	if !decode(ctx, &req) {
-		return
+		return credentialChange{}, false
 	}
-	u := control.CredentialUpdate{Caps: new(req.apply(cred.Caps)), CertSHA256: req.CertSHA256, CertCN: req.CertCN}
-	cred, err := a.cfg.Store.UpdateCredential(cred.ID, u)
-	if err != nil {
-		a.storeError(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, credView(cred, ""))
+	return credentialChange{write: req.Write, flush: req.Flush, api: req.API, primary: req.Primary,
+		certSHA256: req.CertSHA256, certCN: req.CertCN}, true
 }
 
-func (a *Admin) promoteCred(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	cred, err := a.cfg.Store.Promote(cred.ID)
-	if err != nil {
-		a.storeError(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, credView(cred, ""))
+func (adminDialect) view(c control.Credential, password string) any { return credView(c, password) }
+
+func (adminDialect) updated(c control.Credential) any { return credView(c, "") }
+
+func (adminDialect) deleted(c control.Credential) any { return map[string]any{"deleted": c.ID} }
+
+func (adminDialect) noCredential(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, fasthttp.StatusNotFound, "No credential found.")
 }
 
-func (a *Admin) deleteCred(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	if err := a.cfg.Store.DeleteCredential(cred.ID); err != nil {
-		a.storeError(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"deleted": cred.ID})
+// refused tells the store's own error: the operator may see which
+// credential holds a certificate, whatever its cache.
+func (d adminDialect) refused(ctx *fasthttp.RequestCtx, _, _ uint32, _ credentialChange, err error) {
+	d.a.storeError(ctx, err)
 }
+
+func (d adminDialect) failed(ctx *fasthttp.RequestCtx, err error) { d.a.storeError(ctx, err) }
 
 // storeError maps a Store error to its HTTP answer.
 func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {

@@ -64,8 +64,9 @@ type APIConfig struct {
 // certificates carry, predictable as CNs are, and those clients would
 // log in to its cache. The API still shows the CN the operator bound.
 type API struct {
-	cfg APIConfig
-	log *slog.Logger
+	cfg         APIConfig
+	log         *slog.Logger
+	credentials credentialOps
 }
 
 // NewAPI makes the analytics API.
@@ -79,7 +80,10 @@ func NewAPI(cfg APIConfig) *API {
 	if cfg.Nodes == nil {
 		cfg.Nodes = LocalNode{Source: cfg.Source, Name: cfg.Server}
 	}
-	return &API{cfg: cfg, log: cfg.Logger}
+	a := &API{cfg: cfg, log: cfg.Logger}
+	// A creation answers 200, not 201: the guide's table says 200.
+	a.credentials = credentialOps{store: cfg.Store, dialect: apiDialect{a}, createdStatus: fasthttp.StatusOK}
+	return a
 }
 
 // The answers MemCachier's API gives, as JSON strings.
@@ -192,7 +196,10 @@ type apiCapabilities struct {
 	CertCN     presence  `json:"cert_cn"`
 }
 
-func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
+// change is the change r asks for. It leaves the CN half of the binding
+// as it is: a request naming cert_cn is refused before this, and
+// unbinding the fingerprint keeps the CN the operator bound.
+func (r apiCapabilities) change() credentialChange {
 	b := func(p *capParam) *bool {
 		if p == nil {
 			return nil
@@ -200,7 +207,7 @@ func (r apiCapabilities) apply(caps control.Capabilities) control.Capabilities {
 		v := bool(*p)
 		return &v
 	}
-	return capsRequest{Write: b(r.Write), Flush: b(r.Flush), API: b(r.API)}.apply(caps)
+	return credentialChange{write: b(r.Write), flush: b(r.Flush), api: b(r.API), certSHA256: r.CertSHA256}
 }
 
 // capabilitiesOf reads the capabilities a create or update request sets,
@@ -319,17 +326,10 @@ func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 		a.flush(ctx, cred, id)
 	case action == "settings" && method == "POST":
 		a.settings(ctx, id)
-	case action == "credentials" && method == "GET":
-		a.listCredentials(ctx, id)
-	case action == "credentials" && method == "POST":
-		a.createCredential(ctx, id)
-	case len(parts) == 3 && parts[1] == "credentials" && (method == "POST" || method == "PATCH"):
-		a.withCredential(ctx, id, parts[2], a.updateCredential)
-	case len(parts) == 3 && parts[1] == "credentials" && method == "DELETE",
-		len(parts) == 4 && parts[1] == "credentials" && parts[2] == "primary" && method == "DELETE":
-		a.withCredential(ctx, id, parts[len(parts)-1], a.deleteCredential)
-	case len(parts) == 4 && parts[1] == "credentials" && parts[2] == "primary" && method == "POST":
-		a.withCredential(ctx, id, parts[3], a.promoteCredential)
+	case len(parts) > 1 && parts[1] == "credentials":
+		if !a.credentials.serve(ctx, id, method, parts[2:]) {
+			writeJSON(ctx, fasthttp.StatusNotFound, "Not found.")
+		}
 	default:
 		writeJSON(ctx, fasthttp.StatusNotFound, "Not found.")
 	}
@@ -514,93 +514,53 @@ func (a *API) settings(ctx *fasthttp.RequestCtx, id uint32) {
 	a.info(ctx, c)
 }
 
-func (a *API) listCredentials(ctx *fasthttp.RequestCtx, id uint32) {
-	creds, err := a.cfg.Store.Credentials(id)
-	if err != nil {
-		a.fail(ctx, err)
-		return
-	}
-	out := make([]apiCredential, 0, len(creds))
-	for _, c := range creds {
-		out = append(out, apiCred(c, ""))
-	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
-}
+// apiDialect is the analytics API's credentialDialect: the guide's
+// parameters (capabilitiesOf), its views and strings, and the tenant's
+// limits: cert_cn refused, and a conflict told without naming another
+// cache's credential.
+type apiDialect struct{ a *API }
 
-// createCredential answers 200, not 201: the guide's table says 200.
-func (a *API) createCredential(ctx *fasthttp.RequestCtx, id uint32) {
+// parse reads the guide's parameters, creating or not, and refuses any
+// request that names cert_cn (msgCertCN).
+func (apiDialect) parse(ctx *fasthttp.RequestCtx, _ bool) (credentialChange, bool) {
 	req, err := capabilitiesOf(ctx)
 	if err != nil {
 		badRequest(ctx, err)
-		return
+		return credentialChange{}, false
 	}
 	if req.CertCN {
 		certCNForbidden(ctx)
-		return
+		return credentialChange{}, false
 	}
-	var cert control.CertBinding
-	if req.CertSHA256 != nil {
-		cert.SHA256 = *req.CertSHA256
-	}
-	cred, password, err := a.cfg.Store.CreateCredential(id, control.NewCredential{Caps: req.apply(control.CapAll), Cert: cert})
-	if err != nil {
-		a.certFailed(ctx, id, 0, cert, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, apiCred(cred, password))
+	return req.change(), true
 }
 
-// withCredential finds credential ref (an id or a username) of cache id;
-// another cache's credential, or none, is refused as another cache is.
-func (a *API) withCredential(ctx *fasthttp.RequestCtx, id uint32, ref string, fn func(*fasthttp.RequestCtx, control.Credential)) {
-	cred, err := lookupCredential(a.cfg.Store, id, ref)
-	if err != nil {
-		a.fail(ctx, err)
-		return
+func (apiDialect) view(c control.Credential, password string) any { return apiCred(c, password) }
+
+// updated is the credential's capabilities, as the guide answers an
+// update, and its certificate binding if any (the operator's CN too: an
+// unbind of the fingerprint keeps it).
+func (apiDialect) updated(c control.Credential) any {
+	return apiCapabilityView{
+		Flush: c.Caps&control.CapFlush != 0, Write: c.Caps&control.CapWrite != 0, API: c.Caps&control.CapAPI != 0,
+		CertSHA256: c.Cert.SHA256, CertCN: c.Cert.CN,
 	}
-	fn(ctx, cred)
 }
 
-func (a *API) updateCredential(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	req, err := capabilitiesOf(ctx)
-	if err != nil {
-		badRequest(ctx, err)
-		return
-	}
-	if req.CertCN {
-		certCNForbidden(ctx)
-		return
-	}
-	// The CN half is left as it is: unbinding the fingerprint keeps what
-	// the operator bound.
-	u := control.CredentialUpdate{Caps: new(req.apply(cred.Caps)), CertSHA256: req.CertSHA256}
-	if cred, err = a.cfg.Store.UpdateCredential(cred.ID, u); err != nil {
-		var fp string
-		if req.CertSHA256 != nil {
-			fp = *req.CertSHA256
-		}
-		a.certFailed(ctx, cred.CacheID, cred.ID, control.CertBinding{SHA256: fp}, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, apiCapabilityView{
-		Flush: cred.Caps&control.CapFlush != 0, Write: cred.Caps&control.CapWrite != 0, API: cred.Caps&control.CapAPI != 0,
-		CertSHA256: cred.Cert.SHA256, CertCN: cred.Cert.CN,
-	})
+func (apiDialect) deleted(control.Credential) any { return "" }
+
+// noCredential refuses a path naming no credential of this cache as one
+// naming another cache is refused: 403.
+func (apiDialect) noCredential(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
 }
 
-func (a *API) promoteCredential(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	cred, err := a.cfg.Store.Promote(cred.ID)
-	if err != nil {
-		a.fail(ctx, err)
-		return
+func (d apiDialect) refused(ctx *fasthttp.RequestCtx, cacheID, self uint32, ch credentialChange, err error) {
+	var fp string
+	if ch.certSHA256 != nil {
+		fp = *ch.certSHA256
 	}
-	writeJSON(ctx, fasthttp.StatusOK, apiCred(cred, ""))
+	d.a.certFailed(ctx, cacheID, self, control.CertBinding{SHA256: fp}, err)
 }
 
-func (a *API) deleteCredential(ctx *fasthttp.RequestCtx, cred control.Credential) {
-	if err := a.cfg.Store.DeleteCredential(cred.ID); err != nil {
-		a.fail(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, "")
-}
+func (d apiDialect) failed(ctx *fasthttp.RequestCtx, err error) { d.a.fail(ctx, err) }
