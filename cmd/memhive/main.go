@@ -276,41 +276,123 @@ const (
 	adminTokenFile = "admin.token"
 )
 
+// serve runs `memhive serve`: it starts the server in the steps listed
+// below, in that order, then waits for signals. Each step that starts
+// something pushes how to stop it (onStop), and shutdown runs those last
+// first when serve returns, after a failed step too: shutdown is start in
+// reverse, so nothing is stopped while a part started after it, which
+// may use it, still runs. On SIGTERM or SIGINT waitForSignals first
+// stops the memcache listeners, which started last, letting connections
+// finish; then go the serve.json file, the sampler, the HTTP server,
+// every cache, the store (which syncs it), the item memory and the CPU
+// profile.
 func serve(args []string, out, errOut io.Writer) error {
 	c, err := parseServeFlags(args, out, errOut)
 	if err != nil {
 		return err
 	}
-	maxItem, err := parseSize(c.maxItemSize)
-	if err != nil {
+	s := &serving{cfg: c, out: out, errOut: errOut}
+	defer s.shutdown()
+	steps := []func() error{
+		s.prepare,        // --max-item-size, --data, the logger
+		s.startProfile,   // MEMHIVE_CPUPROFILE
+		s.newMemory,      // the item memory every cache shares
+		s.openStore,      // the control plane; the default cache on a first start
+		s.newTenants,     // the caches served, following the store
+		s.newServer,      // the memcache server, not yet listening; its TLS files
+		s.startHTTP,      // --http: admin API, analytics API, /metrics, dashboard
+		s.startSampler,   // the history graphs' samples
+		s.startListeners, // memcache on --listen, and TLS on --tls-listen
+		s.writeState,     // DATA/serve.json, for the CLI
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	s.announce()
+	return s.waitForSignals()
+}
+
+// serving is `memhive serve` while it starts, runs and stops: its
+// configuration and what its steps made, each field set by the step that
+// makes it. Only serve's goroutine uses it.
+type serving struct {
+	cfg         serveConfig
+	out, errOut io.Writer
+	stops       []func() // how to undo each step that ran, in start order
+
+	log         *slog.Logger
+	maxItem     int
+	memoryBytes int64
+	mem         *engine.Memory
+	store       control.Store
+	created     *control.Cache // the default cache, when openStore made it
+	password    newCredential  // its primary credential
+	tenants     *server.Tenants
+	certs       *server.Certificates // nil without --tls-listen
+	srv         *server.Server
+	httpSrv     *analytics.HTTPServer // nil with --http off
+	runErr      chan error            // srv.Run's end
+}
+
+// onStop records how to undo the step that just succeeded.
+func (s *serving) onStop(stop func()) { s.stops = append(s.stops, stop) }
+
+// shutdown undoes the steps that ran, the last first.
+func (s *serving) shutdown() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+}
+
+// prepare reads --max-item-size, makes the --data directory and the
+// logger every later step writes to.
+func (s *serving) prepare() error {
+	c := s.cfg
+	var err error
+	if s.maxItem, err = parseSize(c.maxItemSize); err != nil {
 		return fmt.Errorf("--max-item-size: %w", err)
 	}
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
 	level, _ := logLevel(c.logLevel, c.verbosity)
-	var handler slog.Handler = slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})
+	var handler slog.Handler = slog.NewTextHandler(s.errOut, &slog.HandlerOptions{Level: level})
 	if c.logFormat == "json" {
-		handler = slog.NewJSONHandler(errOut, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(s.errOut, &slog.HandlerOptions{Level: level})
 	}
-	log := slog.New(handler)
-	memoryBytes := c.memoryMiB << 20
-	if path := os.Getenv("MEMHIVE_CPUPROFILE"); path != "" {
-		// For profiling under a real load (BENCHMARKS.md says how): the
-		// profile covers the whole run and is written at shutdown.
-		f, err := os.Create(path)
-		if err != nil {
-			return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
+	s.log = slog.New(handler)
+	s.memoryBytes = c.memoryMiB << 20
+	return nil
+}
 
+// startProfile profiles the CPU into $MEMHIVE_CPUPROFILE, if set, for
+// profiling under a real load (BENCHMARKS.md says how): the profile
+// covers the whole run and is written when it stops, last of all.
+func (s *serving) startProfile() error {
+	path := os.Getenv("MEMHIVE_CPUPROFILE")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return fmt.Errorf("MEMHIVE_CPUPROFILE: %w", err)
+	}
+	s.onStop(func() { pprof.StopCPUProfile(); f.Close() })
+	return nil
+}
+
+// newMemory makes the item memory (--memory) that every cache's engine
+// takes its pages from.
+func (s *serving) newMemory() error {
+	c := s.cfg
 	mem, err := engine.NewMemory(engine.Config{
-		MemoryBytes:  memoryBytes,
-		MaxItemSize:  maxItem,
+		MemoryBytes:  s.memoryBytes,
+		MaxItemSize:  s.maxItem,
 		GrowthFactor: c.growthFactor,
 		// engine.Config reads 0 as its default; off is negative there.
 		CrawlInterval: cmp.Or(c.crawlEvery, -1),
@@ -318,10 +400,18 @@ func serve(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer mem.Close()
+	s.mem = mem
+	s.onStop(func() { mem.Close() })
+	return nil
+}
 
+// openStore opens the control-plane store in --data, which only one
+// memhive serve may hold, and on a first start (or in local mode) creates
+// the cache "default".
+func (s *serving) openStore() error {
+	c := s.cfg
 	// A cache of 1 MiB gets one slab page, slightly more than 1 MiB.
-	policy := control.Policy{MemoryBytes: memoryBytes, MinLimitBytes: 1 << 20}
+	policy := control.Policy{MemoryBytes: s.memoryBytes, MinLimitBytes: 1 << 20}
 	if c.overcommit {
 		policy.MemoryBytes = 0
 	}
@@ -332,34 +422,48 @@ func serve(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opening the control-plane store: %w", err)
 	}
-	defer store.Close()
-	created, password, err := ensureDefaultCache(store, memoryBytes, policy.MinLimitBytes, c.auth == "none")
-	if err != nil {
-		return err
-	}
+	s.store = store
+	s.onStop(func() { store.Close() })
+	s.created, s.password, err = ensureDefaultCache(store, s.memoryBytes, policy.MinLimitBytes, c.auth == "none")
+	return err
+}
 
+// newTenants makes the caches the store lists, each an engine in the
+// item memory, and keeps them in step with the store's changes.
+func (s *serving) newTenants() error {
+	c := s.cfg
 	tenants, err := server.NewTenants(server.TenantsConfig{
 		Local:      c.auth == "none",
-		LocalLimit: memoryBytes,
+		LocalLimit: s.memoryBytes,
 		DevIdle:    c.devIdle,
-		Logger:     log,
-	}, mem, store)
+		Logger:     s.log,
+	}, s.mem, s.store)
 	if err != nil {
 		return err
 	}
-	defer tenants.Close()
+	s.tenants = tenants
+	s.onStop(tenants.Close)
+	return nil
+}
 
-	var certs *server.Certificates
+// newServer makes the memcache server, reading --tls-cert, --tls-key and
+// --tls-ca with --tls-listen, but does not listen yet (startListeners).
+// It comes before startHTTP: the server hooks into the caches to close
+// the connections a credential change cuts off, and the admin API can
+// make such changes as soon as it serves.
+func (s *serving) newServer() error {
+	c := s.cfg
 	var tlsConfig *tls.Config
 	if c.tlsListen != "" {
-		if certs, err = server.LoadCertificates(c.tlsCert, c.tlsKey); err != nil {
+		var err error
+		if s.certs, err = server.LoadCertificates(c.tlsCert, c.tlsKey); err != nil {
 			return err
 		}
-		if tlsConfig, err = certs.TLSConfig(c.tlsCA); err != nil {
+		if tlsConfig, err = s.certs.TLSConfig(c.tlsCA); err != nil {
 			return err
 		}
 	}
-	srv := server.New(server.Config{
+	s.srv = server.New(server.Config{
 		Listen:         c.listen,
 		Threads:        c.threads,
 		MaxConns:       c.maxConns,
@@ -370,86 +474,125 @@ func serve(args []string, out, errOut io.Writer) error {
 		AuthFailWindow: c.authFailWindow,
 		TLSListen:      c.tlsListen,
 		TLS:            tlsConfig,
-		Logger:         log,
-	}, tenants)
+		Logger:         s.log,
+	}, s.tenants)
+	return nil
+}
 
-	var httpSrv *analytics.HTTPServer
-	if c.http != "off" && c.http != "" {
-		token, err := adminToken(c)
-		if err != nil {
-			return err
-		}
-		admin := analytics.NewAdmin(analytics.AdminConfig{Store: store, Token: token, Servers: c.listen, Logger: log})
-		api := analytics.NewAPI(analytics.APIConfig{Store: store, Source: tenants, Server: c.listen, HistoryWindow: c.historyKeep, Logger: log})
-		metrics := &analytics.Metrics{Store: store, Source: tenants, Version: server.Version, Token: token, Public: c.metricsOpen}
-		var dashboard analytics.Dashboard
-		httpSrv, err = analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
-			if !admin.Handle(ctx) && !api.Handle(ctx) && !metrics.Handle(ctx) && !dashboard.Handle(ctx) {
-				ctx.Error("Not found", fasthttp.StatusNotFound)
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("--http %s: %w", c.http, err)
-		}
-		defer httpSrv.Shutdown()
+// startHTTP serves the admin API, the analytics API, /metrics and the
+// dashboard on --http, unless it is "off".
+func (s *serving) startHTTP() error {
+	c := s.cfg
+	if c.http == "off" || c.http == "" {
+		return nil
 	}
-	sampler := analytics.StartSampler(store, tenants, c.listen, c.historyEvery, c.historyKeep, log)
-	defer sampler.Stop()
+	token, err := adminToken(c)
+	if err != nil {
+		return err
+	}
+	admin := analytics.NewAdmin(analytics.AdminConfig{Store: s.store, Token: token, Servers: c.listen, Logger: s.log})
+	api := analytics.NewAPI(analytics.APIConfig{Store: s.store, Source: s.tenants, Server: c.listen, HistoryWindow: c.historyKeep, Logger: s.log})
+	metrics := &analytics.Metrics{Store: s.store, Source: s.tenants, Version: server.Version, Token: token, Public: c.metricsOpen}
+	var dashboard analytics.Dashboard
+	httpSrv, err := analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
+		if !admin.Handle(ctx) && !api.Handle(ctx) && !metrics.Handle(ctx) && !dashboard.Handle(ctx) {
+			ctx.Error("Not found", fasthttp.StatusNotFound)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", c.http, err)
+	}
+	s.httpSrv = httpSrv
+	s.onStop(func() { httpSrv.Shutdown() })
+	return nil
+}
 
-	runErr := make(chan error, 1)
-	go func() { runErr <- srv.Run() }()
+// startSampler samples every cache's stats each --history-interval for
+// the history graphs, keeping --history-retention of them.
+func (s *serving) startSampler() error {
+	c := s.cfg
+	sampler := analytics.StartSampler(s.store, s.tenants, c.listen, c.historyEvery, c.historyKeep, s.log)
+	s.onStop(sampler.Stop)
+	return nil
+}
+
+// startListeners serves memcache on --listen, and TLS on --tls-listen,
+// and returns once they accept connections. They start last, so that a
+// client finds everything else running, and stop first (waitForSignals).
+func (s *serving) startListeners() error {
+	s.runErr = make(chan error, 1)
+	go func() { s.runErr <- s.srv.Run() }()
 	select {
-	case err := <-runErr:
-		return fmt.Errorf("listening on %s: %w", c.listen, err)
-	case <-srv.Ready():
+	case err := <-s.runErr:
+		return fmt.Errorf("listening on %s: %w", s.cfg.listen, err)
+	case <-s.srv.Ready():
+		return nil
 	}
-	state := serveState{Servers: c.listen, Pid: os.Getpid()}
-	if httpSrv != nil {
-		state.HTTP = httpSrv.Addr()
-	}
-	statePath := filepath.Join(c.data, serveStateFile)
-	if err := writeJSONFile(statePath, state); err != nil {
-		log.Warn("writing the server's address for the CLI", "err", err)
-	}
-	defer os.Remove(statePath)
+}
 
+// writeState leaves DATA/serve.json, where the CLI finds the admin API
+// while this process holds the store, and removes it at shutdown. Not
+// writing it only warns: the server runs; the CLI cannot reach it.
+func (s *serving) writeState() error {
+	state := serveState{Servers: s.cfg.listen, Pid: os.Getpid()}
+	if s.httpSrv != nil {
+		state.HTTP = s.httpSrv.Addr()
+	}
+	statePath := filepath.Join(s.cfg.data, serveStateFile)
+	if err := writeJSONFile(statePath, state); err != nil {
+		s.log.Warn("writing the server's address for the CLI", "err", err)
+	}
+	s.onStop(func() { os.Remove(statePath) })
+	return nil
+}
+
+// announce prints where the server listens, the default cache's
+// credentials when it was just created, and the dashboard's address.
+// Scripts and tests read these lines.
+func (s *serving) announce() {
+	c, out := s.cfg, s.out
 	mode := "sasl"
 	if c.auth == "none" {
 		mode = `none: every connection uses the cache "default"`
 	}
 	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
 	if c.tlsListen != "" {
-		fmt.Fprintf(out, "TLS on %s\n", srv.TLSAddr())
+		fmt.Fprintf(out, "TLS on %s\n", s.srv.TLSAddr())
 	}
-	if created != nil {
-		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", created.Name, created.ID, created.LimitBytes>>20)
-		printEnv(out, c.listen, password.Username, password.Password)
+	if s.created != nil {
+		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", s.created.Name, s.created.ID, s.created.LimitBytes>>20)
+		printEnv(out, c.listen, s.password.Username, s.password.Password)
 	}
-	if httpSrv != nil {
-		fmt.Fprintf(out, "dashboard: http://%s/\n", httpSrv.Addr())
+	if s.httpSrv != nil {
+		fmt.Fprintf(out, "dashboard: http://%s/\n", s.httpSrv.Addr())
 	}
+}
 
+// waitForSignals serves until SIGTERM or SIGINT, rereading the TLS
+// certificate on each SIGHUP. On SIGTERM or SIGINT it stops the memcache
+// listeners gracefully: connections get --stop-timeout to receive the
+// replies to what they sent. It returns the listeners' error if they
+// fail instead.
+func (s *serving) waitForSignals() error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for {
 		select {
-		case err := <-runErr:
+		case err := <-s.runErr:
 			return err
-		case s := <-sig:
-			if s == syscall.SIGHUP {
-				reloadCertificates(certs, log)
+		case got := <-sig:
+			if got == syscall.SIGHUP {
+				reloadCertificates(s.certs, s.log)
 				continue
 			}
-			log.Info("shutting down", "signal", s.String())
+			s.log.Info("shutting down", "signal", got.String())
 		}
 		break
 	}
-	// The deferred calls then stop the sampler and the HTTP server, close
-	// every cache and close the store, which syncs it.
-	ctx, cancel := context.WithTimeout(context.Background(), c.stopTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.stopTimeout)
 	defer cancel()
-	if err := srv.Stop(ctx); err != nil {
-		log.Warn("stopping server", "err", err)
+	if err := s.srv.Stop(ctx); err != nil {
+		s.log.Warn("stopping server", "err", err)
 	}
 	return nil
 }
