@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/engine"
 )
 
 // Metrics serves GET /metrics: Prometheus text format with the metric
@@ -24,39 +25,34 @@ type Metrics struct {
 	Public bool
 }
 
-// metric is one family: its name, type, help, and how to read it from a
-// cache's stats (nil for the commands family, written apart).
-type metric struct {
+// statFamily is one Prometheus family of a cache's stats: the rows of
+// engine.StatTable that export a series of it, in the table's order.
+type statFamily struct {
 	name, typ, help string
-	field           string
+	stats           []*engine.Stat
 }
 
-var metricFamilies = []metric{
-	{"memcached_current_bytes", "gauge", "Current number of bytes stored.", "bytes"},
-	{"memcached_limit_bytes", "gauge", "Number of bytes this cache may use.", "limit_maxbytes"},
-	{"memcached_malloced_bytes", "gauge", "Number of bytes of memory allocated to slab pages.", "total_malloced"},
-	{"memcached_current_connections", "gauge", "Current number of open connections.", "curr_connections"},
-	{"memcached_connections_total", "counter", "Total number of connections opened.", "total_connections"},
-	{"memcached_current_items", "gauge", "Current number of items stored.", "curr_items"},
-	{"memcached_items_total", "counter", "Total number of items stored.", "total_items"},
-	{"memcached_items_evicted_total", "counter", "Total number of valid items removed to free memory.", "evictions"},
-	{"memcached_items_reclaimed_total", "counter", "Total number of expired items removed.", "expired"},
-	{"memcached_read_bytes_total", "counter", "Total number of bytes read from clients.", "bytes_read"},
-	{"memcached_written_bytes_total", "counter", "Total number of bytes sent to clients.", "bytes_written"},
-	{"memcached_time_seconds", "gauge", "Current UNIX time according to the server.", "time"},
-}
+// cacheFamilies are the families of engine.StatTable's metrics, in the
+// order the table first names each.
+var cacheFamilies = familiesOf(engine.StatTable)
 
-// commandSeries maps memcached_commands_total's (command, status) labels
-// to stats fields, as memcached_exporter does.
-var commandSeries = [][3]string{
-	{"get", "hit", "get_hits"}, {"get", "miss", "get_misses"},
-	{"set", "hit", "cmd_set"},
-	{"delete", "hit", "delete_hits"}, {"delete", "miss", "delete_misses"},
-	{"incr", "hit", "incr_hits"}, {"incr", "miss", "incr_misses"},
-	{"decr", "hit", "decr_hits"}, {"decr", "miss", "decr_misses"},
-	{"cas", "hit", "cas_hits"}, {"cas", "miss", "cas_misses"}, {"cas", "badval", "cas_badval"},
-	{"touch", "hit", "touch_hits"}, {"touch", "miss", "touch_misses"},
-	{"flush", "hit", "cmd_flush"},
+func familiesOf(table []engine.Stat) []statFamily {
+	var fams []statFamily
+	index := map[string]int{}
+	for i := range table {
+		st := &table[i]
+		if st.Metric == nil {
+			continue
+		}
+		j, ok := index[st.Metric.Name]
+		if !ok {
+			j = len(fams)
+			index[st.Metric.Name] = j
+			fams = append(fams, statFamily{name: st.Metric.Name, typ: st.Metric.Type, help: st.Metric.Help})
+		}
+		fams[j].stats = append(fams[j].stats, st)
+	}
+	return fams
 }
 
 // Handle answers GET /metrics and reports whether the path was its own.
@@ -119,21 +115,17 @@ func (m *Metrics) Handle(ctx *fasthttp.RequestCtx) bool {
 	// catch goroutines leaked per connection.
 	family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
 	b.WriteString("go_goroutines " + strconv.Itoa(runtime.NumGoroutine()) + "\n")
-	for _, f := range metricFamilies {
+	// Each cache's stats, under the names engine.StatTable gives them;
+	// their values are the analytics API's fields.
+	for _, f := range cacheFamilies {
 		family(f.name, f.typ, f.help)
 		for _, r := range rows {
-			if r.stats != nil {
-				sample(f.name, []string{"cache", r.name}, r.stats[f.field])
+			if r.stats == nil {
+				continue
 			}
-		}
-	}
-	family("memcached_commands_total", "counter", "Total number of commands by command and outcome.")
-	for _, r := range rows {
-		if r.stats == nil {
-			continue
-		}
-		for _, c := range commandSeries {
-			sample("memcached_commands_total", []string{"cache", r.name, "command", c[0], "status", c[1]}, r.stats[c[2]])
+			for _, st := range f.stats {
+				sample(f.name, append([]string{"cache", r.name}, st.Metric.Labels...), r.stats[st.Name])
+			}
 		}
 	}
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/engine"
 )
 
 // stat is one "STAT name value" pair.
@@ -45,119 +46,33 @@ func pad6(us int64) string {
 }
 
 // generalStats lists memcached's "stats" fields, in memcached's order, with
-// memhive's values. Fields for machinery memhive does not have (libevent,
-// extstore, the segmented LRU) keep their names so tools that read them
-// find them, with values that describe memhive (0 where nothing happens).
+// memhive's values: the rows of engine.StatTable that "stats" shows.
 func (s *Server) generalStats(tn *tenant) statList {
-	e := tn.eng.Stats()
-	ct := tn.stats.totals()
-	user, sys := rusage()
+	snap := tn.snapshot()
+	snap.Process = s.processStats()
 	var l statList
-	l.i("pid", int64(os.Getpid()))
-	l.u("uptime", uint64(time.Since(s.started).Seconds()))
-	l.i("time", s.clock.Unix())
-	l.str("version", Version)
-	l.str("libevent", "gnet")
-	l.i("pointer_size", 64)
-	l.str("rusage_user", user)
-	l.str("rusage_system", sys)
-	l.i("max_connections", int64(s.cfg.MaxConns))
-	l.i("curr_connections", tn.stats.currConns.Load())
-	l.u("total_connections", tn.stats.totalConns.Load())
-	l.u("rejected_connections", s.stats.rejectedConns.Load())
-	l.i("connection_structures", tn.stats.currConns.Load())
-	l.u("response_obj_oom", 0)
-	l.u("response_obj_count", 0)
-	l.u("response_obj_bytes", 0)
-	l.u("read_buf_count", 0)
-	l.u("read_buf_bytes", 0)
-	l.u("read_buf_bytes_free", 0)
-	l.u("read_buf_oom", 0)
-	l.u("reserved_fds", 0)
-	l.u("cmd_get", e.CmdGet)
-	l.u("cmd_set", e.CmdSet)
-	l.u("cmd_flush", e.CmdFlush)
-	l.u("cmd_touch", e.CmdTouch)
-	l.u("cmd_meta", ct.metaCmds)
-	l.u("get_hits", e.GetHits)
-	l.u("get_misses", e.GetMisses)
-	l.u("get_expired", e.GetExpired)
-	l.u("get_flushed", e.GetFlushed)
-	l.u("delete_misses", e.DeleteMisses)
-	l.u("delete_hits", e.DeleteHits)
-	l.u("incr_misses", e.IncrMisses)
-	l.u("incr_hits", e.IncrHits)
-	l.u("decr_misses", e.DecrMisses)
-	l.u("decr_hits", e.DecrHits)
-	l.u("cas_misses", e.CasMisses)
-	l.u("cas_hits", e.CasHits)
-	l.u("cas_badval", e.CasBadval)
-	l.u("touch_hits", e.TouchHits)
-	l.u("touch_misses", e.TouchMisses)
-	l.u("store_too_large", ct.storeTooLarge)
-	l.u("store_no_memory", e.StoreNoMemory)
-	l.u("auth_cmds", ct.authCmds)
-	l.u("auth_errors", ct.authErrors)
-	l.u("bytes_read", ct.bytesRead)
-	l.u("bytes_written", ct.bytesWritten)
-	l.u("limit_maxbytes", e.LimitMaxbytes)
-	l.u("accepting_conns", 1)
-	l.u("listen_disabled_num", 0)
-	l.u("time_in_listen_disabled_us", 0)
-	l.i("threads", int64(s.cfg.Threads))
-	l.u("conn_yields", 0)
-	l.u("hash_power_level", uint64(log2(e.HashBuckets)))
-	l.u("hash_bytes", e.HashBuckets*4)
-	l.u("hash_is_expanding", 0)
-	l.u("slab_reassign_rescues", 0)
-	l.u("slab_reassign_chunk_rescues", 0)
-	l.u("slab_reassign_evictions_nomem", 0)
-	l.u("slab_reassign_inline_reclaim", 0)
-	l.u("slab_reassign_busy_items", 0)
-	l.u("slab_reassign_busy_deletes", 0)
-	l.u("slab_reassign_running", 0)
-	l.u("slabs_moved", e.SlabsMoved)
-	if tn.eng.Crawling() {
-		// memcached lists these only with its LRU crawler enabled.
-		l.u("lru_crawler_running", 0)
-		l.u("lru_crawler_starts", 0)
+	for i := range engine.StatTable {
+		if st := &engine.StatTable[i]; st.Shows(engine.InStats, &snap) {
+			l.str(st.Name, st.Format(&snap))
+		}
 	}
-	l.u("lru_maintainer_juggles", 0)
-	l.u("malloc_fails", 0)
-	l.u("log_worker_dropped", 0)
-	l.u("log_worker_written", 0)
-	l.u("log_watcher_skipped", 0)
-	l.u("log_watcher_sent", 0)
-	l.u("log_watchers", 0)
-	l.u("unexpected_napi_ids", 0)
-	l.u("round_robin_fallback", 0)
-	l.u("bytes", e.Bytes)
-	l.u("curr_items", e.CurrItems)
-	l.u("total_items", e.TotalItems)
-	l.u("slab_global_page_pool", e.FreePages)
-	l.u("expired_unfetched", e.ExpiredUnfetched)
-	l.u("evicted_unfetched", e.EvictedUnfetched)
-	l.u("evicted_active", 0)
-	l.u("evictions", e.Evictions)
-	l.u("reclaimed", 0) // see itemsStats
-	l.u("crawler_reclaimed", e.CrawlerReclaimed)
-	l.u("crawler_items_checked", e.CrawlerItemsChecked)
-	l.u("lrutail_reflocked", 0)
-	l.u("moves_to_cold", 0)
-	l.u("moves_to_warm", 0)
-	l.u("moves_within_lru", 0)
-	l.u("direct_reclaims", 0)
-	l.u("lru_bumps_dropped", 0)
 	return l
 }
 
-func log2(n uint64) int {
-	p := 0
-	for n > 1 {
-		n >>= 1
-		p++
+// processStats are the process's fields of "stats", the same for every
+// cache.
+func (s *Server) processStats() engine.ProcessStats {
+	user, sys := rusage()
+	return engine.ProcessStats{
+		PID:           uint64(os.Getpid()),
+		Uptime:        uint64(time.Since(s.started).Seconds()),
+		Version:       Version,
+		RusageUser:    user,
+		RusageSystem:  sys,
+		MaxConns:      uint64(s.cfg.MaxConns),
+		Threads:       uint64(s.cfg.Threads),
+		RejectedConns: s.stats.rejectedConns.Load(),
 	}
-	return p
 }
 
 // settingsStats lists "stats settings": memcached's names for the

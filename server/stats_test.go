@@ -2,9 +2,14 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/engine"
 )
 
 // statsOf parses a "stats" (or "stats <sub>") reply from a fresh
@@ -172,5 +177,114 @@ func TestStatsWithoutCrawler(t *testing.T) {
 	feed(s, []byte("get a\r\n"), 0)
 	if st := statsOf(t, s, ""); st["curr_items"] != "1" || st["get_expired"] != "1" || st["reclaimed"] != "0" {
 		t.Errorf("after get: curr_items %s get_expired %s reclaimed %s, want 1, 1, 0", st["curr_items"], st["get_expired"], st["reclaimed"])
+	}
+}
+
+// TestStatsFollowTheTable checks memcached's "stats", over text and
+// binary, and the analytics API's stats of a cache (Tenants.CacheStats,
+// which history samples store too) against engine.StatTable: each lists
+// every field the table declares for it, "stats" in the table's order,
+// with the value the table reads, and nothing else.
+func TestStatsFollowTheTable(t *testing.T) {
+	for _, crawl := range []time.Duration{-1, time.Hour} {
+		t.Run("crawl "+crawl.String(), func(t *testing.T) {
+			clk := engine.NewClock(time.Hour)
+			t.Cleanup(clk.Stop)
+			mem, err := engine.NewMemory(engine.Config{MemoryBytes: 16 << 20, Clock: clk, CrawlInterval: crawl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mem.Close() })
+			eng, err := mem.NewEngine(engine.CacheConfig{LimitBytes: 16 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := New(Config{Listen: "127.0.0.1:0", MaxConns: 77, Threads: 3}, LocalTenants(eng))
+			feed(s, []byte("set a 0 0 1\r\n1\r\nget a\r\nget b\r\nincr a 1\r\ndecr a 1\r\nincr z 1\r\ndecr z 1\r\n"+
+				"touch a 0\r\ntouch z 0\r\ngets a\r\ncas a 0 0 1 1\r\ny\r\ncas q 0 0 1 1\r\ny\r\ndelete a\r\ndelete a\r\n"+
+				"set big 0 0 2000000\r\nset b 0 0 1\r\nb\r\nflush_all 100\r\n"), 0)
+			// Counters the request path above does not reach.
+			sh := s.tenants.local.stats.shard(3)
+			sh.bytesRead.Add(101)
+			sh.bytesWritten.Add(202)
+			sh.authCmds.Add(3)
+			sh.authErrors.Add(2)
+			sh.metaCmds.Add(6)
+			s.stats.rejectedConns.Add(5)
+
+			// The connections that ask, open before the snapshot is read.
+			textConn, binConn := testConn(s), testConn(s)
+			ask := func(cs *conn, in []byte) string {
+				s.process(cs, in)
+				return string(cs.out)
+			}
+
+			snap := s.tenants.local.snapshot()
+			snap.Process = s.processStats()
+			var want [][2]string
+			for i := range engine.StatTable {
+				if st := &engine.StatTable[i]; st.Shows(engine.InStats, &snap) {
+					want = append(want, [2]string{st.Name, st.Format(&snap)})
+				}
+			}
+			out := ask(textConn, []byte("stats\r\n"))
+			var text [][2]string
+			for _, l := range strings.Split(strings.TrimSuffix(out, "END\r\n"), "\r\n") {
+				if f := strings.SplitN(l, " ", 3); len(f) == 3 && f[0] == "STAT" {
+					text = append(text, [2]string{f[1], f[2]})
+				}
+			}
+			bout := ask(binConn, binReq(codec.OpStat, 1, nil, nil, nil))
+			var bin [][2]string
+			for b := []byte(bout); len(b) >= 24; {
+				keyLen, extLen := int(binary.BigEndian.Uint16(b[2:])), int(b[4])
+				body := int(binary.BigEndian.Uint32(b[8:]))
+				if keyLen > 0 {
+					bin = append(bin, [2]string{string(b[24+extLen : 24+extLen+keyLen]), string(b[24+extLen+keyLen : 24+body])})
+				}
+				b = b[24+body:]
+			}
+			// Changing as the test runs: the process's clock and CPU time.
+			moving := map[string]bool{"uptime": true, "rusage_user": true, "rusage_system": true}
+			for _, got := range []struct {
+				name  string
+				pairs [][2]string
+			}{{"text", text}, {"binary", bin}} {
+				if len(got.pairs) != len(want) {
+					t.Errorf("%s stats: %d fields, the table declares %d", got.name, len(got.pairs), len(want))
+				}
+				for i := range min(len(got.pairs), len(want)) {
+					g, w := got.pairs[i], want[i]
+					if g[0] != w[0] || (g[1] != w[1] && !moving[w[0]]) {
+						t.Errorf("%s stats, field %d: %s %s, want %s %s", got.name, i, g[0], g[1], w[0], w[1])
+					}
+				}
+			}
+			if snap.CmdSet == 0 || snap.Conns.AuthCmds == 0 || snap.Process.RejectedConns != 5 {
+				t.Errorf("the workload left counters at zero: %+v", snap)
+			}
+
+			api, ok := s.tenants.CacheStats(1)
+			if !ok {
+				t.Fatal("no stats of the cache")
+			}
+			n := 0
+			for _, st := range engine.StatTable {
+				v, ok := api[st.Name]
+				if st.In&engine.InAPI == 0 {
+					if ok {
+						t.Errorf("API stats have %s, which the table does not declare for them", st.Name)
+					}
+					continue
+				}
+				n++
+				if !ok || v != st.Value(&snap) {
+					t.Errorf("API stats: %s = %d (present %v), want %d", st.Name, v, ok, st.Value(&snap))
+				}
+			}
+			if len(api) != n {
+				t.Errorf("API stats have %d fields, the table declares %d", len(api), n)
+			}
+		})
 	}
 }

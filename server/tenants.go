@@ -496,45 +496,8 @@ func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
 	if tn == nil {
 		return nil, false
 	}
-	e := tn.eng.Stats()
-	c := tn.stats.totals()
-	return map[string]uint64{
-		"auth_cmds":         c.authCmds,
-		"auth_errors":       c.authErrors,
-		"bytes":             e.Bytes,
-		"bytes_read":        c.bytesRead,
-		"bytes_written":     c.bytesWritten,
-		"cas_badval":        e.CasBadval,
-		"cas_hits":          e.CasHits,
-		"cas_misses":        e.CasMisses,
-		"cmd_delete":        e.DeleteHits + e.DeleteMisses,
-		"cmd_flush":         e.CmdFlush,
-		"cmd_get":           e.CmdGet,
-		"cmd_set":           e.CmdSet,
-		"cmd_touch":         e.CmdTouch,
-		"curr_connections":  uint64(max(0, tn.stats.currConns.Load())),
-		"curr_items":        e.CurrItems,
-		"decr_hits":         e.DecrHits,
-		"decr_misses":       e.DecrMisses,
-		"delete_hits":       e.DeleteHits,
-		"delete_misses":     e.DeleteMisses,
-		"evictions":         e.Evictions,
-		"expired":           e.Expired,
-		"get_hits":          e.GetHits,
-		"get_misses":        e.GetMisses,
-		"incr_hits":         e.IncrHits,
-		"incr_misses":       e.IncrMisses,
-		"limit_maxbytes":    e.LimitMaxbytes,
-		"time":              uint64(tn.eng.Clock().Unix()),
-		"total_connections": tn.stats.totalConns.Load(),
-		"total_items":       e.TotalItems,
-		// An extension beside the guide's fields: the memory the cache
-		// holds, which reaches limit_maxbytes as evictions begin
-		// ("bytes" counts only the chunks of its items).
-		"total_malloced": e.TotalMalloced,
-		"touch_hits":     e.TouchHits,
-		"touch_misses":   e.TouchMisses,
-	}, true
+	snap := tn.snapshot()
+	return engine.APIStats(&snap), true
 }
 
 // Flush empties cache id as flush_all does, and reclaims the flushed
