@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // stat is one "STAT name value" pair.
@@ -48,9 +48,9 @@ func pad6(us int64) string {
 // memhive's values. Fields for machinery memhive does not have (libevent,
 // extstore, the segmented LRU) keep their names so tools that read them
 // find them, with values that describe memhive (0 where nothing happens).
-func (s *Server) generalStats(tn *tenant) statList {
-	e := tn.eng.Stats()
-	ct := tn.stats.totals()
+func (s *Server) generalStats(tn *tenancy.Cache) statList {
+	e := tn.Engine().Stats()
+	ct := tn.Conns.Totals()
 	user, sys := rusage()
 	var l statList
 	l.i("pid", int64(os.Getpid()))
@@ -62,10 +62,10 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.str("rusage_user", user)
 	l.str("rusage_system", sys)
 	l.i("max_connections", int64(s.cfg.MaxConns))
-	l.i("curr_connections", tn.stats.currConns.Load())
-	l.u("total_connections", tn.stats.totalConns.Load())
-	l.u("rejected_connections", s.stats.rejectedConns.Load())
-	l.i("connection_structures", tn.stats.currConns.Load())
+	l.i("curr_connections", tn.Conns.CurrConns.Load())
+	l.u("total_connections", tn.Conns.TotalConns.Load())
+	l.u("rejected_connections", s.stats.RejectedConns.Load())
+	l.i("connection_structures", tn.Conns.CurrConns.Load())
 	l.u("response_obj_oom", 0)
 	l.u("response_obj_count", 0)
 	l.u("response_obj_bytes", 0)
@@ -78,7 +78,7 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("cmd_set", e.CmdSet)
 	l.u("cmd_flush", e.CmdFlush)
 	l.u("cmd_touch", e.CmdTouch)
-	l.u("cmd_meta", ct.metaCmds)
+	l.u("cmd_meta", ct.MetaCmds)
 	l.u("get_hits", e.GetHits)
 	l.u("get_misses", e.GetMisses)
 	l.u("get_expired", e.GetExpired)
@@ -94,12 +94,12 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("cas_badval", e.CasBadval)
 	l.u("touch_hits", e.TouchHits)
 	l.u("touch_misses", e.TouchMisses)
-	l.u("store_too_large", ct.storeTooLarge)
+	l.u("store_too_large", ct.StoreTooLarge)
 	l.u("store_no_memory", e.StoreNoMemory)
-	l.u("auth_cmds", ct.authCmds)
-	l.u("auth_errors", ct.authErrors)
-	l.u("bytes_read", ct.bytesRead)
-	l.u("bytes_written", ct.bytesWritten)
+	l.u("auth_cmds", ct.AuthCmds)
+	l.u("auth_errors", ct.AuthErrors)
+	l.u("bytes_read", ct.BytesRead)
+	l.u("bytes_written", ct.BytesWritten)
 	l.u("limit_maxbytes", e.LimitMaxbytes)
 	l.u("accepting_conns", 1)
 	l.u("listen_disabled_num", 0)
@@ -117,7 +117,7 @@ func (s *Server) generalStats(tn *tenant) statList {
 	l.u("slab_reassign_busy_deletes", 0)
 	l.u("slab_reassign_running", 0)
 	l.u("slabs_moved", e.SlabsMoved)
-	if tn.eng.Crawling() {
+	if tn.Engine().Crawling() {
 		// memcached lists these only with its LRU crawler enabled.
 		l.u("lru_crawler_running", 0)
 		l.u("lru_crawler_starts", 0)
@@ -162,9 +162,9 @@ func log2(n uint64) int {
 
 // settingsStats lists "stats settings": memcached's names for the
 // settings memhive has.
-func (s *Server) settingsStats(tn *tenant) statList {
+func (s *Server) settingsStats(tn *tenancy.Cache) statList {
 	var l statList
-	l.u("maxbytes", uint64(tn.eng.LimitBytes()))
+	l.u("maxbytes", uint64(tn.Engine().LimitBytes()))
 	l.i("maxconns", int64(s.cfg.MaxConns))
 	host, port := splitListen(s.cfg.Listen)
 	l.str("tcpport", port)
@@ -176,7 +176,7 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.str("domain_socket", "NULL")
 	l.str("umask", "700")
 	l.str("shutdown_command", "no")
-	l.str("growth_factor", strconv.FormatFloat(tn.eng.GrowthFactor(), 'f', 2, 64))
+	l.str("growth_factor", strconv.FormatFloat(tn.Engine().GrowthFactor(), 'f', 2, 64))
 	l.i("chunk_size", 48)
 	l.i("num_threads", int64(s.cfg.Threads))
 	l.i("num_threads_per_udp", int64(s.cfg.Threads))
@@ -188,7 +188,7 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.str("binding_protocol", "auto-negotiate")
 	l.str("auth_enabled_sasl", yesNo(!s.tenants.Local()))
 	l.str("auth_enabled_ascii", yesNo(!s.tenants.Local()))
-	l.i("item_size_max", int64(tn.eng.MaxItemSize()))
+	l.i("item_size_max", int64(tn.Engine().MaxItemSize()))
 	l.str("maxconns_fast", "yes")
 	l.i("hashpower_init", 0)
 	l.str("slab_reassign", "yes")
@@ -198,9 +198,9 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	// memcached's defaults, the chunk limit as the item limit.
 	l.str("slab_automove_ratio", "0.80")
 	l.i("slab_automove_window", 30)
-	l.i("slab_chunk_max", int64(tn.eng.MaxItemSize()))
-	l.i("slab_page_size", int64(tn.eng.PageSize()))
-	l.str("lru_crawler", yesNo(tn.eng.Crawling()))
+	l.i("slab_chunk_max", int64(tn.Engine().MaxItemSize()))
+	l.i("slab_page_size", int64(tn.Engine().PageSize()))
+	l.str("lru_crawler", yesNo(tn.Engine().Crawling()))
 	l.i("lru_crawler_sleep", 0)
 	l.i("lru_crawler_tocrawl", 0)
 	l.i("tail_repair_time", 0)
@@ -269,10 +269,10 @@ func splitListen(addr string) (host, port string) {
 // holding items, "stats slabs" those holding pages, as memcached does.
 // memhive keeps one LRU per class, like memcached's compat mode: every item
 // counts as cold, and the hot and warm fields are 0.
-func (s *Server) itemsStats(tn *tenant) statList {
+func (s *Server) itemsStats(tn *tenancy.Cache) statList {
 	var l statList
 	now := s.clock.Now()
-	for _, c := range tn.eng.SlabStats() {
+	for _, c := range tn.Engine().SlabStats() {
 		if c.Items == 0 {
 			continue
 		}
@@ -318,11 +318,11 @@ func (s *Server) itemsStats(tn *tenant) statList {
 	return l
 }
 
-func (s *Server) slabsStats(tn *tenant) statList {
+func (s *Server) slabsStats(tn *tenancy.Cache) statList {
 	var l statList
 	active := 0
 	var total uint64
-	for _, c := range tn.eng.SlabStats() {
+	for _, c := range tn.Engine().SlabStats() {
 		// memcached lists the classes holding pages. It allocates an
 		// item before it runs a storage command, so a class whose
 		// commands counted something always has one; memhive allocates
@@ -335,7 +335,7 @@ func (s *Server) slabsStats(tn *tenant) statList {
 		if c.Pages > 0 {
 			active++ // memcached's active_slabs: classes holding pages
 		}
-		total += uint64(c.Pages) * uint64(tn.eng.PageSize())
+		total += uint64(c.Pages) * uint64(tn.Engine().PageSize())
 		p := strconv.Itoa(c.ID+1) + ":"
 		l.u(p+"chunk_size", uint64(c.ChunkSize))
 		l.u(p+"chunks_per_page", uint64(c.ChunksPerPage))
@@ -360,7 +360,7 @@ func (s *Server) slabsStats(tn *tenant) statList {
 
 // statsFor returns the stats a subcommand names, or false if it names
 // none. "" is the general list.
-func (s *Server) statsFor(cs *conn, tn *tenant, sub string) (statList, bool) {
+func (s *Server) statsFor(cs *conn, tn *tenancy.Cache, sub string) (statList, bool) {
 	switch sub {
 	case "":
 		return s.generalStats(tn), true
@@ -400,7 +400,7 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	}
 	switch sub {
 	case "reset":
-		if cs.caps()&control.CapWrite == 0 {
+		if !cs.caps().CanWrite() {
 			return append(out, statsResetDenied...)
 		}
 		s.resetStats(tn)
@@ -441,7 +441,7 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 		sub = "-" // memcached lists connections only over text
 	}
 	if strings.HasPrefix(sub, "reset") {
-		if cs.caps()&control.CapWrite == 0 {
+		if !cs.caps().CanWrite() {
 			return codec.AppendBinaryError(out, r.Opcode, codec.StatusAuthError, r.Opaque, statsResetDeniedText)
 		}
 		s.resetStats(tn)
@@ -459,9 +459,9 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 
 // resetStats is "stats reset": every counter goes back to zero; gauges
 // (items, bytes, connections) are kept.
-func (s *Server) resetStats(tn *tenant) {
-	tn.eng.ResetStats()
-	tn.stats.reset()
+func (s *Server) resetStats(tn *tenancy.Cache) {
+	tn.Engine().ResetStats()
+	tn.Conns.Reset()
 }
 
 // connsStats lists the listener and every open connection as memcached's
@@ -470,7 +470,7 @@ func (s *Server) resetStats(tn *tenant) {
 // parsing its command (conn_parse_cmd); the others wait for a request,
 // which memcached shows as conn_read, or, for a connection that has sent
 // nothing yet, as the state it accepts it in, conn_new_cmd.
-func (s *Server) connsStats(self *conn, tn *tenant) statList {
+func (s *Server) connsStats(self *conn, tn *tenancy.Cache) statList {
 	now := s.clock.Now()
 	var l statList
 	l.str("0:addr", "tcp:"+s.cfg.Listen)

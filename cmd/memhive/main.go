@@ -33,6 +33,7 @@ import (
 	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 	"github.com/memhive/memhive/server"
+	"github.com/memhive/memhive/tenancy"
 )
 
 func main() {
@@ -338,7 +339,7 @@ func serve(args []string, out, errOut io.Writer) error {
 		return err
 	}
 
-	tenants, err := server.NewTenants(server.TenantsConfig{
+	tenants, err := tenancy.New(tenancy.Config{
 		Local:      c.auth == "none",
 		LocalLimit: memoryBytes,
 		DevIdle:    c.devIdle,
@@ -497,7 +498,7 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 		if !local {
 			return nil, newCredential{}, nil
 		}
-		if _, err := store.CacheByName(server.DefaultCache); err == nil {
+		if _, err := store.CacheByName(tenancy.DefaultCache); err == nil {
 			return nil, newCredential{}, nil
 		}
 	}
@@ -507,7 +508,7 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 		// uses the whole memory anyway; record the smallest limit.
 		limit = minLimit
 	}
-	cache, err := store.CreateCache(control.Cache{Name: server.DefaultCache, LimitBytes: limit, Enabled: true})
+	cache, err := store.CreateCache(control.Cache{Name: tenancy.DefaultCache, LimitBytes: limit, Enabled: true})
 	if err != nil {
 		return nil, newCredential{}, fmt.Errorf("creating the default cache: %w", err)
 	}
