@@ -15,8 +15,9 @@ import (
 	"github.com/memhive/memhive/control"
 )
 
-// Source is what the analytics API reads of the running caches: the
-// server's per-cache statistics, and the one action it takes on them.
+// Source is what the analytics API reads of the running caches: their
+// per-cache statistics, and the one action it takes on them. A node's
+// tenancy.Tenants is its Source.
 type Source interface {
 	// CacheIDs lists the caches served.
 	CacheIDs() []uint32

@@ -31,10 +31,16 @@ type Bolt struct {
 	db     *bolt.DB
 	policy Policy
 
-	// writeMu orders commits and their notifications, so that watchers see
-	// changes in commit order. Watchers are called with it held and must
-	// not change the store.
-	writeMu  sync.Mutex
+	// writeMu guards writing: one write transaction at a time, so that a
+	// commit's checks (the memory bound, unique names) see every commit
+	// before it. It is not held while watchers are called.
+	writeMu sync.Mutex
+	// deliverMu guards calling the watchers: a commit takes it before
+	// releasing writeMu and holds it while it calls them, so that they see
+	// changes in commit order, one at a time. Watchers must not change the
+	// store (that would wait for deliverMu, which their caller holds).
+	deliverMu sync.Mutex
+	// watchMu guards watchers and nextW.
 	watchMu  sync.Mutex
 	watchers map[int]func(Change)
 	nextW    int
@@ -76,17 +82,23 @@ func itob(id uint32) []byte {
 }
 
 // update runs fn in one write transaction and, once it has committed,
-// tells the watchers about the changes fn reported.
+// tells the watchers about the changes fn reported: after releasing the
+// write lock, so that other writers need not wait for the watchers, and
+// in commit order, since the delivery lock is taken before the write lock
+// is released.
 func (s *Bolt) update(fn func(tx *bolt.Tx, changes *[]Change) error) error {
 	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	var changes []Change
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		changes = changes[:0]
 		return fn(tx, &changes)
 	}); err != nil {
+		s.writeMu.Unlock()
 		return err
 	}
+	s.deliverMu.Lock()
+	s.writeMu.Unlock()
+	defer s.deliverMu.Unlock()
 	s.watchMu.Lock()
 	ws := make([]func(Change), 0, len(s.watchers))
 	ids := make([]int, 0, len(s.watchers))

@@ -189,6 +189,76 @@ func TestWatchSeesCommitsInOrder(t *testing.T) {
 	}
 }
 
+// TestSlowWatcherDoesNotHoldTheWriteLock: while a watcher is busy with a
+// change, other writes commit and return (history, activity) or commit
+// and wait their turn to be delivered (changes), in commit order.
+func TestSlowWatcherDoesNotHoldTheWriteLock(t *testing.T) {
+	s, _ := openTest(t, Policy{MemoryBytes: 10 * mib})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	s.Watch(func(c Change) {
+		mu.Lock()
+		seen = append(seen, c.Cache.Name)
+		mu.Unlock()
+		if c.Cache.Name == "slow" {
+			close(entered)
+			<-release
+		}
+	})
+	created := make(chan string, 2)
+	create := func(name string) {
+		if _, err := s.CreateCache(Cache{Name: name, LimitBytes: mib}); err != nil {
+			t.Error(err)
+		}
+		created <- name
+	}
+	go create("slow")
+	<-entered
+
+	done := make(chan error, 1)
+	go func() {
+		if err := s.MarkActive(map[uint32]time.Time{1: time.Now()}); err != nil {
+			done <- err
+			return
+		}
+		done <- s.AppendHistory([]Sample{{CacheID: 1, Time: time.Now()}})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("writing history waited for a watcher")
+	}
+	go create("next")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.CacheByName("next"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a change did not commit while a watcher was busy with the one before")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case name := <-created:
+		t.Fatalf("CreateCache(%q) returned before its change was delivered", name)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if a, b := <-created, <-created; a != "slow" || b != "next" {
+		t.Fatalf("returned in the order %s, %s", a, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, " ") != "slow next" {
+		t.Fatalf("delivered %v, want [slow next]", seen)
+	}
+}
+
 func TestConcurrentCreationsKeepTheBound(t *testing.T) {
 	s, _ := openTest(t, Policy{MemoryBytes: 100 * mib})
 	var wg sync.WaitGroup

@@ -133,9 +133,9 @@ type Sample struct {
 }
 
 // Store is the control plane's storage. Every method that changes
-// something returns only after the change is durable, and notifies
-// watchers (synchronously, in commit order, before returning) for the
-// embedded backend. Safe for concurrent use.
+// something returns only after the change is durable and, for the
+// embedded backend, after every watcher has been called with it (see
+// Watch). Safe for concurrent use.
 type Store interface {
 	// CreateCache adds a cache: it assigns the ID and Created time, checks
 	// the name is unique and non-empty and the limit against the Policy.
@@ -185,7 +185,14 @@ type Store interface {
 	PruneHistory(before time.Time) error
 
 	// Watch calls fn with every change committed after Watch returns,
-	// until the returned cancel is called.
+	// until the returned cancel is called. The embedded backend calls
+	// watchers in commit order, one change at a time, on the goroutine of
+	// the method that made the change, before that method returns, and
+	// without holding its write lock: other changes may commit meanwhile,
+	// but are delivered only after. fn must return quickly (it delays its
+	// change's caller and the delivery of every later change) and must not
+	// change the store; work that takes time belongs on a goroutine of
+	// the watcher's own, fed in the order fn sees.
 	Watch(fn func(Change)) (cancel func())
 	// Close releases the store.
 	Close() error

@@ -2,7 +2,6 @@ package server
 
 import (
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 )
 
@@ -28,8 +27,8 @@ var storeReplies = [...]string{
 // It reports whether the connection must close.
 func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	out := cs.out
-	eng := cs.tenant.eng
-	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
+	eng := cs.tenant.Engine()
+	if caps := cs.caps(); !caps.Unrestricted() && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
 			out = append(out, flushDenied...)
 		} else if !r.NoReply {
@@ -44,7 +43,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	case codec.CmdSet, codec.CmdAdd, codec.CmdReplace, codec.CmdAppend, codec.CmdPrepend, codec.CmdCas:
 		st, _ := eng.Store(storeModes[r.Cmd], r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
 		if st == engine.TooLarge {
-			cs.stats.storeTooLarge.Add(1)
+			cs.stats.StoreTooLarge.Add(1)
 		}
 		if !r.NoReply {
 			out = append(out, storeReplies[st]...)
@@ -105,12 +104,12 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 		out = append(out, r.ErrReply...)
 		cs.swallow = r.Swallow
 		s.refused(cs, r)
-		if r.BadData && cs.caps()&control.CapWrite != 0 {
+		if r.BadData && cs.caps().CanWrite() {
 			// memcached counts it in cmd_set (see codec.Request.BadData);
 			// without write capability a store counts nothing.
 			eng.CountBadSet(r.Key, len(r.Value))
 		}
-		if r.BadFlush && cs.caps()&control.CapFlush != 0 {
+		if r.BadFlush && cs.caps().CanFlush() {
 			// memcached counts it in cmd_flush (see codec.Request.BadFlush);
 			// without flush capability a flush_all counts nothing.
 			eng.CountFlush()
@@ -140,10 +139,10 @@ func (s *Server) refused(cs *conn, r *codec.Request) {
 		return
 	}
 	if !r.Binary {
-		cs.stats.storeTooLarge.Add(1)
+		cs.stats.StoreTooLarge.Add(1)
 	}
-	if (r.Refused == codec.CmdSet || r.Refused == codec.CmdMetaSet) && cs.caps()&control.CapWrite != 0 {
-		cs.tenant.eng.Unlink(r.Key)
+	if (r.Refused == codec.CmdSet || r.Refused == codec.CmdMetaSet) && cs.caps().CanWrite() {
+		cs.tenant.Engine().Unlink(r.Key)
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // flushDenied is the text answer to flush_all from a credential without
@@ -27,20 +27,15 @@ var mutating = [...]bool{
 
 // denied reports whether caps forbid cmd: a change without write (answered
 // NOT_STORED), or flush_all without flush (answered flushDenied).
-func denied(caps control.Capabilities, cmd codec.Command) bool {
-	if int(cmd) < len(mutating) && mutating[cmd] && caps&control.CapWrite == 0 {
+func denied(caps tenancy.Capabilities, cmd codec.Command) bool {
+	if int(cmd) < len(mutating) && mutating[cmd] && !caps.CanWrite() {
 		return true
 	}
-	return cmd == codec.CmdFlushAll && caps&control.CapFlush == 0
+	return cmd == codec.CmdFlushAll && !caps.CanFlush()
 }
 
 // caps is what the connection's credential may do; in local mode, all.
-func (c *conn) caps() control.Capabilities {
-	if c.user == nil {
-		return control.CapAll
-	}
-	return c.user.Caps()
-}
+func (c *conn) caps() tenancy.Capabilities { return c.user.Capabilities() }
 
 // authenticateASCII handles the first command of a text connection in
 // SASL mode, a set in one of two forms told apart by its value:
@@ -209,8 +204,8 @@ func (s *Server) saslCheck(cs *conn, msg []byte, auth bool) loginResult {
 // saslRefused counts a SASL attempt that fails without a password being
 // checked (login counts the others) and returns loginFailed.
 func (s *Server) saslRefused(cs *conn) loginResult {
-	cs.stats.authCmds.Add(1)
-	cs.stats.authErrors.Add(1)
+	cs.stats.AuthCmds.Add(1)
+	cs.stats.AuthErrors.Add(1)
 	return loginFailed
 }
 
@@ -293,15 +288,15 @@ const (
 // default cache, as a memcached without SASL lets every client in.
 func (s *Server) login(cs *conn, username, password []byte) loginResult {
 	if s.tenants.Local() {
-		cs.stats.authCmds.Add(1)
+		cs.stats.AuthCmds.Add(1)
 		return loginOK
 	}
 	if s.throttle.blocked(cs.peer) {
-		cs.stats.authCmds.Add(1)
-		cs.stats.authErrors.Add(1)
+		cs.stats.AuthCmds.Add(1)
+		cs.stats.AuthErrors.Add(1)
 		return loginThrottled
 	}
-	u, tn := s.tenants.authenticate(username, password)
+	u, tn := s.tenants.Authenticate(username, password)
 	if u == nil {
 		if s.throttle.fail(cs.peer) {
 			s.log.Warn("refusing logins from an address after repeated failures",
@@ -309,23 +304,23 @@ func (s *Server) login(cs *conn, username, password []byte) loginResult {
 		}
 		if tn != nil {
 			// Count the failure against the cache the username names.
-			sh := tn.stats.shard(cs.fd)
-			sh.authCmds.Add(1)
-			sh.authErrors.Add(1)
+			sh := tn.Conns.Shard(cs.fd)
+			sh.AuthCmds.Add(1)
+			sh.AuthErrors.Add(1)
 		} else {
-			cs.stats.authCmds.Add(1)
-			cs.stats.authErrors.Add(1)
+			cs.stats.AuthCmds.Add(1)
+			cs.stats.AuthErrors.Add(1)
 		}
 		return loginFailed
 	}
-	s.bind(cs, u.cache, u)
-	cs.stats.authCmds.Add(1)
+	s.bind(cs, u.Cache(), u)
+	cs.stats.AuthCmds.Add(1)
 	return loginOK
 }
 
 // bind attaches the connection to a cache (and credential: nil in local
 // mode), moving its connection count from any cache it used before.
-func (s *Server) bind(cs *conn, tn *tenant, u *user) {
+func (s *Server) bind(cs *conn, tn *tenancy.Cache, u *tenancy.Credential) {
 	if cs.tenant == tn {
 		cs.user = u
 		cs.sharedUser.Store(u)
@@ -335,9 +330,9 @@ func (s *Server) bind(cs *conn, tn *tenant, u *user) {
 	cs.tenant, cs.user = tn, u
 	cs.sharedTenant.Store(tn)
 	cs.sharedUser.Store(u)
-	tn.stats.currConns.Add(1)
-	tn.stats.totalConns.Add(1)
-	cs.stats = tn.stats.shard(cs.fd)
+	tn.Conns.CurrConns.Add(1)
+	tn.Conns.TotalConns.Add(1)
+	cs.stats = tn.Conns.Shard(cs.fd)
 }
 
 // unbind detaches the connection from its cache, if any.
@@ -345,41 +340,25 @@ func (s *Server) unbind(cs *conn) {
 	if cs.tenant == nil {
 		return
 	}
-	cs.tenant.stats.currConns.Add(-1)
+	cs.tenant.Conns.CurrConns.Add(-1)
 	// A logged-out connection gets a whole --auth-timeout to log in again.
 	cs.unbound.Store(time.Now().UnixNano())
 	cs.tenant, cs.user = nil, nil
 	cs.sharedTenant.Store(nil)
 	cs.sharedUser.Store(nil)
 	cs.loginCert.Store(nil)
-	cs.stats = s.stats.shard(cs.fd)
-}
-
-// revoked reports whether a change in the control plane has cut off a
-// connection using cache tn with credential u, logged in with client
-// certificate cert (nil for a password): the credential deleted or its
-// certificate unbound, the cache disabled or deleted.
-func (s *Server) revoked(tn *tenant, u *user, cert *peerCert) bool {
-	if tn == nil {
-		return false
-	}
-	if tn.gone.Load() {
-		return true
-	}
-	if s.tenants.Local() {
-		return false
-	}
-	return !tn.enabled.Load() || (u != nil && (u.gone.Load() || cert != nil && !u.matches(cert)))
+	cs.stats = s.stats.Shard(cs.fd)
 }
 
 // closeRevoked closes every connection a control-plane change has cut
-// off. gnet's Close is safe from any goroutine; the connection's event
-// loop also checks revoked before running more requests, so nothing it
-// receives after the change is served.
+// off; tenancy calls it (see OnRevoke) from its applier's goroutine.
+// gnet's Close is safe from any goroutine; the connection's event loop
+// also checks Revoked before running more requests, so nothing it
+// receives after the change is recorded is served.
 func (s *Server) closeRevoked() {
 	s.conns.Range(func(_, v any) bool {
 		cs := v.(*conn)
-		if cs.closer != nil && s.revoked(cs.sharedTenant.Load(), cs.sharedUser.Load(), cs.loginCert.Load()) {
+		if cs.closer != nil && s.tenants.Revoked(cs.sharedTenant.Load(), cs.sharedUser.Load(), cs.loginCert.Load()) {
 			cs.closer.Close()
 		}
 		return true

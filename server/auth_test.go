@@ -3,16 +3,17 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
-	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // saslServer serves two caches, "a" and "b", in SASL mode, with the
@@ -20,32 +21,27 @@ import (
 // username reversed), users whose name starts with "b" on cache b.
 func saslServer(t testing.TB, creds map[string]control.Capabilities) *Server {
 	t.Helper()
-	mem := testMemory(t, 32)
-	ts := &Tenants{
-		mem: mem, log: slog.Default(),
-		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
-		revoke: func() {}, stop: make(chan struct{}),
+	caches := []control.Cache{
+		{ID: 1, Name: "a", LimitBytes: 8 << 20, Enabled: true},
+		{ID: 2, Name: "b", LimitBytes: 8 << 20, Enabled: true},
 	}
-	for id, name := range []string{"a", "b"} {
-		eng, err := mem.NewEngine(engine.CacheConfig{LimitBytes: 8 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { eng.Close() })
-		ts.byID[uint32(id+1)] = newTenant(control.Cache{ID: uint32(id + 1), Name: name, Enabled: true}, eng)
-	}
-	n := uint32(0)
+	var list []control.Credential
 	for name, caps := range creds {
-		n++
-		tn := ts.byID[1]
+		cache := uint32(1)
 		if strings.HasPrefix(name, "b") {
-			tn = ts.byID[2]
+			cache = 2
 		}
 		salt := []byte("0123456789abcdef")
-		u := &user{id: n, username: name, cache: tn, salt: salt, hash: control.HashPassword(salt, []byte(reverse(name)))}
-		u.caps.Store(uint32(caps))
-		ts.byUser[name] = u
+		list = append(list, control.Credential{
+			ID: uint32(len(list) + 1), CacheID: cache, Username: name, Caps: caps,
+			Salt: salt, Hash: control.HashPassword(salt, []byte(reverse(name))),
+		})
 	}
+	ts, err := tenancy.Fixed(testMemory(t, 32), caches, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.Close)
 	return New(Config{Listen: "127.0.0.1:0"}, ts)
 }
 
@@ -68,7 +64,7 @@ type session struct {
 
 func newSession(t testing.TB, s *Server) *session {
 	cs := newConn()
-	cs.stats = s.stats.shard(0)
+	cs.stats = s.stats.Shard(0)
 	return &session{t: t, s: s, cs: cs}
 }
 
@@ -257,11 +253,11 @@ func TestBinarySASLCounts(t *testing.T) {
 	} {
 		se.send(string(req))
 	}
-	if c := s.tenants.byID[1].stats.totals(); c.authCmds != 3 || c.authErrors != 2 {
-		t.Fatalf("cache a counted %d auth commands, %d errors; want 3, 2", c.authCmds, c.authErrors)
+	if c := s.tenants.Cache(1).Conns.Totals(); c.AuthCmds != 3 || c.AuthErrors != 2 {
+		t.Fatalf("cache a counted %d auth commands, %d errors; want 3, 2", c.AuthCmds, c.AuthErrors)
 	}
-	if c := s.stats.totals(); c.authCmds != 2 || c.authErrors != 2 {
-		t.Fatalf("the process counted %d auth commands, %d errors; want 2, 2", c.authCmds, c.authErrors)
+	if c := s.stats.Totals(); c.AuthCmds != 2 || c.AuthErrors != 2 {
+		t.Fatalf("the process counted %d auth commands, %d errors; want 2, 2", c.AuthCmds, c.AuthErrors)
 	}
 }
 
@@ -372,20 +368,80 @@ func TestNoFlushCredentialCannotFlush(t *testing.T) {
 	}
 }
 
+// closeCounter stands for a connection's socket: it counts Close calls.
+type closeCounter struct{ n atomic.Int32 }
+
+func (c *closeCounter) Close() error {
+	c.n.Add(1)
+	return nil
+}
+
+// TestRevokedConnections: when the store answers a change that cuts off
+// connections (a credential deleted, a cache disabled), they run no more
+// requests, and once tenancy has applied it the server has closed them,
+// and only them.
 func TestRevokedConnections(t *testing.T) {
-	s := saslServer(t, map[string]control.Capabilities{"alice": control.CapAll, "bob": control.CapAll})
-	a, b := newSession(t, s), newSession(t, s)
-	a.send("set alice 0 0 5\r\necila\r\n")
-	b.send("set bob 0 0 3\r\nbob\r\n")
-	s.tenants.byUser["alice"].gone.Store(true)
-	if !s.revoked(a.cs.tenant, a.cs.user, nil) || s.revoked(b.cs.tenant, b.cs.user, nil) {
+	store, err := control.Open(filepath.Join(t.TempDir(), "control.db"), control.Policy{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ca, _ := store.CreateCache(control.Cache{Name: "a", LimitBytes: 8 << 20, Enabled: true})
+	cb, _ := store.CreateCache(control.Cache{Name: "b", LimitBytes: 8 << 20, Enabled: true})
+	alice, alicePassword, _ := store.CreateCredential(ca.ID, control.NewCredential{Caps: control.CapAll})
+	bob, bobPassword, _ := store.CreateCredential(cb.ID, control.NewCredential{Caps: control.CapAll})
+	ts, err := tenancy.New(tenancy.Config{}, testMemory(t, 32), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.Close)
+	s := New(Config{Listen: "127.0.0.1:0"}, ts)
+
+	open := func(fd int, username, password string) (*conn, *closeCounter) {
+		cs := newConn()
+		cs.fd, cs.stats = fd, s.stats.Shard(fd)
+		sock := &closeCounter{}
+		cs.closer = sock
+		s.conns.Store(fd, cs)
+		login := fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", username, len(password), password)
+		if s.step(cs, []byte(login)) || string(cs.out) != codec.ReplyStored {
+			t.Fatalf("logging in as %s: %q", username, cs.out)
+		}
+		cs.out = cs.out[:0]
+		return cs, sock
+	}
+	// serves reports whether the connection still runs requests.
+	serves := func(cs *conn) bool {
+		closeConn := s.step(cs, []byte("get k\r\n"))
+		out := string(cs.out)
+		cs.out = cs.out[:0]
+		return !closeConn && out == codec.ReplyEnd
+	}
+	a, aSock := open(1, alice.Username, alicePassword)
+	b, bSock := open(2, bob.Username, bobPassword)
+
+	if err := store.DeleteCredential(alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if serves(a) || !serves(b) {
 		t.Fatal("deleting alice's credential must cut off her connection only")
 	}
-	s.tenants.byID[2].enabled.Store(false)
-	if !s.revoked(b.cs.tenant, b.cs.user, nil) {
+	ts.Sync()
+	if aSock.n.Load() != 1 || bSock.n.Load() != 0 {
+		t.Fatalf("after deleting alice's credential: closed a %d times, b %d times", aSock.n.Load(), bSock.n.Load())
+	}
+	off := false
+	if _, err := store.UpdateCache(cb.ID, control.CacheUpdate{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if serves(b) {
 		t.Fatal("disabling cache b must cut off its connections")
 	}
-	if u, _ := s.tenants.authenticate([]byte("bob"), []byte("bob")); u != nil {
+	ts.Sync()
+	if bSock.n.Load() != 1 {
+		t.Fatalf("after disabling cache b: closed b %d times", bSock.n.Load())
+	}
+	if u, _ := ts.Authenticate([]byte(bob.Username), []byte(bobPassword)); u != nil {
 		t.Fatal("a disabled cache's credential authenticated")
 	}
 }

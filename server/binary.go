@@ -2,7 +2,6 @@ package server
 
 import (
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 )
 
@@ -20,8 +19,8 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 	}
 	out := cs.out
 	op, opaque := r.Opcode, r.Opaque
-	eng := cs.tenant.eng
-	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
+	eng := cs.tenant.Engine()
+	if caps := cs.caps(); !caps.Unrestricted() && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
 			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, flushDeniedText)
 		} else {
@@ -136,7 +135,7 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 	if r.CAS != 0 && (mode == engine.ModeSet || mode == engine.ModeAdd || mode == engine.ModeReplace) {
 		mode = engine.ModeCAS
 	}
-	st, cas := cs.tenant.eng.Store(mode, r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
+	st, cas := cs.tenant.Engine().Store(mode, r.Key, r.Flags, r.Exptime, r.Value, r.CAS)
 	op, opaque := r.Opcode, r.Opaque
 	switch st {
 	case engine.Stored:

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/memhive/memhive/codec"
+	"github.com/memhive/memhive/tenancy"
 )
 
 const (
@@ -31,7 +32,7 @@ type conn struct {
 	waking  atomic.Bool // a goroutine is waking the event loop to run held requests
 	closing atomic.Bool // closing once the queued output is written
 	closed  atomic.Bool // OnClose has run
-	stats   *statShard
+	stats   *tenancy.ConnShard
 
 	fd      int    // the socket, or a negative id for a TLS connection
 	remote  string // host:port
@@ -53,14 +54,14 @@ type conn struct {
 	// (user is nil in local mode); nil tenant means not authenticated.
 	// They are read and written by the event loop only; sharedTenant and
 	// sharedUser mirror them for other goroutines (closeRevoked, stats).
-	tenant       *tenant
-	user         *user
-	sharedTenant atomic.Pointer[tenant]
-	sharedUser   atomic.Pointer[user]
+	tenant       *tenancy.Cache
+	user         *tenancy.Credential
+	sharedTenant atomic.Pointer[tenancy.Cache]
+	sharedUser   atomic.Pointer[tenancy.Credential]
 	// loginCert is the client certificate the connection logged in with,
 	// nil for a login by password: the login ends when the credential no
-	// longer matches it (see revoked).
-	loginCert atomic.Pointer[peerCert]
+	// longer matches it (see tenancy's Revoked).
+	loginCert atomic.Pointer[tenancy.ClientCert]
 
 	// The SASL exchange's state, as memcached and Cyrus SASL keep it
 	// (see binarySASL): saslStarted is memcached's sasl_started (an AUTH
@@ -100,58 +101,4 @@ func (c *conn) keepRest(rest []byte) {
 		return
 	}
 	c.in = append(c.in[:0], rest...)
-}
-
-// connStats are the connection-level counters. Byte counters are sharded
-// by file descriptor so that event loops rarely share a cache line; they
-// are summed when read.
-type connStats struct {
-	currConns     atomic.Int64
-	totalConns    atomic.Uint64
-	rejectedConns atomic.Uint64
-	shards        [32]statShard
-}
-
-type statShard struct {
-	bytesRead     atomic.Uint64
-	bytesWritten  atomic.Uint64
-	storeTooLarge atomic.Uint64
-	authCmds      atomic.Uint64
-	authErrors    atomic.Uint64
-	metaCmds      atomic.Uint64
-	_             [16]byte
-}
-
-func (c *connStats) shard(fd int) *statShard { return &c.shards[fd&31] }
-
-type connTotals struct {
-	bytesRead, bytesWritten, storeTooLarge, authCmds, authErrors, metaCmds uint64
-}
-
-func (c *connStats) totals() connTotals {
-	var t connTotals
-	for i := range c.shards {
-		s := &c.shards[i]
-		t.bytesRead += s.bytesRead.Load()
-		t.bytesWritten += s.bytesWritten.Load()
-		t.storeTooLarge += s.storeTooLarge.Load()
-		t.authCmds += s.authCmds.Load()
-		t.authErrors += s.authErrors.Load()
-		t.metaCmds += s.metaCmds.Load()
-	}
-	return t
-}
-
-func (c *connStats) reset() {
-	c.totalConns.Store(0)
-	c.rejectedConns.Store(0)
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.bytesRead.Store(0)
-		s.bytesWritten.Store(0)
-		s.storeTooLarge.Store(0)
-		s.authCmds.Store(0)
-		s.authErrors.Store(0)
-		s.metaCmds.Store(0)
-	}
 }

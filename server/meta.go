@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 )
 
@@ -29,7 +28,7 @@ var metaCodes = [...]string{
 // execMeta runs one meta command, appending its answer to cs.out.
 func (s *Server) execMeta(cs *conn, r *codec.Request) {
 	m := r.Meta()
-	if cs.caps()&control.CapWrite == 0 && metaWrites(r, m) {
+	if !cs.caps().CanWrite() && metaWrites(r, m) {
 		// As NOT_STORED for the classic commands: nothing changes, and
 		// the O and k flags still let a pipelining client match it.
 		cs.out = appendEcho(append(cs.out, "NS"...), r, m)
@@ -38,18 +37,18 @@ func (s *Server) execMeta(cs *conn, r *codec.Request) {
 	}
 	switch r.Cmd {
 	case codec.CmdMetaGet:
-		cs.out = metaGet(cs.tenant.eng, cs.out, r, m)
+		cs.out = metaGet(cs.tenant.Engine(), cs.out, r, m)
 	case codec.CmdMetaSet:
 		cs.out = metaSet(cs, cs.out, r, m)
 	case codec.CmdMetaDelete:
-		cs.out = metaDelete(cs.tenant.eng, cs.out, r, m)
+		cs.out = metaDelete(cs.tenant.Engine(), cs.out, r, m)
 	case codec.CmdMetaArith:
-		cs.out = metaArith(cs.tenant.eng, cs.out, r, m)
+		cs.out = metaArith(cs.tenant.Engine(), cs.out, r, m)
 	case codec.CmdMetaNoop:
 		cs.out = append(cs.out, codec.ReplyMetaNoop...)
 	case codec.CmdMetaDebug:
-		cs.stats.metaCmds.Add(1)
-		cs.out = metaDebug(cs.tenant.eng, cs.out, r)
+		cs.stats.MetaCmds.Add(1)
+		cs.out = metaDebug(cs.tenant.Engine(), cs.out, r)
 	}
 }
 
@@ -202,7 +201,7 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 			mode = engine.ModeCAS
 		}
 	}
-	st, newCAS := cs.tenant.eng.StoreMeta(mode, r.Key, r.Flags, r.Exptime, r.Value, cas, engine.StoreOptions{
+	st, newCAS := cs.tenant.Engine().StoreMeta(mode, r.Key, r.Flags, r.Exptime, r.Value, cas, engine.StoreOptions{
 		Stale:     m.Stale && mode == engine.ModeCAS,
 		KeyBinary: m.Base64,
 		SetCAS:    m.SetCAS,
@@ -214,7 +213,7 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 			return out
 		}
 	case engine.TooLarge:
-		cs.stats.storeTooLarge.Add(1)
+		cs.stats.StoreTooLarge.Add(1)
 		return append(out, codec.ReplyTooLarge...)
 	case engine.NoMemory:
 		return append(out, codec.ReplyOutOfMemoryStore...)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // Version is reported by the version command and stats.
@@ -51,12 +52,13 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// Server serves the memcache protocols for the caches of a Tenants. Start
-// it with Run; stop it with Stop. Safe for concurrent use.
+// Server serves the memcache protocols for the caches of a
+// tenancy.Tenants. Start it with Run; stop it with Stop. Safe for
+// concurrent use.
 type Server struct {
 	gnet.BuiltinEventEngine
 	cfg     Config
-	tenants *Tenants
+	tenants *tenancy.Tenants
 	clock   *engine.Clock
 	parser  codec.Parser
 	log     *slog.Logger
@@ -66,7 +68,7 @@ type Server struct {
 	ready   chan struct{} // closed once listening
 	done    chan struct{} // closed when Run returns
 
-	stats     connStats // the process's connections; unauthenticated ones' traffic
+	stats     tenancy.ConnCounters // the process's connections; unauthenticated ones' traffic
 	verbosity atomic.Int32
 	conns     sync.Map // fd (or negative TLS id) -> *conn, for "stats conns" and closing
 	throttle  *authThrottle
@@ -88,7 +90,7 @@ type Server struct {
 
 // New makes a server for the caches of t. It closes the connections a
 // change to t cuts off.
-func New(cfg Config, t *Tenants) *Server {
+func New(cfg Config, t *tenancy.Tenants) *Server {
 	if cfg.Threads <= 0 {
 		cfg.Threads = runtime.GOMAXPROCS(0)
 	}
@@ -107,20 +109,20 @@ func New(cfg Config, t *Tenants) *Server {
 	s := &Server{
 		cfg:     cfg,
 		tenants: t,
-		clock:   t.mem.Clock(),
-		parser:  codec.Parser{MaxItemSize: t.mem.MaxItemSize()},
+		clock:   t.Memory().Clock(),
+		parser:  codec.Parser{MaxItemSize: t.Memory().MaxItemSize()},
 		log:     cfg.Logger,
 		started: time.Now(),
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 
 		throttle:    newAuthThrottle(cfg.AuthFailLimit, cfg.AuthFailWindow),
-		inputLimit:  t.mem.MaxItemSize() + inputSlack,
-		heldLimit:   max(minHeldInput, t.mem.MaxItemSize()+inputSlack),
-		replyBudget: max(minReplyBudget, 2*t.mem.MaxItemSize()),
+		inputLimit:  t.Memory().MaxItemSize() + inputSlack,
+		heldLimit:   max(minHeldInput, t.Memory().MaxItemSize()+inputSlack),
+		replyBudget: max(minReplyBudget, 2*t.Memory().MaxItemSize()),
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
-	t.revoke = s.closeRevoked
+	t.OnRevoke(s.closeRevoked)
 	return s
 }
 
@@ -180,7 +182,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		return true
 	})
-	for s.stats.currConns.Load() > 0 && ctx.Err() == nil {
+	for s.stats.CurrConns.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return s.gnetEng.Stop(ctx)
@@ -227,14 +229,14 @@ func (s *Server) refusal() string {
 // it is one too many (counted in rejected_connections); either way the
 // caller calls closeConn when it ends.
 func (s *Server) open(fd int, remote net.Addr, closer io.Closer) *conn {
-	n := s.stats.currConns.Add(1)
-	s.stats.totalConns.Add(1)
+	n := s.stats.CurrConns.Add(1)
+	s.stats.TotalConns.Add(1)
 	if int(n) > s.cfg.MaxConns || s.stopping.Load() {
-		s.stats.rejectedConns.Add(1)
+		s.stats.RejectedConns.Add(1)
 		return nil
 	}
 	cs := newConn()
-	cs.stats = s.stats.shard(fd)
+	cs.stats = s.stats.Shard(fd)
 	cs.fd = fd
 	cs.closer = closer
 	cs.unbound.Store(time.Now().UnixNano())
@@ -246,7 +248,7 @@ func (s *Server) open(fd int, remote net.Addr, closer io.Closer) *conn {
 	}
 	cs.lastCmd.Store(s.clock.Now())
 	if s.tenants.Local() {
-		s.bind(cs, s.tenants.local, nil)
+		s.bind(cs, s.tenants.LocalCache(), nil)
 	}
 	s.conns.Store(cs.fd, cs)
 	return cs
@@ -254,7 +256,7 @@ func (s *Server) open(fd int, remote net.Addr, closer io.Closer) *conn {
 
 // closeConn releases a connection's state (cs nil: one refused by open).
 func (s *Server) closeConn(cs *conn) {
-	s.stats.currConns.Add(-1)
+	s.stats.CurrConns.Add(-1)
 	if cs != nil {
 		cs.closed.Store(true)
 		s.unbind(cs)
@@ -364,7 +366,7 @@ const outputHold = 4 << 20
 // the replies in cs.out for the caller to write. It reports whether the
 // connection must close once they are written.
 func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
-	if s.revoked(cs.tenant, cs.user, cs.loginCert.Load()) {
+	if s.tenants.Revoked(cs.tenant, cs.user, cs.loginCert.Load()) {
 		return true
 	}
 	buf := data
@@ -379,19 +381,19 @@ func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
 		cs.held.Store(false)
 	}
 	if len(buf) == 0 {
-		cs.stats.bytesRead.Add(uint64(len(data)))
+		cs.stats.BytesRead.Add(uint64(len(data)))
 		return false
 	}
 	cs.lastCmd.Store(s.clock.Now())
 	if cs.tenant != nil {
-		cs.tenant.touch(s.clock.Unix())
+		cs.tenant.Touch(s.clock.Unix())
 	}
 	cs.flushed = 0
 	consumed, closeConn := s.process(cs, buf)
 	// Counted after process, so that a login's own bytes count for the
 	// cache it logs in to.
-	cs.stats.bytesRead.Add(uint64(len(data)))
-	cs.stats.bytesWritten.Add(uint64(len(cs.out)))
+	cs.stats.BytesRead.Add(uint64(len(data)))
+	cs.stats.BytesWritten.Add(uint64(len(cs.out)))
 	cs.keepRest(buf[consumed:])
 	limit := s.inputLimit
 	if cs.held.Load() {
@@ -413,7 +415,7 @@ const inputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
 // replies; it reports whether the connection must close because the
 // held input outgrew heldLimit.
 func (s *Server) hold(cs *conn, data []byte) (closeConn bool) {
-	cs.stats.bytesRead.Add(uint64(len(data)))
+	cs.stats.BytesRead.Add(uint64(len(data)))
 	cs.in = append(cs.in, data...)
 	cs.held.Store(true)
 	if len(cs.in) > s.heldLimit {

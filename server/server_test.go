@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // testMemory makes item memory of mib MiB on a clock that ticks only when
@@ -33,14 +34,14 @@ func newTestServer(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	return New(Config{Listen: "127.0.0.1:0"}, LocalTenants(eng))
+	return New(Config{Listen: "127.0.0.1:0"}, tenancy.ForEngine(eng))
 }
 
 // testConn makes a connection's state as OnOpen does in local mode.
 func testConn(s *Server) *conn {
 	cs := newConn()
-	cs.stats = &statShard{}
-	s.bind(cs, s.tenants.local, nil)
+	cs.stats = &tenancy.ConnShard{}
+	s.bind(cs, s.tenants.LocalCache(), nil)
 	return cs
 }
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // stat is one "STAT name value" pair.
@@ -47,8 +47,8 @@ func pad6(us int64) string {
 
 // generalStats lists memcached's "stats" fields, in memcached's order, with
 // memhive's values: the rows of engine.StatTable that "stats" shows.
-func (s *Server) generalStats(tn *tenant) statList {
-	snap := tn.snapshot()
+func (s *Server) generalStats(tn *tenancy.Cache) statList {
+	snap := tn.Snapshot()
 	snap.Process = s.processStats()
 	var l statList
 	for i := range engine.StatTable {
@@ -71,15 +71,15 @@ func (s *Server) processStats() engine.ProcessStats {
 		RusageSystem:  sys,
 		MaxConns:      uint64(s.cfg.MaxConns),
 		Threads:       uint64(s.cfg.Threads),
-		RejectedConns: s.stats.rejectedConns.Load(),
+		RejectedConns: s.stats.RejectedConns.Load(),
 	}
 }
 
 // settingsStats lists "stats settings": memcached's names for the
 // settings memhive has.
-func (s *Server) settingsStats(tn *tenant) statList {
+func (s *Server) settingsStats(tn *tenancy.Cache) statList {
 	var l statList
-	l.u("maxbytes", uint64(tn.eng.LimitBytes()))
+	l.u("maxbytes", uint64(tn.Engine().LimitBytes()))
 	l.i("maxconns", int64(s.cfg.MaxConns))
 	host, port := splitListen(s.cfg.Listen)
 	l.str("tcpport", port)
@@ -91,7 +91,7 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.str("domain_socket", "NULL")
 	l.str("umask", "700")
 	l.str("shutdown_command", "no")
-	l.str("growth_factor", strconv.FormatFloat(tn.eng.GrowthFactor(), 'f', 2, 64))
+	l.str("growth_factor", strconv.FormatFloat(tn.Engine().GrowthFactor(), 'f', 2, 64))
 	l.i("chunk_size", 48)
 	l.i("num_threads", int64(s.cfg.Threads))
 	l.i("num_threads_per_udp", int64(s.cfg.Threads))
@@ -103,7 +103,7 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	l.str("binding_protocol", "auto-negotiate")
 	l.str("auth_enabled_sasl", yesNo(!s.tenants.Local()))
 	l.str("auth_enabled_ascii", yesNo(!s.tenants.Local()))
-	l.i("item_size_max", int64(tn.eng.MaxItemSize()))
+	l.i("item_size_max", int64(tn.Engine().MaxItemSize()))
 	l.str("maxconns_fast", "yes")
 	l.i("hashpower_init", 0)
 	l.str("slab_reassign", "yes")
@@ -113,9 +113,9 @@ func (s *Server) settingsStats(tn *tenant) statList {
 	// memcached's defaults, the chunk limit as the item limit.
 	l.str("slab_automove_ratio", "0.80")
 	l.i("slab_automove_window", 30)
-	l.i("slab_chunk_max", int64(tn.eng.MaxItemSize()))
-	l.i("slab_page_size", int64(tn.eng.PageSize()))
-	l.str("lru_crawler", yesNo(tn.eng.Crawling()))
+	l.i("slab_chunk_max", int64(tn.Engine().MaxItemSize()))
+	l.i("slab_page_size", int64(tn.Engine().PageSize()))
+	l.str("lru_crawler", yesNo(tn.Engine().Crawling()))
 	l.i("lru_crawler_sleep", 0)
 	l.i("lru_crawler_tocrawl", 0)
 	l.i("tail_repair_time", 0)
@@ -184,10 +184,10 @@ func splitListen(addr string) (host, port string) {
 // holding items, "stats slabs" those holding pages, as memcached does.
 // memhive keeps one LRU per class, like memcached's compat mode: every item
 // counts as cold, and the hot and warm fields are 0.
-func (s *Server) itemsStats(tn *tenant) statList {
+func (s *Server) itemsStats(tn *tenancy.Cache) statList {
 	var l statList
 	now := s.clock.Now()
-	for _, c := range tn.eng.SlabStats() {
+	for _, c := range tn.Engine().SlabStats() {
 		if c.Items == 0 {
 			continue
 		}
@@ -233,11 +233,11 @@ func (s *Server) itemsStats(tn *tenant) statList {
 	return l
 }
 
-func (s *Server) slabsStats(tn *tenant) statList {
+func (s *Server) slabsStats(tn *tenancy.Cache) statList {
 	var l statList
 	active := 0
 	var total uint64
-	for _, c := range tn.eng.SlabStats() {
+	for _, c := range tn.Engine().SlabStats() {
 		// memcached lists the classes holding pages. It allocates an
 		// item before it runs a storage command, so a class whose
 		// commands counted something always has one; memhive allocates
@@ -250,7 +250,7 @@ func (s *Server) slabsStats(tn *tenant) statList {
 		if c.Pages > 0 {
 			active++ // memcached's active_slabs: classes holding pages
 		}
-		total += uint64(c.Pages) * uint64(tn.eng.PageSize())
+		total += uint64(c.Pages) * uint64(tn.Engine().PageSize())
 		p := strconv.Itoa(c.ID+1) + ":"
 		l.u(p+"chunk_size", uint64(c.ChunkSize))
 		l.u(p+"chunks_per_page", uint64(c.ChunksPerPage))
@@ -275,7 +275,7 @@ func (s *Server) slabsStats(tn *tenant) statList {
 
 // statsFor returns the stats a subcommand names, or false if it names
 // none. "" is the general list.
-func (s *Server) statsFor(cs *conn, tn *tenant, sub string) (statList, bool) {
+func (s *Server) statsFor(cs *conn, tn *tenancy.Cache, sub string) (statList, bool) {
 	switch sub {
 	case "":
 		return s.generalStats(tn), true
@@ -315,7 +315,7 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	}
 	switch sub {
 	case "reset":
-		if cs.caps()&control.CapWrite == 0 {
+		if !cs.caps().CanWrite() {
 			return append(out, statsResetDenied...)
 		}
 		s.resetStats(tn)
@@ -356,7 +356,7 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 		sub = "-" // memcached lists connections only over text
 	}
 	if strings.HasPrefix(sub, "reset") {
-		if cs.caps()&control.CapWrite == 0 {
+		if !cs.caps().CanWrite() {
 			return codec.AppendBinaryError(out, r.Opcode, codec.StatusAuthError, r.Opaque, statsResetDeniedText)
 		}
 		s.resetStats(tn)
@@ -374,9 +374,9 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 
 // resetStats is "stats reset": every counter goes back to zero; gauges
 // (items, bytes, connections) are kept.
-func (s *Server) resetStats(tn *tenant) {
-	tn.eng.ResetStats()
-	tn.stats.reset()
+func (s *Server) resetStats(tn *tenancy.Cache) {
+	tn.Engine().ResetStats()
+	tn.Conns.Reset()
 }
 
 // connsStats lists the listener and every open connection as memcached's
@@ -385,7 +385,7 @@ func (s *Server) resetStats(tn *tenant) {
 // parsing its command (conn_parse_cmd); the others wait for a request,
 // which memcached shows as conn_read, or, for a connection that has sent
 // nothing yet, as the state it accepts it in, conn_new_cmd.
-func (s *Server) connsStats(self *conn, tn *tenant) statList {
+func (s *Server) connsStats(self *conn, tn *tenancy.Cache) statList {
 	now := s.clock.Now()
 	var l statList
 	l.str("0:addr", "tcp:"+s.cfg.Listen)

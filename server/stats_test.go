@@ -10,6 +10,7 @@ import (
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // statsOf parses a "stats" (or "stats <sub>") reply from a fresh
@@ -199,18 +200,18 @@ func TestStatsFollowTheTable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := New(Config{Listen: "127.0.0.1:0", MaxConns: 77, Threads: 3}, LocalTenants(eng))
+			s := New(Config{Listen: "127.0.0.1:0", MaxConns: 77, Threads: 3}, tenancy.ForEngine(eng))
 			feed(s, []byte("set a 0 0 1\r\n1\r\nget a\r\nget b\r\nincr a 1\r\ndecr a 1\r\nincr z 1\r\ndecr z 1\r\n"+
 				"touch a 0\r\ntouch z 0\r\ngets a\r\ncas a 0 0 1 1\r\ny\r\ncas q 0 0 1 1\r\ny\r\ndelete a\r\ndelete a\r\n"+
 				"set big 0 0 2000000\r\nset b 0 0 1\r\nb\r\nflush_all 100\r\n"), 0)
 			// Counters the request path above does not reach.
-			sh := s.tenants.local.stats.shard(3)
-			sh.bytesRead.Add(101)
-			sh.bytesWritten.Add(202)
-			sh.authCmds.Add(3)
-			sh.authErrors.Add(2)
-			sh.metaCmds.Add(6)
-			s.stats.rejectedConns.Add(5)
+			sh := s.tenants.LocalCache().Conns.Shard(3)
+			sh.BytesRead.Add(101)
+			sh.BytesWritten.Add(202)
+			sh.AuthCmds.Add(3)
+			sh.AuthErrors.Add(2)
+			sh.MetaCmds.Add(6)
+			s.stats.RejectedConns.Add(5)
 
 			// The connections that ask, open before the snapshot is read.
 			textConn, binConn := testConn(s), testConn(s)
@@ -219,7 +220,7 @@ func TestStatsFollowTheTable(t *testing.T) {
 				return string(cs.out)
 			}
 
-			snap := s.tenants.local.snapshot()
+			snap := s.tenants.LocalCache().Snapshot()
 			snap.Process = s.processStats()
 			var want [][2]string
 			for i := range engine.StatTable {

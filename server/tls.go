@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // The TLS listener. gnet has no TLS, so TLS connections are served by
@@ -139,14 +139,6 @@ func (s *Server) serveTLS(tc *tls.Conn) {
 	}
 }
 
-// peerCert is what a TLS client's certificate offers to log in with.
-type peerCert struct {
-	fingerprint string // control.Fingerprint of the leaf certificate
-	// cn is the leaf's subject CN, kept only when the server verified the
-	// chain against its client CAs: otherwise anyone could claim any name.
-	cn string
-}
-
 // certificateLogin logs a TLS connection in as the credential its client
 // certificate is bound to, if any, once the handshake has completed. A
 // certificate bound to nothing leaves the connection to log in as any
@@ -155,18 +147,14 @@ func (s *Server) certificateLogin(cs *conn, state tls.ConnectionState) {
 	if s.tenants.Local() || len(state.PeerCertificates) == 0 {
 		return
 	}
-	leaf := state.PeerCertificates[0]
-	pc := &peerCert{fingerprint: control.Fingerprint(leaf.Raw)}
-	if len(state.VerifiedChains) > 0 {
-		pc.cn = leaf.Subject.CommonName
-	}
-	u := s.tenants.certificateUser(pc)
+	pc := tenancy.NewClientCert(state.PeerCertificates[0], len(state.VerifiedChains) > 0)
+	u := s.tenants.AuthenticateCert(pc)
 	if u == nil {
 		return
 	}
-	s.bind(cs, u.cache, u)
+	s.bind(cs, u.Cache(), u)
 	cs.loginCert.Store(pc)
-	s.log.Debug("logged in by TLS client certificate", "remote", cs.remote, "username", u.username)
+	s.log.Debug("logged in by TLS client certificate", "remote", cs.remote, "username", u.Username())
 }
 
 // Certificates is a server certificate that can be reloaded while the

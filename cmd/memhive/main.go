@@ -33,6 +33,7 @@ import (
 	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
 	"github.com/memhive/memhive/server"
+	"github.com/memhive/memhive/tenancy"
 )
 
 func main() {
@@ -329,7 +330,7 @@ type serving struct {
 	store       control.Store
 	created     *control.Cache // the default cache, when openStore made it
 	password    newCredential  // its primary credential
-	tenants     *server.Tenants
+	tenants     *tenancy.Tenants
 	certs       *server.Certificates // nil without --tls-listen
 	srv         *server.Server
 	httpSrv     *analytics.HTTPServer // nil with --http off
@@ -432,7 +433,7 @@ func (s *serving) openStore() error {
 // item memory, and keeps them in step with the store's changes.
 func (s *serving) newTenants() error {
 	c := s.cfg
-	tenants, err := server.NewTenants(server.TenantsConfig{
+	tenants, err := tenancy.New(tenancy.Config{
 		Local:      c.auth == "none",
 		LocalLimit: s.memoryBytes,
 		DevIdle:    c.devIdle,
@@ -640,7 +641,7 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 		if !local {
 			return nil, newCredential{}, nil
 		}
-		if _, err := store.CacheByName(server.DefaultCache); err == nil {
+		if _, err := store.CacheByName(tenancy.DefaultCache); err == nil {
 			return nil, newCredential{}, nil
 		}
 	}
@@ -650,7 +651,7 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 		// uses the whole memory anyway; record the smallest limit.
 		limit = minLimit
 	}
-	cache, err := store.CreateCache(control.Cache{Name: server.DefaultCache, LimitBytes: limit, Enabled: true})
+	cache, err := store.CreateCache(control.Cache{Name: tenancy.DefaultCache, LimitBytes: limit, Enabled: true})
 	if err != nil {
 		return nil, newCredential{}, fmt.Errorf("creating the default cache: %w", err)
 	}

@@ -1,4 +1,11 @@
-package server
+// Package tenancy keeps the caches a node serves in step with the control
+// store: it makes an engine for each cache on the shared memory, resizes
+// it, looks credentials up by password or client certificate, records
+// activity, disables idle dev caches, and tells the server which
+// connections a change has cut off. The server sees it through a narrow
+// surface: Authenticate, AuthenticateCert, a Cache's engine and
+// connection counters, Revoked and OnRevoke.
+package tenancy
 
 import (
 	"fmt"
@@ -15,9 +22,10 @@ import (
 // none), and the one `memhive serve` creates on an empty store.
 const DefaultCache = "default"
 
-// tenant is one cache as the server sees it: its engine, whether it may
+// Cache is one cache as the server sees it: its engine, whether it may
 // be used, and the counters that belong to it rather than to the process.
-type tenant struct {
+// Connections keep a pointer to it; it is safe for concurrent use.
+type Cache struct {
 	id         uint32
 	eng        *engine.Engine
 	name       atomic.Pointer[string]
@@ -25,26 +33,41 @@ type tenant struct {
 	dev        atomic.Bool
 	gone       atomic.Bool  // deleted: its connections are being closed
 	lastActive atomic.Int64 // unix seconds of its last command
-	stats      connStats
+	// limit is the limit the last change recorded set (see resize);
+	// resizes counts the resizes of eng queued for the applier and not
+	// yet done.
+	limit   atomic.Int64
+	resizes atomic.Int32
+	// Conns counts the cache's connections and their traffic: the server
+	// adds to it, CacheStats sums it. It lives as long as the Cache.
+	Conns ConnCounters
 }
 
-// Name is the cache's name.
-func (t *tenant) Name() string { return *t.name.Load() }
+// ID is the cache's id in the control store.
+func (t *Cache) ID() uint32 { return t.id }
 
-// touch records activity at unix time now; it writes only when the second
+// Name is the cache's name.
+func (t *Cache) Name() string { return *t.name.Load() }
+
+// Engine is the cache's engine. Once the cache is deleted (Revoked
+// reports its connections), the engine is closed.
+func (t *Cache) Engine() *engine.Engine { return t.eng }
+
+// Touch records activity at unix time now; it writes only when the second
 // changes, so busy connections on many cores do not share a dirty line.
-func (t *tenant) touch(now int64) {
+func (t *Cache) Touch(now int64) {
 	if t.lastActive.Load() != now {
 		t.lastActive.Store(now)
 	}
 }
 
-// user is one credential as the server sees it. Connections keep a
-// pointer to it, so a change of capabilities applies to them at once.
-type user struct {
+// Credential is one credential as the server sees it. Connections keep a
+// pointer to it, so a change of capabilities applies to them at once. It
+// is safe for concurrent use.
+type Credential struct {
 	id       uint32
 	username string
-	cache    *tenant
+	cache    *Cache
 	salt     []byte
 	hash     []byte
 	caps     atomic.Uint32
@@ -54,18 +77,30 @@ type user struct {
 	cert atomic.Pointer[control.CertBinding]
 }
 
-// Caps is what the credential may do now.
-func (u *user) Caps() control.Capabilities { return control.Capabilities(u.caps.Load()) }
+// Username is the credential's username.
+func (u *Credential) Username() string { return u.username }
+
+// Cache is the cache the credential uses.
+func (u *Credential) Cache() *Cache { return u.cache }
+
+// Capabilities is what the credential may do now. A nil credential, a
+// connection's in local mode (--auth none), may do everything.
+func (u *Credential) Capabilities() Capabilities {
+	if u == nil {
+		return Capabilities{control.CapAll}
+	}
+	return Capabilities{control.Capabilities(u.caps.Load())}
+}
 
 // matches reports whether the credential is still bound to client
 // certificate pc.
-func (u *user) matches(pc *peerCert) bool {
+func (u *Credential) matches(pc *ClientCert) bool {
 	b := u.cert.Load()
 	return b != nil && ((b.SHA256 != "" && b.SHA256 == pc.fingerprint) || (b.CN != "" && b.CN == pc.cn))
 }
 
-// TenantsConfig configures Tenants.
-type TenantsConfig struct {
+// Config configures Tenants.
+type Config struct {
 	// Local is --auth none: every connection uses the cache named
 	// DefaultCache with every capability, and SASL accepts anyone.
 	Local bool
@@ -83,26 +118,40 @@ type TenantsConfig struct {
 
 // Tenants keeps the server's view of every cache and credential in step
 // with the control store: it makes and resizes engines on the shared
-// memory, authenticates clients, and closes the connections of deleted
-// credentials and disabled or deleted caches. Safe for concurrent use.
+// memory, authenticates clients, and has the connections of deleted
+// credentials and disabled or deleted caches closed. Safe for concurrent
+// use.
+//
+// A change reaches it in two steps (see record): at once, on the
+// goroutine that made it, the lookups (who may log in, with what
+// capabilities, which cache is enabled) and whatever takes no time; later,
+// on its applier goroutine in commit order, what takes time: shrinking an
+// engine, closing connections, closing a deleted cache's engine. Sync
+// waits for the second step.
 type Tenants struct {
-	cfg   TenantsConfig
+	cfg   Config
 	mem   *engine.Memory
 	store control.Store
 	log   *slog.Logger
 
+	// mu guards byID, byUser, byCert and byCN (the maps, not the Caches
+	// and Credentials they hold, whose fields are atomic).
 	mu     sync.RWMutex
-	byID   map[uint32]*tenant
-	byUser map[string]*user
+	byID   map[uint32]*Cache
+	byUser map[string]*Credential
 	// byCert and byCN find the credential a client certificate is bound
 	// to, by fingerprint and by subject CN.
-	byCert map[string]*user
-	byCN   map[string]*user
-	local  *tenant
+	byCert map[string]*Credential
+	byCN   map[string]*Credential
+	// local is the default cache in local mode: set by New under
+	// pendingMu, before any change is recorded as it comes, then only read.
+	local *Cache
 
 	// revoke closes the connections cut off by a change; set by the
-	// server that serves these tenants.
-	revoke func()
+	// server that serves these tenants (OnRevoke), called by the applier.
+	revoke atomic.Pointer[func()]
+
+	applier applier
 
 	stopWatch func()
 	stop      chan struct{}
@@ -110,10 +159,10 @@ type Tenants struct {
 	closeOnce sync.Once
 }
 
-// NewTenants loads every cache and credential of store, makes an engine
-// for each cache on mem, and follows the store's changes until Close. In
-// local mode the cache named DefaultCache must exist.
-func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Tenants, error) {
+// New loads every cache and credential of store, makes an engine for each
+// cache on mem, and follows the store's changes until Close. In local
+// mode the cache named DefaultCache must exist.
+func New(cfg Config, mem *engine.Memory, store control.Store) (*Tenants, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -123,15 +172,13 @@ func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Te
 			cfg.SyncEvery = max(cfg.DevIdle/4, 100*time.Millisecond)
 		}
 	}
-	t := &Tenants{
-		cfg: cfg, mem: mem, store: store, log: cfg.Logger,
-		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
-		byCert: map[string]*user{}, byCN: map[string]*user{},
-		revoke: func() {}, stop: make(chan struct{}),
-	}
+	t := newTenants(cfg, mem)
+	t.store = store
 	// Watch before loading, so that no change falls between the two; a
 	// change seen twice is applied twice, which is harmless.
 	var pending []control.Change
+	// pendingMu guards pending and loaded, and orders the changes that
+	// arrive while loading after the ones recorded from pending.
 	var pendingMu sync.Mutex
 	loaded := false
 	t.stopWatch = store.Watch(func(c control.Change) {
@@ -142,7 +189,7 @@ func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Te
 			return
 		}
 		pendingMu.Unlock()
-		t.apply(c)
+		t.record(c)
 	})
 	caches, err := store.Caches()
 	if err == nil {
@@ -165,39 +212,70 @@ func NewTenants(cfg TenantsConfig, mem *engine.Memory, store control.Store) (*Te
 	}
 	pendingMu.Lock()
 	for _, c := range pending {
-		t.apply(c)
+		t.record(c)
+	}
+	var local *Cache
+	if cfg.Local {
+		local = t.byName(DefaultCache)
+		t.local = local
 	}
 	loaded = true
 	pendingMu.Unlock()
 	if cfg.Local {
-		t.local = t.byName(DefaultCache)
-		if t.local == nil {
+		if local == nil {
 			t.Close()
 			return nil, fmt.Errorf("local mode needs a cache named %q", DefaultCache)
 		}
-		t.local.eng.SetLimit(cfg.LocalLimit)
+		t.Sync() // after any resize the pending changes queued
+		local.eng.SetLimit(cfg.LocalLimit)
 	}
 	t.done.Add(1)
 	go t.sync()
 	return t, nil
 }
 
-// LocalTenants serves one engine as the default cache in local mode,
-// without a store: for tests and benchmarks of the request path.
-func LocalTenants(eng *engine.Engine) *Tenants {
-	t := &Tenants{
-		cfg: TenantsConfig{Local: true}, mem: eng.Memory(), log: slog.Default(),
-		byID: map[uint32]*tenant{}, byUser: map[string]*user{},
-		byCert: map[string]*user{}, byCN: map[string]*user{},
-		revoke: func() {}, stop: make(chan struct{}),
+// newTenants makes an empty Tenants.
+func newTenants(cfg Config, mem *engine.Memory) *Tenants {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	t.local = newTenant(control.Cache{ID: 1, Name: DefaultCache, Enabled: true}, eng)
+	return &Tenants{
+		cfg: cfg, mem: mem, log: cfg.Logger,
+		byID: map[uint32]*Cache{}, byUser: map[string]*Credential{},
+		byCert: map[string]*Credential{}, byCN: map[string]*Credential{},
+		stop: make(chan struct{}),
+	}
+}
+
+// ForEngine serves one engine as the default cache in local mode, without
+// a store: for tests and benchmarks of the request path.
+func ForEngine(eng *engine.Engine) *Tenants {
+	t := newTenants(Config{Local: true}, eng.Memory())
+	t.local = newCache(control.Cache{ID: 1, Name: DefaultCache, Enabled: true}, eng)
 	t.byID[1] = t.local
 	return t
 }
 
-func newTenant(c control.Cache, eng *engine.Engine) *tenant {
-	tn := &tenant{id: c.ID, eng: eng}
+// Fixed serves caches and credentials given in memory, without a store,
+// each cache on an engine of its limit on mem: for tests of the request
+// path in SASL mode. Close closes the engines.
+func Fixed(mem *engine.Memory, caches []control.Cache, creds []control.Credential) (*Tenants, error) {
+	t := newTenants(Config{}, mem)
+	for _, c := range caches {
+		if err := t.addCache(c); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	for _, c := range creds {
+		t.putUser(c)
+	}
+	return t, nil
+}
+
+func newCache(c control.Cache, eng *engine.Engine) *Cache {
+	tn := &Cache{id: c.ID, eng: eng}
+	tn.limit.Store(eng.LimitBytes())
 	name := c.Name
 	tn.name.Store(&name)
 	tn.enabled.Store(c.Enabled)
@@ -210,7 +288,8 @@ func newTenant(c control.Cache, eng *engine.Engine) *tenant {
 	return tn
 }
 
-// Close stops following the store and closes every engine.
+// Close stops following the store, finishes the work changes queued, and
+// closes every engine.
 func (t *Tenants) Close() {
 	t.closeOnce.Do(func() {
 		if t.stopWatch != nil {
@@ -218,6 +297,7 @@ func (t *Tenants) Close() {
 		}
 		close(t.stop)
 		t.done.Wait()
+		t.applier.close()
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		for _, tn := range t.byID {
@@ -239,7 +319,21 @@ func (t *Tenants) Engine(id uint32) *engine.Engine {
 	return nil
 }
 
-func (t *Tenants) byName(name string) *tenant {
+// Memory is the item memory the caches' engines share.
+func (t *Tenants) Memory() *engine.Memory { return t.mem }
+
+// LocalCache is the default cache every connection uses in local mode,
+// nil otherwise.
+func (t *Tenants) LocalCache() *Cache { return t.local }
+
+// Cache returns cache id, or nil if it is not served.
+func (t *Tenants) Cache(id uint32) *Cache {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byID[id]
+}
+
+func (t *Tenants) byName(name string) *Cache {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, tn := range t.byID {
@@ -250,10 +344,10 @@ func (t *Tenants) byName(name string) *tenant {
 	return nil
 }
 
-// authenticate checks a username and password. It returns the credential
+// Authenticate checks a username and password. It returns the credential
 // on success; on failure it returns the cache the username belongs to, if
-// any, so that the failure is counted there.
-func (t *Tenants) authenticate(username, password []byte) (*user, *tenant) {
+// any, so that the failure is counted there. It keeps neither slice.
+func (t *Tenants) Authenticate(username, password []byte) (*Credential, *Cache) {
 	t.mu.RLock()
 	u := t.byUser[string(username)]
 	t.mu.RUnlock()
@@ -270,11 +364,11 @@ func (t *Tenants) authenticate(username, password []byte) (*user, *tenant) {
 	return u, u.cache
 }
 
-// certificateUser returns the credential client certificate pc logs in
+// AuthenticateCert returns the credential client certificate pc logs in
 // as, or nil: the fingerprint's, else the CN's (pc has a CN only when the
 // server verified it). A deleted credential or a disabled or deleted cache
 // logs nobody in.
-func (t *Tenants) certificateUser(pc *peerCert) *user {
+func (t *Tenants) AuthenticateCert(pc *ClientCert) *Credential {
 	t.mu.RLock()
 	u := t.byCert[pc.fingerprint]
 	if u == nil && pc.cn != "" {
@@ -292,8 +386,18 @@ var (
 	dummyHash [32]byte
 )
 
-// apply brings the server's view in step with one committed change.
-func (t *Tenants) apply(c control.Change) {
+// record brings the server's view in step with one committed change. It
+// runs on the goroutine that made the change, before the store answers
+// it, so it does at once only what takes no time: the lookups the request
+// path and logins read, and growing an engine. What takes time (shrinking
+// an engine, which evicts; closing connections; closing a deleted cache's
+// engine) it queues for the applier (see later), in commit order.
+//
+// Connections cut off by a change serve nothing more from the moment it
+// is recorded (Revoked sees it), and are closed by the applier: one idle
+// throughout a disabling that is undone before the applier gets to it
+// stays open.
+func (t *Tenants) record(c control.Change) {
 	switch c.Kind {
 	case control.CacheChanged:
 		t.mu.RLock()
@@ -308,13 +412,13 @@ func (t *Tenants) apply(c control.Change) {
 		name := c.Cache.Name
 		tn.name.Store(&name)
 		tn.dev.Store(c.Cache.Dev)
-		if t.local != tn && tn.eng.LimitBytes() != c.Cache.LimitBytes {
-			tn.eng.SetLimit(c.Cache.LimitBytes)
+		if t.local != tn && tn.limit.Load() != c.Cache.LimitBytes {
+			t.resize(tn, c.Cache.LimitBytes)
 		}
 		was := tn.enabled.Swap(c.Cache.Enabled)
 		switch {
 		case was && !c.Cache.Enabled && !t.cfg.Local:
-			t.revoke()
+			t.later(t.closeRevoked)
 		case !was && c.Cache.Enabled:
 			// Re-enabled: its idle time starts again, or a dev cache
 			// would be disabled again at the next sync.
@@ -336,16 +440,18 @@ func (t *Tenants) apply(c control.Change) {
 			return
 		}
 		tn.gone.Store(true)
-		t.revoke()
-		tn.eng.Close()
+		t.later(func() {
+			t.closeRevoked()
+			tn.eng.Close()
+		})
 	case control.CredentialChanged:
 		if t.putUser(c.Credential) && !t.cfg.Local {
 			// Connections logged in with the certificate it had end.
-			t.revoke()
+			t.later(t.closeRevoked)
 		}
 	case control.CredentialDeleted:
 		t.mu.Lock()
-		var gone *user
+		var gone *Credential
 		for name, u := range t.byUser {
 			if u.id == c.CredentialID {
 				gone = u
@@ -357,10 +463,28 @@ func (t *Tenants) apply(c control.Change) {
 		if gone != nil {
 			gone.gone.Store(true)
 			if !t.cfg.Local {
-				t.revoke()
+				t.later(t.closeRevoked)
 			}
 		}
 	}
+}
+
+// resize sets cache tn's limit to n: at once when it grows and no resize
+// of tn waits before it (growing evicts nothing, so it takes no time, and
+// room asked for is there when the store answers), else on the applier,
+// after the resizes before it.
+func (t *Tenants) resize(tn *Cache, n int64) {
+	grows := n >= tn.limit.Load()
+	tn.limit.Store(n)
+	if grows && tn.resizes.Load() == 0 {
+		tn.eng.SetLimit(n)
+		return
+	}
+	tn.resizes.Add(1)
+	t.later(func() {
+		tn.eng.SetLimit(n)
+		tn.resizes.Add(-1)
+	})
 }
 
 func (t *Tenants) addCache(c control.Cache) error {
@@ -372,7 +496,7 @@ func (t *Tenants) addCache(c control.Cache) error {
 	if err != nil {
 		return fmt.Errorf("cache %d (%s): %w", c.ID, c.Name, err)
 	}
-	tn := newTenant(c, eng)
+	tn := newCache(c, eng)
 	t.mu.Lock()
 	if old := t.byID[c.ID]; old != nil {
 		t.mu.Unlock()
@@ -395,7 +519,7 @@ func (t *Tenants) putUser(c control.Credential) (certChanged bool) {
 	}
 	u := t.byUser[c.Username]
 	if u == nil || u.id != c.ID {
-		u = &user{id: c.ID, username: c.Username, cache: tn, salt: c.Salt, hash: c.Hash}
+		u = &Credential{id: c.ID, username: c.Username, cache: tn, salt: c.Salt, hash: c.Hash}
 		t.byUser[c.Username] = u
 	}
 	u.caps.Store(uint32(c.Caps))
@@ -415,7 +539,7 @@ func (t *Tenants) putUser(c control.Credential) (certChanged bool) {
 }
 
 // dropCert forgets the client certificate bound to u; t.mu is held.
-func (t *Tenants) dropCert(u *user) {
+func (t *Tenants) dropCert(u *Credential) {
 	b := u.cert.Load()
 	if b == nil {
 		return
@@ -496,7 +620,7 @@ func (t *Tenants) CacheStats(id uint32) (map[string]uint64, bool) {
 	if tn == nil {
 		return nil, false
 	}
-	snap := tn.snapshot()
+	snap := tn.Snapshot()
 	return engine.APIStats(&snap), true
 }
 
