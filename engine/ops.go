@@ -281,7 +281,7 @@ func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, fi
 		s.st.storeNoMemory++
 		return NoMemory, 0
 	}
-	s.items.Init(it, 0, key, n, flags, exp, now)
+	s.items.Init(it, key, n, flags, exp, now)
 	v := s.items.Value(it)
 	copy(v, first)
 	copy(v[len(first):], second)
