@@ -68,7 +68,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, 0, false, 0, 0)
+		st, res := eng.Delta(r.Key, engine.DeltaOptions{Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta})
 		if !r.NoReply {
 			switch st {
 			case engine.OK:

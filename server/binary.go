@@ -49,9 +49,10 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 			out = codec.AppendBinaryStatus(out, op, codec.StatusKeyNotFound, opaque)
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		exptime := r.Exptime
-		create := exptime != binaryNoExpiry
-		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, r.CAS, create, r.Initial, exptime)
+		st, res := eng.Delta(r.Key, engine.DeltaOptions{
+			Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta, CAS: r.CAS,
+			Create: r.Exptime != binaryNoExpiry, Initial: r.Initial, Exptime: r.Exptime,
+		})
 		switch st {
 		case engine.OK:
 			if !r.Quiet {

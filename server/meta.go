@@ -234,7 +234,9 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 }
 
 func metaDelete(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
-	st := eng.MetaDelete(r.Key, m.HasCAS, r.CAS, m.Stale, m.NewTTL, r.Exptime)
+	st := eng.MetaDelete(r.Key, engine.MetaDeleteOptions{
+		HasCAS: m.HasCAS, CAS: r.CAS, Invalidate: m.Stale, NewTTL: m.NewTTL, Exptime: r.Exptime,
+	})
 	if st == engine.Deleted && r.NoReply {
 		return out
 	}
@@ -247,7 +249,9 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	if m.HasCAS {
 		cas = r.CAS
 	}
-	st, res, ref, created, replaced := eng.MetaDelta(r.Key, incr, r.Delta, cas, m.Vivify, r.Initial)
+	// N's expiry is set below, in the order of the flags.
+	st, res := eng.MetaDelta(r.Key, engine.DeltaOptions{Incr: incr, Delta: r.Delta, CAS: cas, Create: m.Vivify, Initial: r.Initial})
+	ref, created, replaced := res.Ref, res.Created, res.Replaced
 	switch st {
 	case engine.OK:
 	case engine.NonNumeric:
