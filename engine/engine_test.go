@@ -248,26 +248,6 @@ func TestMetaDeltaResult(t *testing.T) {
 	}
 }
 
-func TestParseCounter(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want uint64
-		ok   bool
-	}{
-		{"0", 0, true}, {"18446744073709551615", 1<<64 - 1, true},
-		{"18446744073709551616", 0, false}, {"", 0, false}, {" ", 0, false},
-		{"5  ", 5, true}, {"  7", 7, true}, {"1a", 0, false}, {"-1", 0, false},
-		{"-0", 0, true}, {"+3", 3, true}, {"-18446744073709551615", 1, true},
-		{"100\x00junk", 100, true}, {"\x00", 0, false}, {"9223372036854775808", 1 << 63, true},
-		{"9223372036854775808 -", 0, false},
-	} {
-		got, ok := parseCounter([]byte(c.in))
-		if got != c.want || ok != c.ok {
-			t.Errorf("%q: %d %v, want %d %v", c.in, got, ok, c.want, c.ok)
-		}
-	}
-}
-
 func TestDelete(t *testing.T) {
 	e, _ := newTestEngine(t, 8)
 	_, c := e.Store(ModeSet, []byte("k"), 0, 0, []byte("v"), 0)

@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"bytes"
 	"strconv"
 
+	"github.com/memhive/memhive/internal/cnum"
 	"github.com/memhive/memhive/slab"
 )
 
@@ -354,7 +354,9 @@ func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o
 	if o.CAS != 0 && s.items.CAS(it) != o.CAS {
 		return Exists, DeltaResult{}, 0
 	}
-	cur, ok := parseCounter(v)
+	// memcached's safe_strtoull on the item's data, a C string that
+	// "\r\n" follows: running off the value's end is white space.
+	cur, ok := cnum.SafeStrtoull(v)
 	if !ok {
 		return NonNumeric, DeltaResult{}, 0
 	}
@@ -393,55 +395,6 @@ func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o
 		return st, DeltaResult{}, 0
 	}
 	return OK, DeltaResult{Value: cur, CAS: newCAS}, s.findLocked(h, key)
-}
-
-// parseCounter reads a value as memcached's safe_strtoull does on the
-// item's data, a C string: optional leading white space and sign, decimal
-// digits, then white space or the end (the value's end or a NUL byte). A
-// value too large for 64 bits is not a number, nor is one that is
-// negative as a signed number while a '-' appears before the end.
-func parseCounter(v []byte) (uint64, bool) {
-	if z := bytes.IndexByte(v, 0); z >= 0 {
-		v = v[:z]
-	}
-	i := 0
-	for i < len(v) && isSpace(v[i]) {
-		i++
-	}
-	neg := false
-	if i < len(v) && (v[i] == '+' || v[i] == '-') {
-		neg = v[i] == '-'
-		i++
-	}
-	start := i
-	var n uint64
-	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
-		d := uint64(v[i] - '0')
-		if n > (1<<64-1-d)/10 {
-			return 0, false // ERANGE
-		}
-		n = n*10 + d
-		i++
-	}
-	if i == start {
-		return 0, false
-	}
-	// The item's data is followed by "\r\n" in memcached, so running off the
-	// end of the value counts as white space.
-	if i < len(v) && !isSpace(v[i]) {
-		return 0, false
-	}
-	if neg {
-		n = -n // strtoull negates
-	}
-	if int64(n) < 0 && bytes.IndexByte(v, '-') >= 0 {
-		return 0, false
-	}
-	return n, true
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // FlushAll invalidates every item now (delay <= 0) or, with a delay, every
