@@ -50,29 +50,21 @@ type Meta struct {
 	keyBuf [MaxKeyLen]byte
 }
 
-// ReplyOpaqueTooLong answers a meta command with an O token over 32 bytes.
-const ReplyOpaqueTooLong = "CLIENT_ERROR opaque token too long\r\n"
-
-// Meta replies memcached 1.6.18 uses.
-const (
-	ReplyMetaNoop = "MN\r\n"
-	ReplyMetaMiss = "EN\r\n"
-)
-
+// The meta parser's error lines, static like ascii.go's.
 var (
-	errLineOptionsTooLongGet = []byte("CLIENT_ERROR options flags are too long\r\n")
-	errLineOptionsTooLong    = []byte("CLIENT_ERROR options flags too long\r\n")
-	errLineInvalidOrDup      = []byte("CLIENT_ERROR invalid or duplicate flag\r\n")
-	errLineDuplicateFlag     = []byte("CLIENT_ERROR duplicate flag\r\n")
-	errLineInvalidFlag       = []byte("CLIENT_ERROR invalid flag\r\n")
-	errLineBadToken          = []byte("CLIENT_ERROR bad token in command line format\r\n")
-	errLineDecodingKey       = []byte("CLIENT_ERROR error decoding key\r\n")
-	errLineMLength           = []byte("CLIENT_ERROR incorrect length for M token\r\n")
-	errLineBadInitial        = []byte("CLIENT_ERROR invalid numeric initial value\r\n")
-	errLineBadDelta          = []byte("CLIENT_ERROR invalid numeric delta value\r\n")
+	errLineOptionsTooLongGet = []byte(ReplyMetaOptionsTooLongGet)
+	errLineOptionsTooLong    = []byte(ReplyMetaOptionsTooLong)
+	errLineInvalidOrDup      = []byte(ReplyMetaInvalidOrDupFlag)
+	errLineDuplicateFlag     = []byte(ReplyMetaDuplicateFlag)
+	errLineInvalidFlag       = []byte(ReplyMetaInvalidFlag)
+	errLineBadToken          = []byte(ReplyMetaBadToken)
+	errLineDecodingKey       = []byte(ReplyMetaDecodingKey)
+	errLineMLength           = []byte(ReplyMetaMLength)
+	errLineBadInitial        = []byte(ReplyMetaBadInitial)
+	errLineBadDelta          = []byte(ReplyMetaBadDelta)
 	errLineOpaqueTooLong     = []byte(ReplyOpaqueTooLong)
-	errLineInvalidModeSet    = []byte("CLIENT_ERROR invalid mode for ms M token\r\n")
-	errLineInvalidModeArith  = []byte("CLIENT_ERROR invalid mode for ma M token\r\n")
+	errLineInvalidModeSet    = []byte(ReplyMetaInvalidModeSet)
+	errLineInvalidModeArith  = []byte(ReplyMetaInvalidModeArith)
 )
 
 // Meta returns the request's meta flags, valid for the meta commands.

@@ -31,7 +31,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	eng := cs.tenant.eng
 	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
-			out = append(out, flushDenied...)
+			out = append(out, codec.ReplyFlushDenied...)
 		} else if !r.NoReply {
 			out = append(out, codec.ReplyNotStored...)
 		}

@@ -23,7 +23,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 	eng := cs.tenant.eng
 	if caps := cs.caps(); caps != control.CapAll && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
-			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, flushDeniedText)
+			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, codec.BinaryFlushDenied)
 		} else {
 			out = codec.AppendBinaryStatus(out, op, codec.StatusNotStored, opaque)
 		}
@@ -149,7 +149,7 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 	case engine.NotFound:
 		out = codec.AppendBinaryStatus(out, op, codec.StatusKeyNotFound, opaque)
 	case engine.NoMemory:
-		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, "out of memory storing object")
+		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, codec.BinaryOutOfMemoryStore)
 	case engine.TooLarge: // an append or prepend that would reach the limit
 		// Not counted in store_too_large: memcached's binary protocol
 		// counts no refusal there.

@@ -263,7 +263,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		return append(appendEcho(append(out, metaCodes[st]...), r, m), "\r\n"...)
 	case engine.NoMemory:
 		if m.Vivify {
-			return append(out, "SERVER_ERROR Out of memory allocating new item\r\n"...)
+			return append(out, codec.ReplyOutOfMemoryVivify...)
 		}
 		return append(out, codec.ReplyOutOfMemoryDelta...)
 	default:
