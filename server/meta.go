@@ -251,7 +251,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	}
 	// N's expiry is set below, in the order of the flags.
 	st, res := eng.MetaDelta(r.Key, engine.DeltaOptions{Incr: incr, Delta: r.Delta, CAS: cas, Create: m.Vivify, Initial: r.Initial})
-	ref, created, replaced := res.Ref, res.Created, res.Replaced
+	ref := res.Ref
 	switch st {
 	case engine.OK:
 	case engine.NonNumeric:
@@ -288,11 +288,11 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 			out = appendTTL(out, exp, now)
 		case 'T':
 			exp = ref.ServerTime(r.Exptime)
-			if !replaced {
+			if !res.Replaced {
 				ref.SetTTL(r.Exptime)
 			}
 		case 'N':
-			if created {
+			if res.Created {
 				exp = ref.ServerTime(m.Vivified)
 				ref.SetTTL(m.Vivified)
 			}
@@ -309,7 +309,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		}
 	}
 	ref.Release()
-	if r.NoReply && !created {
+	if r.NoReply && !res.Created {
 		// memcached suppresses only the answer of an incr or decr done;
 		// one that created the item answers, q or not.
 		return out[:mark]
