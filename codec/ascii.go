@@ -3,6 +3,8 @@ package codec
 import (
 	"bytes"
 	"math"
+
+	"github.com/memhive/memhive/internal/cnum"
 )
 
 // Error lines the parser answers with. They are static: a Request's
@@ -284,7 +286,7 @@ func retrieveASCII(n int, t *lineTokens, req *Request, cmd Command) (int, error)
 	req.Cmd = cmd
 	pos := t.f[1].off
 	if cmd == CmdGat || cmd == CmdGats {
-		exp, ok := safeStrtol(t.tok(1))
+		exp, ok := cnum.SafeStrtol(t.tok(1))
 		if !ok {
 			return errorLine(req, n, errLineInvalidExp)
 		}
@@ -329,16 +331,16 @@ func (p *Parser) updateASCII(buf []byte, n int, t *lineTokens, req *Request, cmd
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	flags, ok1 := safeStrtoul(t.tok(2))
-	exptime, ok2 := safeStrtol(t.tok(3))
-	vlen, ok3 := safeStrtol(t.tok(4))
+	flags, ok1 := cnum.SafeStrtoul(t.tok(2))
+	exptime, ok2 := cnum.SafeStrtol(t.tok(3))
+	vlen, ok3 := cnum.SafeStrtol(t.tok(4))
 	if !ok1 || !ok2 || !ok3 {
 		return failASCII(req, n, errLineBadFormat)
 	}
 	var cas uint64
 	if cmd == CmdCas {
 		var ok bool
-		if cas, ok = safeStrtoull(t.tok(5)); !ok {
+		if cas, ok = cnum.SafeStrtoull(t.tok(5)); !ok {
 			return failASCII(req, n, errLineBadFormat)
 		}
 	}
@@ -381,7 +383,7 @@ func touchASCII(n int, t *lineTokens, req *Request) (int, error) {
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	exp, ok := safeStrtol(t.tok(2))
+	exp, ok := cnum.SafeStrtol(t.tok(2))
 	if !ok {
 		return failASCII(req, n, errLineInvalidExp)
 	}
@@ -400,7 +402,7 @@ func arithmeticASCII(n int, t *lineTokens, req *Request, cmd Command) (int, erro
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	delta, ok := safeStrtoull(t.tok(2))
+	delta, ok := cnum.SafeStrtoull(t.tok(2))
 	if !ok {
 		return failASCII(req, n, errLineInvalidDelta)
 	}
@@ -439,7 +441,7 @@ func verbosityASCII(n int, t *lineTokens, req *Request) (int, error) {
 		return errorLine(req, n, errLineError)
 	}
 	req.NoReply = noreply(t)
-	level, ok := safeStrtoul(t.tok(1))
+	level, ok := cnum.SafeStrtoul(t.tok(1))
 	if !ok {
 		return failASCII(req, n, errLineBadFormat)
 	}
@@ -460,7 +462,7 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 		without = 3
 	}
 	if t.ntokens != without {
-		exp, ok := safeStrtol(t.tok(1))
+		exp, ok := cnum.SafeStrtol(t.tok(1))
 		if !ok {
 			req.BadFlush = true
 			return failASCII(req, n, errLineInvalidExp)
@@ -469,115 +471,4 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 	}
 	req.Cmd = CmdFlushAll
 	return n, nil
-}
-
-// The number parsers below reproduce memcached's safe_strto* (util.c) on a
-// 64-bit Linux, quirks included: leading white space and a sign are
-// accepted, the number may be followed by white space and anything after
-// it, and the 32-bit variants silently truncate a 64-bit result.
-
-// isCSpace is C's isspace in the "C" locale.
-func isCSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
-
-// cStrtoull is strtoull(s, &end, 10): ok is false when no digit was read or
-// the magnitude overflows (ERANGE). A '-' negates modulo 2^64.
-func cStrtoull(s []byte) (v uint64, end int, ok bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	overflow := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		d := uint64(s[i] - '0')
-		if v > (math.MaxUint64-d)/10 {
-			overflow = true
-		} else {
-			v = v*10 + d
-		}
-	}
-	if i == start || overflow {
-		return 0, 0, false
-	}
-	if neg {
-		v = -v
-	}
-	return v, i, true
-}
-
-// cStrtol is strtol(s, &end, 10) with a 64-bit long.
-func cStrtol(s []byte) (v int64, end int, ok bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	limit := uint64(math.MaxInt64)
-	if neg {
-		limit++
-	}
-	var mag uint64
-	overflow := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		d := uint64(s[i] - '0')
-		if mag > (limit-d)/10 {
-			overflow = true
-		} else {
-			mag = mag*10 + d
-		}
-	}
-	if i == start || overflow {
-		return 0, 0, false
-	}
-	if neg {
-		return int64(-mag), i, true
-	}
-	return int64(mag), i, true
-}
-
-// endsNumber is the check memcached makes after strto*: the number must be
-// followed by white space or the end of the token.
-func endsNumber(s []byte, end int) bool {
-	return end == len(s) || isCSpace(s[end])
-}
-
-// safeStrtoull is memcached's safe_strtoull.
-func safeStrtoull(s []byte) (uint64, bool) {
-	v, end, ok := cStrtoull(s)
-	if !ok || !endsNumber(s, end) {
-		return 0, false
-	}
-	if int64(v) < 0 && bytes.IndexByte(s, '-') >= 0 {
-		return 0, false
-	}
-	return v, true
-}
-
-// safeStrtoul is memcached's safe_strtoul: an unsigned long (64 bits)
-// stored into a uint32.
-func safeStrtoul(s []byte) (uint32, bool) {
-	v, ok := safeStrtoull(s)
-	return uint32(v), ok
-}
-
-// safeStrtol is memcached's safe_strtol: a long (64 bits) stored into an
-// int32.
-func safeStrtol(s []byte) (int32, bool) {
-	v, end, ok := cStrtol(s)
-	if !ok || !endsNumber(s, end) {
-		return 0, false
-	}
-	return int32(v), true
 }

@@ -299,45 +299,6 @@ func TestASCIIPipeline(t *testing.T) {
 	}
 }
 
-func TestSafeStrto(t *testing.T) {
-	u64 := []struct {
-		in   string
-		v    uint64
-		okay bool
-	}{
-		{"0", 0, true}, {"123", 123, true}, {"+5", 5, true}, {" \t5", 5, true},
-		{"5\t", 5, true}, {"5\vjunk", 5, true}, {"5x", 0, false}, {"", 0, false},
-		{"-", 0, false}, {"+", 0, false}, {"x5", 0, false}, {"-0", 0, true},
-		{"-1", 0, false}, {"18446744073709551615", 18446744073709551615, true},
-		{"18446744073709551616", 0, false}, {"9223372036854775808", 9223372036854775808, true},
-		{"-9223372036854775809", 9223372036854775807, true}, {"0x10", 0, false},
-		{"\x005", 0, false},
-	}
-	for _, c := range u64 {
-		v, ok := safeStrtoull([]byte(c.in))
-		if v != c.v || ok != c.okay {
-			t.Errorf("safeStrtoull(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
-		}
-	}
-	i32 := []struct {
-		in   string
-		v    int32
-		okay bool
-	}{
-		{"0", 0, true}, {"-1", -1, true}, {"2147483647", 2147483647, true},
-		{"2147483648", -2147483648, true}, {"4294967297", 1, true},
-		{"9223372036854775807", -1, true}, {"9223372036854775808", 0, false},
-		{"-9223372036854775808", 0, true}, {"-9223372036854775809", 0, false},
-		{" -3 ", -3, true}, {"--3", 0, false},
-	}
-	for _, c := range i32 {
-		v, ok := safeStrtol([]byte(c.in))
-		if v != c.v || ok != c.okay {
-			t.Errorf("safeStrtol(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
-		}
-	}
-}
-
 // checkInvariants asserts what must hold for any parse result.
 func checkInvariants(t testing.TB, buf []byte, n int, err error, r *Request) {
 	t.Helper()

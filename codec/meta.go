@@ -3,6 +3,8 @@ package codec
 import (
 	"encoding/base64"
 	"math"
+
+	"github.com/memhive/memhive/internal/cnum"
 )
 
 // The meta commands (mg, ms, md, ma, mn, me), parsed as memcached 1.6.18's
@@ -48,29 +50,21 @@ type Meta struct {
 	keyBuf [MaxKeyLen]byte
 }
 
-// ReplyOpaqueTooLong answers a meta command with an O token over 32 bytes.
-const ReplyOpaqueTooLong = "CLIENT_ERROR opaque token too long\r\n"
-
-// Meta replies memcached 1.6.18 uses.
-const (
-	ReplyMetaNoop = "MN\r\n"
-	ReplyMetaMiss = "EN\r\n"
-)
-
+// The meta parser's error lines, static like ascii.go's.
 var (
-	errLineOptionsTooLongGet = []byte("CLIENT_ERROR options flags are too long\r\n")
-	errLineOptionsTooLong    = []byte("CLIENT_ERROR options flags too long\r\n")
-	errLineInvalidOrDup      = []byte("CLIENT_ERROR invalid or duplicate flag\r\n")
-	errLineDuplicateFlag     = []byte("CLIENT_ERROR duplicate flag\r\n")
-	errLineInvalidFlag       = []byte("CLIENT_ERROR invalid flag\r\n")
-	errLineBadToken          = []byte("CLIENT_ERROR bad token in command line format\r\n")
-	errLineDecodingKey       = []byte("CLIENT_ERROR error decoding key\r\n")
-	errLineMLength           = []byte("CLIENT_ERROR incorrect length for M token\r\n")
-	errLineBadInitial        = []byte("CLIENT_ERROR invalid numeric initial value\r\n")
-	errLineBadDelta          = []byte("CLIENT_ERROR invalid numeric delta value\r\n")
+	errLineOptionsTooLongGet = []byte(ReplyMetaOptionsTooLongGet)
+	errLineOptionsTooLong    = []byte(ReplyMetaOptionsTooLong)
+	errLineInvalidOrDup      = []byte(ReplyMetaInvalidOrDupFlag)
+	errLineDuplicateFlag     = []byte(ReplyMetaDuplicateFlag)
+	errLineInvalidFlag       = []byte(ReplyMetaInvalidFlag)
+	errLineBadToken          = []byte(ReplyMetaBadToken)
+	errLineDecodingKey       = []byte(ReplyMetaDecodingKey)
+	errLineMLength           = []byte(ReplyMetaMLength)
+	errLineBadInitial        = []byte(ReplyMetaBadInitial)
+	errLineBadDelta          = []byte(ReplyMetaBadDelta)
 	errLineOpaqueTooLong     = []byte(ReplyOpaqueTooLong)
-	errLineInvalidModeSet    = []byte("CLIENT_ERROR invalid mode for ms M token\r\n")
-	errLineInvalidModeArith  = []byte("CLIENT_ERROR invalid mode for ma M token\r\n")
+	errLineInvalidModeSet    = []byte(ReplyMetaInvalidModeSet)
+	errLineInvalidModeArith  = []byte(ReplyMetaInvalidModeArith)
 )
 
 // Meta returns the request's meta flags, valid for the meta commands.
@@ -140,7 +134,7 @@ func (p *Parser) metaCommand(buf []byte, n int, t *lineTokens, req *Request, cmd
 		if t.ntokens > maxMetaTokens {
 			return errorLine(req, n, errLineOptionsTooLong)
 		}
-		v, ok := safeStrtol(t.tok(2))
+		v, ok := cnum.SafeStrtol(t.tok(2))
 		if !ok || v < 0 || v > math.MaxInt32-2 {
 			return errorLine(req, n, errLineBadFormat)
 		}
@@ -254,19 +248,19 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 			req.Key, m.Base64 = k, true
 		case 'N':
 			m.Vivify = true
-			if v, ok := safeStrtol(arg); ok {
+			if v, ok := cnum.SafeStrtol(arg); ok {
 				m.Vivified = int64(v)
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'T':
-			if v, ok := safeStrtol(arg); ok {
+			if v, ok := cnum.SafeStrtol(arg); ok {
 				req.Exptime, m.NewTTL = int64(v), true
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'R':
-			if v, ok := safeStrtol(arg); ok {
+			if v, ok := cnum.SafeStrtol(arg); ok {
 				m.Recache, m.RecacheT = true, int64(v)
 			} else {
 				fail(errLineBadToken)
@@ -283,19 +277,19 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 		case 'q':
 			req.NoReply = true
 		case 'F':
-			if v, ok := safeStrtoul(arg); ok {
+			if v, ok := cnum.SafeStrtoul(arg); ok {
 				req.Flags = v
 			} else {
 				fail(nil)
 			}
 		case 'C':
-			if v, ok := safeStrtoull(arg); ok {
+			if v, ok := cnum.SafeStrtoull(arg); ok {
 				req.CAS, m.HasCAS = v, true
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'E':
-			if v, ok := safeStrtoull(arg); ok {
+			if v, ok := cnum.SafeStrtoull(arg); ok {
 				m.CASValue, m.SetCAS = v, true
 			} else {
 				fail(errLineBadToken)
@@ -307,13 +301,13 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 				m.Mode = tok[1]
 			}
 		case 'J':
-			if v, ok := safeStrtoull(arg); ok {
+			if v, ok := cnum.SafeStrtoull(arg); ok {
 				req.Initial = v
 			} else {
 				fail(errLineBadInitial)
 			}
 		case 'D':
-			if v, ok := safeStrtoull(arg); ok {
+			if v, ok := cnum.SafeStrtoull(arg); ok {
 				req.Delta = v
 			} else {
 				fail(errLineBadDelta)

@@ -41,11 +41,74 @@ const (
 	ReplyBadCommandLine   = "CLIENT_ERROR bad command line\r\n" // stats cachedump with too few arguments
 	ReplyIllegalSlabID    = "CLIENT_ERROR Illegal slab id\r\n"
 
+	// ReplyOutOfMemoryVivify answers an ma with N that could not create
+	// its item.
+	ReplyOutOfMemoryVivify = "SERVER_ERROR Out of memory allocating new item\r\n"
+
 	// Text-protocol authentication (memcached -Y, MemCachier's scheme).
 	ReplyUnauthenticated   = "CLIENT_ERROR unauthenticated\r\n"
 	ReplyAuthFailure       = "CLIENT_ERROR authentication failure\r\n"
 	ReplyBadAuthFormat     = "CLIENT_ERROR bad authentication token format\r\n"
 	ReplyBadLineTerminator = "CLIENT_ERROR bad command line termination\r\n"
+
+	// Connection-level answers, each followed by a close: a connection
+	// past -c, one that arrives while the server stops (memhive's own),
+	// and one whose unprocessed input outgrew its bound (a multi-get
+	// line longer than the largest item, or requests sent while the
+	// replies to earlier ones are not being read).
+	ReplyTooManyConns  = "ERROR Too many open connections\r\n"
+	ReplyShuttingDown  = "SERVER_ERROR shutting down\r\n"
+	ReplyInputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
+)
+
+// The meta commands' fixed replies and parse errors, as memcached 1.6.18
+// writes them.
+const (
+	ReplyMetaNoop = "MN\r\n"
+	ReplyMetaMiss = "EN\r\n"
+	// ReplyOpaqueTooLong answers a meta command with an O token over 32
+	// bytes.
+	ReplyOpaqueTooLong = "CLIENT_ERROR opaque token too long\r\n"
+
+	ReplyMetaOptionsTooLongGet = "CLIENT_ERROR options flags are too long\r\n" // mg
+	ReplyMetaOptionsTooLong    = "CLIENT_ERROR options flags too long\r\n"     // ms, md, ma
+	ReplyMetaInvalidOrDupFlag  = "CLIENT_ERROR invalid or duplicate flag\r\n"
+	ReplyMetaDuplicateFlag     = "CLIENT_ERROR duplicate flag\r\n"
+	ReplyMetaInvalidFlag       = "CLIENT_ERROR invalid flag\r\n"
+	ReplyMetaBadToken          = "CLIENT_ERROR bad token in command line format\r\n"
+	ReplyMetaDecodingKey       = "CLIENT_ERROR error decoding key\r\n"
+	ReplyMetaMLength           = "CLIENT_ERROR incorrect length for M token\r\n"
+	ReplyMetaBadInitial        = "CLIENT_ERROR invalid numeric initial value\r\n"
+	ReplyMetaBadDelta          = "CLIENT_ERROR invalid numeric delta value\r\n"
+	ReplyMetaInvalidModeSet    = "CLIENT_ERROR invalid mode for ms M token\r\n"
+	ReplyMetaInvalidModeArith  = "CLIENT_ERROR invalid mode for ma M token\r\n"
+)
+
+// memhive's own ASCII answers, where memcached has none: a credential
+// lacking the capability a command needs (a credential without write
+// may read its cache's counters but not wipe them: the dashboard's
+// history and hit rates are built on them), a login refused by the
+// throttle (the connection then closes), and stats cachedump, which would
+// list a cache's keys, its users' data.
+const (
+	ReplyFlushDenied      = "CLIENT_ERROR flush_all needs the flush capability, which this credential lacks\r\n"
+	ReplyStatsResetDenied = "CLIENT_ERROR stats reset needs the write capability, which this credential lacks\r\n"
+	ReplyThrottled        = "CLIENT_ERROR too many authentication failures from this address; try again later\r\n"
+	ReplyCachedumpDenied  = "CLIENT_ERROR stats cachedump not allowed\r\n"
+)
+
+// Binary response bodies other than BinaryStatusText's: memcached's for
+// SASL and for a store that finds no memory, then memhive's own beside
+// the ASCII answers above.
+const (
+	BinarySASLMechs        = "PLAIN"         // SASL LIST MECHS
+	BinaryAuthenticated    = "Authenticated" // a SASL AUTH or STEP that logged in
+	BinaryAuthFailure      = "Auth failure." // one that did not
+	BinaryOutOfMemoryStore = "out of memory storing object"
+
+	BinaryFlushDenied      = "flush_all needs the flush capability"
+	BinaryStatsResetDenied = "stats reset needs the write capability"
+	BinaryThrottled        = "Too many authentication failures from this address; try again later."
 )
 
 // AppendValue appends one retrieval hit:
@@ -129,7 +192,7 @@ func BinaryStatusText(status uint16) string {
 	case StatusNonNumeric:
 		return "Non-numeric server-side value for incr or decr"
 	case StatusAuthError:
-		return "Auth failure."
+		return BinaryAuthFailure
 	case StatusUnknownCommand:
 		return "Unknown command"
 	case StatusOutOfMemory:

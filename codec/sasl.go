@@ -1,6 +1,10 @@
 package codec
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/memhive/memhive/internal/cnum"
+)
 
 // memhive's binary SASL follows memcached 1.6.18 built with Debian's Cyrus
 // SASL 2.1.28 (memcached -S, mech_list: plain): the functions here are the
@@ -43,16 +47,14 @@ func ParseSASLPlain(msg []byte) (username, password []byte, ok bool) {
 // trimSpaceC trims what C's isspace calls white space in the C locale,
 // as Cyrus' canonicalisation of a username does.
 func trimSpaceC(b []byte) []byte {
-	for len(b) > 0 && isSpaceC(b[0]) {
+	for len(b) > 0 && cnum.IsSpace(b[0]) {
 		b = b[1:]
 	}
-	for len(b) > 0 && isSpaceC(b[len(b)-1]) {
+	for len(b) > 0 && cnum.IsSpace(b[len(b)-1]) {
 		b = b[:len(b)-1]
 	}
 	return b
 }
-
-func isSpaceC(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
 
 // IsSASLPlainMech reports whether Cyrus takes mech, a SASL AUTH key, for
 // the PLAIN mechanism: memcached passes the key as a C string (it ends at

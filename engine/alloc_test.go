@@ -15,7 +15,7 @@ func TestEngineHotPathAllocatesNothing(t *testing.T) {
 			out = append(out[:0], r.Value()...)
 			r.Release()
 		}
-		e.Delta([]byte("n"), true, 1, 0, true, 0, 0)
+		e.Delta([]byte("n"), DeltaOptions{Incr: true, Delta: 1, Create: true})
 	})
 	if allocs != 0 {
 		t.Fatalf("set+get+incr allocate %.1f times per run, want 0", allocs)

@@ -4,11 +4,18 @@
 //
 // # Stripes
 //
-// The key space is split into stripes by the go-farm hash of (cache id,
-// key). A stripe owns everything its items touch: its hash chains, its
-// slab.Allocator (size classes, LRU lists, eviction) and its counters. One
-// mutex per stripe guards all of it, so a request takes exactly one lock
-// and no lock is ever held while another stripe's is taken.
+// The key space is split into stripes by the go-farm hash of the key
+// (each cache has an Engine of its own). A stripe owns everything its items
+// touch: its hash chains, its slab.Allocator (size classes, LRU lists,
+// eviction) and its counters. One mutex per stripe guards all of it, so a
+// request takes exactly one lock and no lock is ever held while another
+// stripe's is taken.
+//
+// Every command on a key opens with lockKey (memcached's item_lock in
+// thread.c): hash the key, read the clock, lock the key's stripe. A
+// function or method named ...Locked (memcached's do_ prefix) assumes that
+// lock is held and never takes it; so do the stripe's slab.Index methods
+// (Evicted, Moved), which its allocator calls, and the methods of a Ref.
 //
 // # Lock order
 //
@@ -22,5 +29,7 @@
 // Items are referenced by slab.Handle (integer offsets), never pointers.
 // A Ref returned by Get holds its stripe's lock: the caller copies what it
 // needs (into its output buffer) and calls Release promptly, without
-// calling the engine in between.
+// calling the engine in between. The engine copies the keys and values it
+// is given, so a request's slices may be reused once a call returns; the
+// slices a Ref gives out alias item memory and are valid until Release.
 package engine

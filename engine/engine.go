@@ -363,3 +363,16 @@ func (e *Engine) stripeFor(h uint64) *stripe {
 	// The high bits pick the stripe; the low bits pick the bucket inside it.
 	return &e.stripes[(h>>40)&e.mask]
 }
+
+// lockKey is the opening of every command on one key, as memcached's
+// item_lock(hv) in thread.c: it hashes key, reads the clock and locks the
+// stripe that owns the key. The caller runs the command's ...Locked steps
+// with h and now, then unlocks s.mu (or hands it to a Ref, whose Release
+// unlocks it).
+func (e *Engine) lockKey(key []byte) (s *stripe, h uint64, now uint32) {
+	h = hash(key)
+	s = e.stripeFor(h)
+	now = e.clock.Now()
+	s.mu.Lock()
+	return s, h, now
+}

@@ -196,41 +196,54 @@ func TestDelta(t *testing.T) {
 		{true, 1000, OK, 1000, "1000"},
 		{true, 1<<64 - 1000, OK, 0, "0   "}, // wraps
 	} {
-		st, r := e.Delta(k, s.incr, s.delta, 0, false, 0, 0)
+		st, r := e.Delta(k, DeltaOptions{Incr: s.incr, Delta: s.delta})
 		v, flags, _, _ := get(t, e, "n")
 		if st != s.want || r.Value != s.value || v != s.raw || flags != 5 {
 			t.Fatalf("step %d: status %d value %d raw %q flags %d", i, st, r.Value, v, flags)
 		}
 	}
 	e.Store(ModeSet, []byte("s"), 0, 0, []byte("12abc"), 0)
-	if st, _ := e.Delta([]byte("s"), true, 1, 0, false, 0, 0); st != NonNumeric {
+	if st, _ := e.Delta([]byte("s"), DeltaOptions{Incr: true, Delta: 1}); st != NonNumeric {
 		t.Fatal("non-numeric accepted")
 	}
-	if st, _ := e.Delta([]byte("missing"), true, 1, 0, false, 0, 0); st != NotFound {
+	if st, _ := e.Delta([]byte("missing"), DeltaOptions{Incr: true, Delta: 1}); st != NotFound {
 		t.Fatal(st)
 	}
-	st, r := e.Delta([]byte("auto"), true, 1, 0, true, 77, 0)
+	st, r := e.Delta([]byte("auto"), DeltaOptions{Incr: true, Delta: 1, Create: true, Initial: 77})
 	if v, _, _, _ := get(t, e, "auto"); st != OK || r.Value != 77 || v != "77" {
 		t.Fatalf("auto-create: %d %d %q", st, r.Value, v)
 	}
 }
 
-func TestParseCounter(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want uint64
-		ok   bool
+// TestMetaDeltaResult pins what MetaDelta reports beside its status: the
+// item locked in Ref, whether Create made it, and whether a number too
+// long for the old value put a new item in its place.
+func TestMetaDeltaResult(t *testing.T) {
+	e, _ := newTestEngine(t, 8)
+	incr := DeltaOptions{Incr: true, Delta: 1}
+	if st, res := e.MetaDelta([]byte("c"), incr); st != NotFound || res != (MetaDeltaResult{}) {
+		t.Fatalf("miss: %v %+v", st, res)
+	}
+	for i, want := range []struct {
+		value             uint64
+		raw               string
+		created, replaced bool
 	}{
-		{"0", 0, true}, {"18446744073709551615", 1<<64 - 1, true},
-		{"18446744073709551616", 0, false}, {"", 0, false}, {" ", 0, false},
-		{"5  ", 5, true}, {"  7", 7, true}, {"1a", 0, false}, {"-1", 0, false},
-		{"-0", 0, true}, {"+3", 3, true}, {"-18446744073709551615", 1, true},
-		{"100\x00junk", 100, true}, {"\x00", 0, false}, {"9223372036854775808", 1 << 63, true},
-		{"9223372036854775808 -", 0, false},
+		{8, "8", true, false},   // created with Initial
+		{9, "9", false, false},  // in place
+		{10, "10", false, true}, // one digit more: a new item
 	} {
-		got, ok := parseCounter([]byte(c.in))
-		if got != c.want || ok != c.ok {
-			t.Errorf("%q: %d %v, want %d %v", c.in, got, ok, c.want, c.ok)
+		o := incr
+		o.Create, o.Initial = true, 8
+		st, res := e.MetaDelta([]byte("c"), o)
+		if st != OK {
+			t.Fatalf("step %d: %v", i, st)
+		}
+		raw, cas := string(res.Ref.Value()), res.Ref.CAS()
+		res.Ref.Release()
+		if res.Value != want.value || raw != want.raw || res.CAS != cas ||
+			res.Created != want.created || res.Replaced != want.replaced {
+			t.Fatalf("step %d: %+v value %q cas %d, want %+v", i, res.DeltaResult, raw, cas, want)
 		}
 	}
 }
@@ -370,7 +383,7 @@ func TestConcurrentUse(t *testing.T) {
 					}
 					r.Release()
 				}
-				e.Delta([]byte("counter"), true, 1, 0, true, 0, 0)
+				e.Delta([]byte("counter"), DeltaOptions{Incr: true, Delta: 1, Create: true})
 			}
 		}(g)
 	}

@@ -68,10 +68,7 @@ func (r Ref) Bump() {
 // does, always as a get; the caller counts a hit (a created item too)
 // with CountMetaHit once its answer is complete.
 func (e *Engine) MetaGet(key []byte, vivify bool) (r Ref, hit, created bool) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
-	s.mu.Lock()
+	s, h, now := e.lockKey(key)
 	it := s.getLocked(h, key, now)
 	if it == 0 && vivify {
 		if st, _ := s.storeNewLocked(h, key, 0, 0, now, nil, nil, 0, 0); st == Stored {
@@ -107,10 +104,8 @@ func (r Ref) CountMetaHit(touch bool) {
 
 // Peek finds a key's item without counting or bumping anything (me).
 func (e *Engine) Peek(key []byte) (Ref, bool) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	s.mu.Lock()
-	it := s.getLocked(h, key, e.clock.Now())
+	s, h, now := e.lockKey(key)
+	it := s.getLocked(h, key, now)
 	if it == 0 {
 		s.mu.Unlock()
 		return Ref{}, false
@@ -118,58 +113,75 @@ func (e *Engine) Peek(key []byte) (Ref, bool) {
 	return Ref{s, it}, true
 }
 
-// MetaDelete is md: with hasCAS the item's CAS must equal cas (else
-// Exists); with invalidate the item is kept, marked stale, its token
-// cleared and its CAS renewed, with a new expiry if newTTL; otherwise it is
-// deleted.
-func (e *Engine) MetaDelete(key []byte, hasCAS bool, cas uint64, invalidate, newTTL bool, exptime int64) Status {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
-	s.mu.Lock()
+// MetaDeleteOptions are md's flags.
+type MetaDeleteOptions struct {
+	// HasCAS (C): the item's CAS value must equal CAS, else Exists.
+	HasCAS bool
+	CAS    uint64
+	// Invalidate (I) keeps the item, marked stale, its recache token
+	// cleared and its CAS renewed, instead of deleting it.
+	Invalidate bool
+	// NewTTL (T, with I) gives the invalidated item the expiry Exptime
+	// (a client exptime).
+	NewTTL  bool
+	Exptime int64
+}
+
+// MetaDelete is md: Deleted (also when the item was only invalidated),
+// NotFound, or Exists on a CAS mismatch.
+func (e *Engine) MetaDelete(key []byte, o MetaDeleteOptions) Status {
+	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
 	it := s.getLocked(h, key, now)
 	if it == 0 {
 		s.st.deleteMisses++
 		return NotFound
 	}
-	if hasCAS && s.items.CAS(it) != cas {
+	if o.HasCAS && s.items.CAS(it) != o.CAS {
 		s.st.deleteMisses++
 		return Exists
 	}
-	if !invalidate {
+	if !o.Invalidate {
 		s.st.deleteHits++
 		s.alloc.ClassStats(it).DeleteHits++
 		s.removeLocked(it)
 		return Deleted
 	}
-	if newTTL {
-		s.setExptimeLocked(it, e.clock.RelTime(exptime))
+	if o.NewTTL {
+		s.setExptimeLocked(it, e.clock.RelTime(o.Exptime))
 	}
 	f := s.items.IFlags(it)
 	s.items.SetIFlags(it, (f|slab.ItemStale)&^slab.ItemTokenSent)
-	s.items.SetCAS(it, s.nextCAS())
+	s.items.SetCAS(it, s.nextCASLocked())
 	return Deleted
 }
 
-// MetaDelta is ma: Delta, except that a miss with vivify creates the item
-// with initial and no expiry (created reports it), and that on OK the item
-// is returned locked, for the caller to read and set its expiry in the
-// order of the flags, then Release.
-//
-// replaced reports that the new number did not fit in place, so that a new
-// item took the old one's place: memcached then hands ma the old, unlinked
-// item, so ma's T and N change nothing (what it reads is the same).
-func (e *Engine) MetaDelta(key []byte, incr bool, delta, cas uint64, vivify bool, initial uint64) (st Status, res DeltaResult, r Ref, created, replaced bool) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	s.mu.Lock()
-	before := s.getLocked(h, key, e.clock.Now())
-	created = vivify && before == 0
-	st, res, it := s.deltaLocked(h, key, incr, delta, cas, created, initial, 0)
+// MetaDeltaResult is what MetaDelta reports besides its Status.
+type MetaDeltaResult struct {
+	DeltaResult
+	// Ref is the item, still locked, when the Status is OK: the caller
+	// reads it and sets its expiry in the order of ma's flags, then
+	// calls Release. It is the zero Ref otherwise.
+	Ref Ref
+	// Created reports that the key was missing and o.Create made the item.
+	Created bool
+	// Replaced reports that the new number did not fit in place, so that
+	// a new item took the old one's place: memcached then hands ma the
+	// old, unlinked item, so ma's T and N change nothing (what it reads
+	// is the same).
+	Replaced bool
+}
+
+// MetaDelta is ma: Delta, except that on OK the item is returned locked
+// in the result's Ref. ma's N is o.Create with no expiry (o.Exptime 0):
+// the caller sets the created item's expiry in the order of the flags.
+func (e *Engine) MetaDelta(key []byte, o DeltaOptions) (Status, MetaDeltaResult) {
+	s, h, now := e.lockKey(key)
+	before := s.getLocked(h, key, now)
+	st, res, it := s.deltaLocked(h, key, before, now, o)
 	if st != OK || it == 0 {
 		s.mu.Unlock()
-		return st, res, Ref{}, false, false
+		return st, MetaDeltaResult{DeltaResult: res}
 	}
-	return st, res, Ref{s, it}, created, !created && it != before
+	return st, MetaDeltaResult{DeltaResult: res, Ref: Ref{s, it}, Created: before == 0, Replaced: before != 0 && it != before}
 }

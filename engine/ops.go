@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"bytes"
 	"strconv"
 
+	"github.com/memhive/memhive/internal/cnum"
 	"github.com/memhive/memhive/slab"
 )
 
@@ -39,7 +39,8 @@ const (
 
 // Ref is a live item found by Get or GetAndTouch. It holds its stripe's
 // lock: read what is needed, then call Release, without calling the engine
-// in between. Key and Value alias item memory and are valid until Release.
+// in between. Key and Value alias item memory: they are valid until
+// Release, and must not be kept (copy them, as into an output buffer).
 type Ref struct {
 	s  *stripe
 	it slab.Handle
@@ -71,14 +72,11 @@ func (e *Engine) GetAndTouch(key []byte, exptime int64) (Ref, bool) {
 }
 
 func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
 	var exp uint32
 	if touch {
 		exp = e.clock.RelTime(exptime)
 	}
-	s.mu.Lock()
+	s, h, now := e.lockKey(key)
 	it := s.getLocked(h, key, now)
 	switch {
 	case touch && it == 0:
@@ -108,11 +106,8 @@ func (e *Engine) lookup(key []byte, touch bool, exptime int64) (Ref, bool) {
 
 // Touch sets a key's expiry without reading it.
 func (e *Engine) Touch(key []byte, exptime int64) Status {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
 	exp := e.clock.RelTime(exptime)
-	s.mu.Lock()
+	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
 	s.st.cmdTouch++
 	it := s.getLocked(h, key, now)
@@ -132,10 +127,7 @@ func (e *Engine) Touch(key []byte, exptime int64) Status {
 // Delete removes a key. A non-zero cas must match the item's (binary
 // protocol), else Exists.
 func (e *Engine) Delete(key []byte, cas uint64) Status {
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
-	s.mu.Lock()
+	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
 	it := s.getLocked(h, key, now)
 	if it == 0 {
@@ -156,10 +148,8 @@ func (e *Engine) Delete(key []byte, cas uint64) Status {
 // item_get there, the lookup counts an expired or flushed item it meets
 // (get_expired, get_flushed); nothing else is counted.
 func (e *Engine) Unlink(key []byte) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	s.mu.Lock()
-	if it := s.getLocked(h, key, e.clock.Now()); it != 0 {
+	s, h, now := e.lockKey(key)
+	if it := s.getLocked(h, key, now); it != 0 {
 		s.removeLocked(it)
 	}
 	s.mu.Unlock()
@@ -168,7 +158,8 @@ func (e *Engine) Unlink(key []byte) {
 // Store runs a storage command. cas is the client's CAS value for ModeCAS;
 // for append and prepend a non-zero cas must match too (binary protocol; a
 // binary set, add or replace with a CAS is ModeCAS). It returns the
-// outcome and, when stored, the item's new CAS value.
+// outcome and, when stored, the item's new CAS value. key and value are
+// copied into item memory: the caller may reuse them once Store returns.
 func (e *Engine) Store(mode Mode, key []byte, flags uint32, exptime int64, value []byte, cas uint64) (Status, uint64) {
 	return e.StoreMeta(mode, key, flags, exptime, value, cas, StoreOptions{})
 }
@@ -190,11 +181,8 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 	if e.tooLarge(len(key) + len(value)) {
 		return TooLarge, 0
 	}
-	h := hash(key)
-	s := e.stripeFor(h)
-	now := e.clock.Now()
 	exp := e.clock.RelTime(exptime)
-	s.mu.Lock()
+	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
 	s.countSetLocked(len(key), len(value))
 	old := s.getLocked(h, key, now)
@@ -270,7 +258,10 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 // bits iflags and CAS value cas (0: a fresh one), replaces any item with
 // the same key, and links it. A failed allocation on a set drops the old
 // item too, so that a stale value does not outlive a write that was
-// acknowledged as failed (memcached does the same).
+// acknowledged as failed (memcached does the same). key, first and second
+// are copied after the allocation, which may evict or move items: they
+// must not alias item memory (append and prepend copy the old value into
+// s.scratch first).
 func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, first, second []byte, iflags uint8, cas uint64) (Status, uint64) {
 	n := len(first) + len(second)
 	it := s.alloc.Alloc(slab.ItemSize(len(key), n))
@@ -281,12 +272,12 @@ func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, fi
 		s.st.storeNoMemory++
 		return NoMemory, 0
 	}
-	s.items.Init(it, 0, key, n, flags, exp, now)
+	s.items.Init(it, key, n, flags, exp, now)
 	v := s.items.Value(it)
 	copy(v, first)
 	copy(v[len(first):], second)
 	if cas == 0 {
-		cas = s.nextCAS()
+		cas = s.nextCASLocked()
 	}
 	s.items.SetCAS(it, cas)
 	if iflags != 0 {
@@ -300,42 +291,54 @@ func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, fi
 	return Stored, cas
 }
 
+// DeltaOptions describe an incr or decr (Delta, MetaDelta).
+type DeltaOptions struct {
+	Incr  bool   // add Delta (incr); false takes it away (decr)
+	Delta uint64 // the amount
+	// CAS, when not 0, must equal the item's CAS value, else Exists.
+	CAS uint64
+	// Create makes a missing key an item holding Initial that expires at
+	// Exptime (a client exptime; 0: never): the binary protocol's incr and
+	// decr with an expiration other than 0xffffffff, and ma's N.
+	Create  bool
+	Initial uint64
+	Exptime int64
+}
+
 // DeltaResult is what Delta reports besides its Status.
 type DeltaResult struct {
-	Value uint64 // the new value
+	Value uint64 // the new value (Initial when the item was created)
 	CAS   uint64 // the item's new CAS value
 }
 
-// Delta runs incr (incr true) or decr: 64-bit unsigned, wrapping on incr,
-// stopping at 0 on decr. A non-zero cas must match. When create is set
-// (binary protocol, exptime not 0xffffffff) a missing key is created with
-// initial and exptime and Value reports initial.
-func (e *Engine) Delta(key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	s.mu.Lock()
+// Delta runs an incr or decr: 64-bit unsigned, wrapping on incr, stopping
+// at 0 on decr. It returns OK and the new value, or why not: NotFound,
+// Exists (a CAS mismatch), NonNumeric, or NoMemory when the new number
+// needs a larger item that cannot be allocated.
+func (e *Engine) Delta(key []byte, o DeltaOptions) (Status, DeltaResult) {
+	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
-	st, res, _ := s.deltaLocked(h, key, incr, delta, cas, create, initial, exptime)
+	st, res, _ := s.deltaLocked(h, key, s.getLocked(h, key, now), now, o)
 	return st, res
 }
 
-// deltaLocked is Delta under the stripe's lock; on OK it also returns the
-// item, which the caller may go on reading while it holds the lock.
-func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64, create bool, initial uint64, exptime int64) (Status, DeltaResult, slab.Handle) {
+// deltaLocked runs Delta on it, key's live item as getLocked found it (0:
+// none). On OK it also returns the item, which the caller may go on
+// reading while it holds the lock: it itself, or the item that replaced it
+// when the new number did not fit in place, or the one created.
+func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o DeltaOptions) (Status, DeltaResult, slab.Handle) {
 	e := s.e
-	now := e.clock.Now()
-	it := s.getLocked(h, key, now)
 	if it == 0 {
-		if create {
+		if o.Create {
 			var buf [20]byte
-			digits := strconv.AppendUint(buf[:0], initial, 10)
-			st, newCAS := s.storeNewLocked(h, key, 0, e.clock.RelTime(exptime), now, digits, nil, 0, 0)
+			digits := strconv.AppendUint(buf[:0], o.Initial, 10)
+			st, newCAS := s.storeNewLocked(h, key, 0, e.clock.RelTime(o.Exptime), now, digits, nil, 0, 0)
 			if st != Stored {
 				return st, DeltaResult{}, 0
 			}
-			return OK, DeltaResult{Value: initial, CAS: newCAS}, s.findLocked(h, key)
+			return OK, DeltaResult{Value: o.Initial, CAS: newCAS}, s.findLocked(h, key)
 		}
-		if incr {
+		if o.Incr {
 			s.st.incrMisses++
 		} else {
 			s.st.decrMisses++
@@ -345,25 +348,27 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 	v := s.items.Value(it)
 	// memcached's order: an empty value is not a number, nor is one it
 	// keeps in chunks, before the CAS check; the digits are read after it.
-	if len(v) == 0 || s.chunkedInMemcached(it) {
+	if len(v) == 0 || s.chunkedInMemcachedLocked(it) {
 		return NonNumeric, DeltaResult{}, 0
 	}
-	if cas != 0 && s.items.CAS(it) != cas {
+	if o.CAS != 0 && s.items.CAS(it) != o.CAS {
 		return Exists, DeltaResult{}, 0
 	}
-	cur, ok := parseCounter(v)
+	// memcached's safe_strtoull on the item's data, a C string that
+	// "\r\n" follows: running off the value's end is white space.
+	cur, ok := cnum.SafeStrtoull(v)
 	if !ok {
 		return NonNumeric, DeltaResult{}, 0
 	}
-	if incr {
-		cur += delta
+	if o.Incr {
+		cur += o.Delta
 		s.st.incrHits++
 		s.alloc.ClassStats(it).IncrHits++
 	} else {
-		if delta > cur {
+		if o.Delta > cur {
 			cur = 0
 		} else {
-			cur -= delta
+			cur -= o.Delta
 		}
 		s.st.decrHits++
 		s.alloc.ClassStats(it).DecrHits++
@@ -377,7 +382,7 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 		for i := len(digits); i < len(v); i++ {
 			v[i] = ' '
 		}
-		newCAS := s.nextCAS()
+		newCAS := s.nextCASLocked()
 		s.items.SetCAS(it, newCAS)
 		s.touchLRULocked(it, now)
 		return OK, DeltaResult{Value: cur, CAS: newCAS}, it
@@ -390,55 +395,6 @@ func (s *stripe) deltaLocked(h uint64, key []byte, incr bool, delta, cas uint64,
 		return st, DeltaResult{}, 0
 	}
 	return OK, DeltaResult{Value: cur, CAS: newCAS}, s.findLocked(h, key)
-}
-
-// parseCounter reads a value as memcached's safe_strtoull does on the
-// item's data, a C string: optional leading white space and sign, decimal
-// digits, then white space or the end (the value's end or a NUL byte). A
-// value too large for 64 bits is not a number, nor is one that is
-// negative as a signed number while a '-' appears before the end.
-func parseCounter(v []byte) (uint64, bool) {
-	if z := bytes.IndexByte(v, 0); z >= 0 {
-		v = v[:z]
-	}
-	i := 0
-	for i < len(v) && isSpace(v[i]) {
-		i++
-	}
-	neg := false
-	if i < len(v) && (v[i] == '+' || v[i] == '-') {
-		neg = v[i] == '-'
-		i++
-	}
-	start := i
-	var n uint64
-	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
-		d := uint64(v[i] - '0')
-		if n > (1<<64-1-d)/10 {
-			return 0, false // ERANGE
-		}
-		n = n*10 + d
-		i++
-	}
-	if i == start {
-		return 0, false
-	}
-	// The item's data is followed by "\r\n" in memcached, so running off the
-	// end of the value counts as white space.
-	if i < len(v) && !isSpace(v[i]) {
-		return 0, false
-	}
-	if neg {
-		n = -n // strtoull negates
-	}
-	if int64(n) < 0 && bytes.IndexByte(v, '-') >= 0 {
-		return 0, false
-	}
-	return n, true
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // FlushAll invalidates every item now (delay <= 0) or, with a delay, every
@@ -460,7 +416,7 @@ func (e *Engine) FlushAll(delay int64) {
 			s.st.cmdFlush++ // once for the engine, as CountFlush does
 		}
 		if ol <= now {
-			s.oldestCAS = s.nextCAS()
+			s.oldestCAS = s.nextCASLocked()
 		}
 		s.mu.Unlock()
 	}
@@ -477,14 +433,14 @@ func (e *Engine) CountFlush() {
 	s.mu.Unlock()
 }
 
-// chunkedInMemcached reports whether memcached would keep the item in
+// chunkedInMemcachedLocked reports whether memcached would keep the item in
 // chunks: when its whole size (a 48-byte header, the key and a NUL, 4
 // bytes of client flags unless they are 0, the value and its "\r\n", the
 // 8-byte CAS) exceeds its largest slab chunk: half of its 1 MiB slab page
 // whatever -I says, and no more than -I (the rule codec's saslTooLarge
 // follows too). memcached's incr and decr refuse such an item as
 // non-numeric, before they compare the CAS.
-func (s *stripe) chunkedInMemcached(it slab.Handle) bool {
+func (s *stripe) chunkedInMemcachedLocked(it slab.Handle) bool {
 	n := 48 + len(s.items.Key(it)) + 1 + len(s.items.Value(it)) + 2 + 8
 	if s.items.Flags(it) != 0 {
 		n += 4

@@ -35,10 +35,10 @@ type stripe struct {
 	_ [64]byte // keep neighbouring stripes' locks off one cache line
 }
 
-// nextCAS issues a CAS value unique across the engine: a per-stripe
+// nextCASLocked issues a CAS value unique across the engine: a per-stripe
 // sequence interleaved with the stripe number, so no shared counter is
 // touched per request.
-func (s *stripe) nextCAS() uint64 {
+func (s *stripe) nextCASLocked() uint64 {
 	s.cas++
 	return s.cas*uint64(len(s.e.stripes)) + s.id
 }
@@ -113,13 +113,15 @@ func (s *stripe) removeLocked(it slab.Handle) {
 }
 
 // Evicted implements slab.Index: it only has to drop the item from the
-// index; the allocator unlinks and frees it.
+// index; the allocator unlinks and frees it. The allocator calls it with
+// s.mu held.
 func (s *stripe) Evicted(it slab.Handle) {
 	s.unhashLocked(it)
 	s.st.evictions++
 }
 
-// Moved implements slab.Index: the item at from was copied to to.
+// Moved implements slab.Index: the item at from was copied to to. The
+// allocator calls it with s.mu held.
 func (s *stripe) Moved(from, to slab.Handle) {
 	b := hash(s.items.Key(to)) & s.bmask
 	if s.buckets[b] == from {

@@ -30,7 +30,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	eng := cs.tenant.Engine()
 	if caps := cs.caps(); !caps.Unrestricted() && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
-			out = append(out, flushDenied...)
+			out = append(out, codec.ReplyFlushDenied...)
 		} else if !r.NoReply {
 			out = append(out, codec.ReplyNotStored...)
 		}
@@ -67,7 +67,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, 0, false, 0, 0)
+		st, res := eng.Delta(r.Key, engine.DeltaOptions{Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta})
 		if !r.NoReply {
 			switch st {
 			case engine.OK:

@@ -8,13 +8,6 @@ import (
 	"github.com/memhive/memhive/tenancy"
 )
 
-// flushDenied is the text answer to flush_all from a credential without
-// the flush capability; flushDeniedText is its binary error body.
-const (
-	flushDenied     = "CLIENT_ERROR flush_all needs the flush capability, which this credential lacks\r\n"
-	flushDeniedText = "flush_all needs the flush capability"
-)
-
 // mutating marks the commands that change a cache, which need the write
 // capability. gat and gats count: they change an item's expiry.
 var mutating = [...]bool{
@@ -26,7 +19,7 @@ var mutating = [...]bool{
 }
 
 // denied reports whether caps forbid cmd: a change without write (answered
-// NOT_STORED), or flush_all without flush (answered flushDenied).
+// NOT_STORED), or flush_all without flush (codec.ReplyFlushDenied).
 func denied(caps tenancy.Capabilities, cmd codec.Command) bool {
 	if int(cmd) < len(mutating) && mutating[cmd] && !caps.CanWrite() {
 		return true
@@ -59,7 +52,7 @@ func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) 
 		cs.out = append(cs.out, codec.ReplyAuthFailure...)
 		return true
 	case loginThrottled:
-		cs.out = append(cs.out, throttledText...)
+		cs.out = append(cs.out, codec.ReplyThrottled...)
 		return true
 	}
 	if !r.NoReply {
@@ -73,10 +66,6 @@ func (s *Server) authenticateASCII(cs *conn, r *codec.Request) (closeConn bool) 
 // closes the connection, silently, on a longer one. memhive does the same;
 // no username and password come near it.
 const textAuthMaxValue = 16384 - 2
-
-// replyBadAuthFormat is memcached -Y's answer to a login value with fewer
-// than two words.
-const replyBadAuthFormat = "CLIENT_ERROR bad authentication token format\r\n"
 
 // memcachedLogin is memcached -Y's text login (proto_text.c,
 // try_read_command_asciiauth, in 1.6.18), with value the set's data: the
@@ -98,7 +87,7 @@ func (s *Server) memcachedLogin(cs *conn, value []byte) (closeConn bool) {
 	password, _ := nextWord(rest)
 	if len(password) == 0 {
 		// No password was checked: memcached counts nothing.
-		cs.out = append(cs.out, replyBadAuthFormat...)
+		cs.out = append(cs.out, codec.ReplyBadAuthFormat...)
 		return false
 	}
 	switch s.login(cs, username, password) {
@@ -106,7 +95,7 @@ func (s *Server) memcachedLogin(cs *conn, value []byte) (closeConn bool) {
 		cs.out = append(cs.out, codec.ReplyAuthFailure...)
 		return false
 	case loginThrottled:
-		cs.out = append(cs.out, throttledText...)
+		cs.out = append(cs.out, codec.ReplyThrottled...)
 		return true
 	}
 	cs.out = append(cs.out, codec.ReplyStored...)
@@ -147,7 +136,7 @@ func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 		s.unbind(cs)
 	}
 	if r.Cmd == codec.CmdSASLList {
-		return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("PLAIN"))
+		return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte(codec.BinarySASLMechs))
 	}
 	if local {
 		return s.localSASL(cs, out, r)
@@ -173,13 +162,13 @@ func (s *Server) binarySASL(cs *conn, out []byte, r *codec.Request) []byte {
 		result = s.saslRefused(cs)
 	}
 	if result != loginOK {
-		msg := "Auth failure."
+		msg := codec.BinaryAuthFailure
 		if result == loginThrottled {
-			msg = throttledBinary
+			msg = codec.BinaryThrottled
 		}
 		return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, msg)
 	}
-	return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
+	return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte(codec.BinaryAuthenticated))
 }
 
 // saslCheck is one PLAIN check in SASL mode, from an AUTH or a STEP:
@@ -216,11 +205,11 @@ func (s *Server) localSASL(cs *conn, out []byte, r *codec.Request) []byte {
 	if r.Cmd == codec.CmdSASLAuth && codec.IsSASLPlainMech(r.Key) {
 		if username, password, valid := codec.ParseSASLPlain(r.Value); valid {
 			s.login(cs, username, password)
-			return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte("Authenticated"))
+			return codec.AppendBinaryValue(out, op, codec.StatusOK, opaque, 0, []byte(codec.BinaryAuthenticated))
 		}
 	}
 	s.saslRefused(cs)
-	return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, "Auth failure.")
+	return codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, codec.BinaryAuthFailure)
 }
 
 // unauthenticated answers a request on a connection that has not logged
@@ -273,12 +262,6 @@ const (
 	loginOK loginResult = iota
 	loginFailed
 	loginThrottled // refused unchecked: too many failures from the address
-)
-
-// The answers to a login refused by the throttle, text and binary.
-const (
-	throttledText   = "CLIENT_ERROR too many authentication failures from this address; try again later\r\n"
-	throttledBinary = "Too many authentication failures from this address; try again later."
 )
 
 // login checks a username and password and, when they are right, binds

@@ -353,7 +353,7 @@ func TestNoFlushCredentialCannotFlush(t *testing.T) {
 	se.send("set alice 0 0 5\r\necila\r\n")
 	se.send("set k 0 0 1\r\nv\r\n")
 	for _, cmd := range []string{"flush_all\r\n", "flush_all 0\r\n", "flush_all noreply\r\n"} {
-		if got := se.send(cmd); got != flushDenied {
+		if got := se.send(cmd); got != codec.ReplyFlushDenied {
 			t.Fatalf("%q: %q", cmd, got)
 		}
 	}
@@ -452,7 +452,7 @@ func TestReaderCannotResetStats(t *testing.T) {
 	full.send("set alice 0 0 5\r\necila\r\n")
 	ro.send("set reader 0 0 6\r\nredaer\r\n")
 	full.send("set k 0 0 1\r\nv\r\n")
-	if got := ro.send("stats reset\r\n"); got != statsResetDenied {
+	if got := ro.send("stats reset\r\n"); got != codec.ReplyStatsResetDenied {
 		t.Fatalf("reader stats reset: %q", got)
 	}
 	b := newSession(t, s)
@@ -541,7 +541,7 @@ func TestMemcachedTextAuthThrottle(t *testing.T) {
 			t.Fatalf("failure %d: %q closed %v", i, got, se.closed)
 		}
 	}
-	if got := se.send("set k 0 0 7\r\nbob bob\r\n"); got != throttledText || !se.closed {
+	if got := se.send("set k 0 0 7\r\nbob bob\r\n"); got != codec.ReplyThrottled || !se.closed {
 		t.Fatalf("after 2 failures: %q closed %v, want the throttle's refusal and a close", got, se.closed)
 	}
 }

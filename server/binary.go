@@ -22,7 +22,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 	eng := cs.tenant.Engine()
 	if caps := cs.caps(); !caps.Unrestricted() && denied(caps, r.Cmd) {
 		if r.Cmd == codec.CmdFlushAll {
-			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, flushDeniedText)
+			out = codec.AppendBinaryError(out, op, codec.StatusAuthError, opaque, codec.BinaryFlushDenied)
 		} else {
 			out = codec.AppendBinaryStatus(out, op, codec.StatusNotStored, opaque)
 		}
@@ -48,9 +48,10 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 			out = codec.AppendBinaryStatus(out, op, codec.StatusKeyNotFound, opaque)
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		exptime := r.Exptime
-		create := exptime != binaryNoExpiry
-		st, res := eng.Delta(r.Key, r.Cmd == codec.CmdIncr, r.Delta, r.CAS, create, r.Initial, exptime)
+		st, res := eng.Delta(r.Key, engine.DeltaOptions{
+			Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta, CAS: r.CAS,
+			Create: r.Exptime != binaryNoExpiry, Initial: r.Initial, Exptime: r.Exptime,
+		})
 		switch st {
 		case engine.OK:
 			if !r.Quiet {
@@ -147,7 +148,7 @@ func (s *Server) binaryStore(cs *conn, out []byte, r *codec.Request) []byte {
 	case engine.NotFound:
 		out = codec.AppendBinaryStatus(out, op, codec.StatusKeyNotFound, opaque)
 	case engine.NoMemory:
-		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, "out of memory storing object")
+		out = codec.AppendBinaryError(out, op, codec.StatusOutOfMemory, opaque, codec.BinaryOutOfMemoryStore)
 	case engine.TooLarge: // an append or prepend that would reach the limit
 		// Not counted in store_too_large: memcached's binary protocol
 		// counts no refusal there.

@@ -233,7 +233,9 @@ func metaSet(cs *conn, out []byte, r *codec.Request, m *codec.Meta) []byte {
 }
 
 func metaDelete(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []byte {
-	st := eng.MetaDelete(r.Key, m.HasCAS, r.CAS, m.Stale, m.NewTTL, r.Exptime)
+	st := eng.MetaDelete(r.Key, engine.MetaDeleteOptions{
+		HasCAS: m.HasCAS, CAS: r.CAS, Invalidate: m.Stale, NewTTL: m.NewTTL, Exptime: r.Exptime,
+	})
 	if st == engine.Deleted && r.NoReply {
 		return out
 	}
@@ -246,7 +248,9 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	if m.HasCAS {
 		cas = r.CAS
 	}
-	st, res, ref, created, replaced := eng.MetaDelta(r.Key, incr, r.Delta, cas, m.Vivify, r.Initial)
+	// N's expiry is set below, in the order of the flags.
+	st, res := eng.MetaDelta(r.Key, engine.DeltaOptions{Incr: incr, Delta: r.Delta, CAS: cas, Create: m.Vivify, Initial: r.Initial})
+	ref := res.Ref
 	switch st {
 	case engine.OK:
 	case engine.NonNumeric:
@@ -258,7 +262,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		return append(appendEcho(append(out, metaCodes[st]...), r, m), "\r\n"...)
 	case engine.NoMemory:
 		if m.Vivify {
-			return append(out, "SERVER_ERROR Out of memory allocating new item\r\n"...)
+			return append(out, codec.ReplyOutOfMemoryVivify...)
 		}
 		return append(out, codec.ReplyOutOfMemoryDelta...)
 	default:
@@ -283,11 +287,11 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 			out = appendTTL(out, exp, now)
 		case 'T':
 			exp = ref.ServerTime(r.Exptime)
-			if !replaced {
+			if !res.Replaced {
 				ref.SetTTL(r.Exptime)
 			}
 		case 'N':
-			if created {
+			if res.Created {
 				exp = ref.ServerTime(m.Vivified)
 				ref.SetTTL(m.Vivified)
 			}
@@ -304,7 +308,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		}
 	}
 	ref.Release()
-	if r.NoReply && !created {
+	if r.NoReply && !res.Created {
 		// memcached suppresses only the answer of an incr or decr done;
 		// one that created the item answers, q or not.
 		return out[:mark]

@@ -210,19 +210,12 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// tooManyConns is memcached's answer to a connection past -c;
-// shuttingDown answers one that arrives while the server stops.
-const (
-	tooManyConns = "ERROR Too many open connections\r\n"
-	shuttingDown = "SERVER_ERROR shutting down\r\n"
-)
-
 // refusal is the line for a connection open refused.
 func (s *Server) refusal() string {
 	if s.stopping.Load() {
-		return shuttingDown
+		return codec.ReplyShuttingDown
 	}
-	return tooManyConns
+	return codec.ReplyTooManyConns
 }
 
 // open counts a new connection and makes its state, or returns nil when
@@ -400,16 +393,11 @@ func (s *Server) step(cs *conn, data []byte) (closeConn bool) {
 		limit = s.heldLimit
 	}
 	if !closeConn && len(cs.in) > limit {
-		cs.out = append(cs.out, inputTooLarge...)
+		cs.out = append(cs.out, codec.ReplyInputTooLarge...)
 		return true
 	}
 	return closeConn
 }
-
-// inputTooLarge answers a connection whose unprocessed input outgrew
-// inputLimit (a multi-get line longer than the largest item) or heldLimit
-// (requests sent while the replies to earlier ones are not being read).
-const inputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
 
 // hold keeps data unprocessed for a client that is not reading its
 // replies; it reports whether the connection must close because the
@@ -419,7 +407,7 @@ func (s *Server) hold(cs *conn, data []byte) (closeConn bool) {
 	cs.in = append(cs.in, data...)
 	cs.held.Store(true)
 	if len(cs.in) > s.heldLimit {
-		cs.out = append(cs.out, inputTooLarge...)
+		cs.out = append(cs.out, codec.ReplyInputTooLarge...)
 		return true
 	}
 	return false

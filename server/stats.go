@@ -316,7 +316,7 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	switch sub {
 	case "reset":
 		if !cs.caps().CanWrite() {
-			return append(out, statsResetDenied...)
+			return append(out, codec.ReplyStatsResetDenied...)
 		}
 		s.resetStats(tn)
 		return append(out, codec.ReplyReset...)
@@ -332,7 +332,7 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 		}
 		return append(out, codec.ReplyStatsDetailUsage...)
 	case "cachedump":
-		return append(out, "CLIENT_ERROR stats cachedump not allowed\r\n"...)
+		return append(out, codec.ReplyCachedumpDenied...)
 	}
 	l, ok := s.statsFor(cs, tn, sub)
 	if !ok {
@@ -340,13 +340,6 @@ func (s *Server) asciiStats(cs *conn, out []byte, args [][]byte) []byte {
 	}
 	return appendStats(out, l)
 }
-
-// A credential without write may read its cache's counters but not wipe
-// them: the dashboard's history and hit rates are built on them.
-const (
-	statsResetDenied     = "CLIENT_ERROR stats reset needs the write capability, which this credential lacks\r\n"
-	statsResetDeniedText = "stats reset needs the write capability"
-)
 
 // binaryStats answers STAT: one packet per stat, then an empty one.
 func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
@@ -357,7 +350,7 @@ func (s *Server) binaryStats(cs *conn, out []byte, r *codec.Request) []byte {
 	}
 	if strings.HasPrefix(sub, "reset") {
 		if !cs.caps().CanWrite() {
-			return codec.AppendBinaryError(out, r.Opcode, codec.StatusAuthError, r.Opaque, statsResetDeniedText)
+			return codec.AppendBinaryError(out, r.Opcode, codec.StatusAuthError, r.Opaque, codec.BinaryStatsResetDenied)
 		}
 		s.resetStats(tn)
 		return codec.AppendBinaryStat(out, r.Opaque, nil, nil)

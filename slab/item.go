@@ -24,12 +24,14 @@ const ChunkAlign = 32
 //	20 flags   uint32  the client's opaque flags
 //	24 cas     uint64  CAS unique value
 //	32 nbytes  uint32  value length
-//	36 cacheID uint32  owning cache (tenant)
-//	40 nkey    uint8   key length
-//	41 class   uint8   size class id
-//	42 iflags  uint8   ItemLinked, ItemFetched, and the meta protocol's bits
-//	43         uint8   unused
-const HeaderSize = 44
+//	36 nkey    uint8   key length
+//	37 class   uint8   size class id
+//	38 iflags  uint8   ItemLinked, ItemFetched, and the meta protocol's bits
+//	39         uint8   unused
+//
+// No field names the owning cache: each cache's Engine has its own index
+// and allocators, so an item's cache is known from where it is found.
+const HeaderSize = 40
 
 const (
 	offHNext   = 0
@@ -40,10 +42,9 @@ const (
 	offFlags   = 20
 	offCAS     = 24
 	offNBytes  = 32
-	offCacheID = 36
-	offNKey    = 40
-	offClass   = 41
-	offIFlags  = 42
+	offNKey    = 36
+	offClass   = 37
+	offIFlags  = 38
 )
 
 // Item state bits kept in the header's iflags byte.
@@ -123,9 +124,6 @@ func (m Items) CAS(h Handle) uint64 { return *(*uint64)(unsafe.Add(m.base, Offse
 // SetCAS sets h's CAS unique value.
 func (m Items) SetCAS(h Handle, c uint64) { *(*uint64)(unsafe.Add(m.base, Offset(h)+offCAS)) = c }
 
-// CacheID is the cache (tenant) h belongs to.
-func (m Items) CacheID(h Handle) uint32 { return *m.u32(h, offCacheID) }
-
 // Class is h's size class.
 func (m Items) Class(h Handle) int { return int(*m.u8(h, offClass)) }
 
@@ -153,7 +151,7 @@ func (m Items) Value(h Handle) []byte {
 
 // Init writes a fresh header for h and copies key into it; the value area
 // (nbytes long) is left for the caller to fill through Value.
-func (m Items) Init(h Handle, cacheID uint32, key []byte, nbytes int, flags, exptime, now uint32) {
+func (m Items) Init(h Handle, key []byte, nbytes int, flags, exptime, now uint32) {
 	off := Offset(h)
 	class := m.mem[off+offClass] // set by Alloc, kept
 	hdr := m.mem[off : off+HeaderSize]
@@ -163,7 +161,6 @@ func (m Items) Init(h Handle, cacheID uint32, key []byte, nbytes int, flags, exp
 	*m.u32(h, offAtime) = now
 	*m.u32(h, offFlags) = flags
 	*m.u32(h, offNBytes) = uint32(nbytes)
-	*m.u32(h, offCacheID) = cacheID
 	hdr[offNKey] = uint8(len(key))
 	copy(m.mem[off+HeaderSize:], key)
 }

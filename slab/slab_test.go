@@ -70,7 +70,7 @@ func (h *harness) store(key string, n int, now uint32) Handle {
 	if it == 0 {
 		return 0
 	}
-	h.a.Items.Init(it, 0, []byte(key), n, 0, 0, now)
+	h.a.Items.Init(it, []byte(key), n, 0, 0, now)
 	h.a.Link(it)
 	return it
 }

@@ -1,0 +1,137 @@
+// Package cnum reads decimal numbers exactly as memcached 1.6.18 does:
+// its safe_strtoull, safe_strtoul and safe_strtol (util.c) over glibc's
+// strtoull and strtol on 64-bit Linux, quirks included. Leading white
+// space and a sign are accepted, the number may be followed by white space
+// and anything after it, a '-' negates an unsigned number modulo 2^64,
+// and the 32-bit variants silently truncate a 64-bit result.
+//
+// memhive must accept and refuse the numbers memcached does in two places:
+// the numbers of a command line (codec) and the value an incr or decr
+// reads (engine). Both use this one parser so that the two cannot drift
+// apart; it is a leaf package, importing nothing of memhive's, so that
+// either may import it.
+//
+// Each function reads s as a C string: it ends at its first NUL byte, or
+// at len(s), which counts as the NUL (a token of a command line) or as
+// white space (an item's value, which memcached follows with "\r\n").
+// None of them allocates or keeps s.
+package cnum
+
+import "bytes"
+
+// IsSpace is C's isspace in the "C" locale: space, \t, \n, \v, \f, \r.
+func IsSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// SafeStrtoull is memcached's safe_strtoull: strtoull(s, &end, 10), which
+// must read a digit without overflowing 64 bits (ERANGE) and stop at white
+// space or the end of the string; a number of 2^63 or more is refused when
+// the string holds a '-' (one negated from a smaller magnitude).
+func SafeStrtoull(s []byte) (uint64, bool) {
+	v, end, ok := strtoull(s)
+	if !ok || !endsNumber(s, end) {
+		return 0, false
+	}
+	if int64(v) < 0 && bytes.IndexByte(cString(s), '-') >= 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// SafeStrtoul is memcached's safe_strtoul: an unsigned long (64 bits)
+// stored into a uint32.
+func SafeStrtoul(s []byte) (uint32, bool) {
+	v, ok := SafeStrtoull(s)
+	return uint32(v), ok
+}
+
+// SafeStrtol is memcached's safe_strtol: a long (64 bits) stored into an
+// int32.
+func SafeStrtol(s []byte) (int32, bool) {
+	v, end, ok := strtol(s)
+	if !ok || !endsNumber(s, end) {
+		return 0, false
+	}
+	return int32(v), true
+}
+
+// strtoull is strtoull(s, &end, 10): ok is false when no digit was read or
+// the magnitude overflows (ERANGE). A '-' negates modulo 2^64.
+func strtoull(s []byte) (v uint64, end int, ok bool) {
+	i := 0
+	for i < len(s) && IsSpace(s[i]) {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	start := i
+	overflow := false
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		d := uint64(s[i] - '0')
+		if v > (1<<64-1-d)/10 {
+			overflow = true
+		} else {
+			v = v*10 + d
+		}
+	}
+	if i == start || overflow {
+		return 0, 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, i, true
+}
+
+// strtol is strtol(s, &end, 10) with a 64-bit long.
+func strtol(s []byte) (v int64, end int, ok bool) {
+	i := 0
+	for i < len(s) && IsSpace(s[i]) {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	start := i
+	limit := uint64(1<<63 - 1)
+	if neg {
+		limit++
+	}
+	var mag uint64
+	overflow := false
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		d := uint64(s[i] - '0')
+		if mag > (limit-d)/10 {
+			overflow = true
+		} else {
+			mag = mag*10 + d
+		}
+	}
+	if i == start || overflow {
+		return 0, 0, false
+	}
+	if neg {
+		return int64(-mag), i, true
+	}
+	return int64(mag), i, true
+}
+
+// endsNumber is the check memcached makes after strto*: the number must be
+// followed by white space or the end of the C string (a NUL, or len(s)).
+func endsNumber(s []byte, end int) bool {
+	return end == len(s) || IsSpace(s[end]) || s[end] == 0
+}
+
+// cString is s up to its first NUL byte: what C's strchr searches.
+func cString(s []byte) []byte {
+	if z := bytes.IndexByte(s, 0); z >= 0 {
+		return s[:z]
+	}
+	return s
+}
