@@ -3,8 +3,6 @@ package codec
 import (
 	"bytes"
 	"math"
-
-	"github.com/memhive/memhive/internal/cnum"
 )
 
 // Error lines the parser answers with. They are static: a Request's
@@ -286,7 +284,7 @@ func retrieveASCII(n int, t *lineTokens, req *Request, cmd Command) (int, error)
 	req.Cmd = cmd
 	pos := t.f[1].off
 	if cmd == CmdGat || cmd == CmdGats {
-		exp, ok := cnum.SafeStrtol(t.tok(1))
+		exp, ok := safeStrtol(t.tok(1))
 		if !ok {
 			return errorLine(req, n, errLineInvalidExp)
 		}
@@ -331,16 +329,16 @@ func (p *Parser) updateASCII(buf []byte, n int, t *lineTokens, req *Request, cmd
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	flags, ok1 := cnum.SafeStrtoul(t.tok(2))
-	exptime, ok2 := cnum.SafeStrtol(t.tok(3))
-	vlen, ok3 := cnum.SafeStrtol(t.tok(4))
+	flags, ok1 := safeStrtoul(t.tok(2))
+	exptime, ok2 := safeStrtol(t.tok(3))
+	vlen, ok3 := safeStrtol(t.tok(4))
 	if !ok1 || !ok2 || !ok3 {
 		return failASCII(req, n, errLineBadFormat)
 	}
 	var cas uint64
 	if cmd == CmdCas {
 		var ok bool
-		if cas, ok = cnum.SafeStrtoull(t.tok(5)); !ok {
+		if cas, ok = SafeStrtoull(t.tok(5)); !ok {
 			return failASCII(req, n, errLineBadFormat)
 		}
 	}
@@ -383,7 +381,7 @@ func touchASCII(n int, t *lineTokens, req *Request) (int, error) {
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	exp, ok := cnum.SafeStrtol(t.tok(2))
+	exp, ok := safeStrtol(t.tok(2))
 	if !ok {
 		return failASCII(req, n, errLineInvalidExp)
 	}
@@ -402,7 +400,7 @@ func arithmeticASCII(n int, t *lineTokens, req *Request, cmd Command) (int, erro
 	if len(key) > MaxKeyLen {
 		return failASCII(req, n, errLineBadFormat)
 	}
-	delta, ok := cnum.SafeStrtoull(t.tok(2))
+	delta, ok := SafeStrtoull(t.tok(2))
 	if !ok {
 		return failASCII(req, n, errLineInvalidDelta)
 	}
@@ -441,7 +439,7 @@ func verbosityASCII(n int, t *lineTokens, req *Request) (int, error) {
 		return errorLine(req, n, errLineError)
 	}
 	req.NoReply = noreply(t)
-	level, ok := cnum.SafeStrtoul(t.tok(1))
+	level, ok := safeStrtoul(t.tok(1))
 	if !ok {
 		return failASCII(req, n, errLineBadFormat)
 	}
@@ -462,7 +460,7 @@ func flushAllASCII(n int, t *lineTokens, req *Request) (int, error) {
 		without = 3
 	}
 	if t.ntokens != without {
-		exp, ok := cnum.SafeStrtol(t.tok(1))
+		exp, ok := safeStrtol(t.tok(1))
 		if !ok {
 			req.BadFlush = true
 			return failASCII(req, n, errLineInvalidExp)

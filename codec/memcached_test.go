@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memhive/memhive/internal/cnum"
 	"github.com/memhive/memhive/internal/testserver"
 )
 
@@ -169,7 +168,7 @@ func (m *asciiModel) exec(r *Request) {
 		if z := bytes.IndexByte(v, 0); z >= 0 {
 			v = v[:z]
 		}
-		cur, ok := cnum.SafeStrtoull(append(append([]byte{}, v...), '\r', '\n'))
+		cur, ok := SafeStrtoull(append(append([]byte{}, v...), '\r', '\n'))
 		if !ok {
 			m.reply(r, ReplyNonNumeric)
 			return
@@ -585,7 +584,7 @@ func (m *binaryModel) exec(r *Request) {
 		case !hit:
 			v = r.Initial
 		default:
-			cur, ok := cnum.SafeStrtoull(append(append([]byte{}, it.value...), '\r', '\n'))
+			cur, ok := SafeStrtoull(append(append([]byte{}, it.value...), '\r', '\n'))
 			if !ok {
 				m.fail(r, StatusNonNumeric)
 				return

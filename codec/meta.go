@@ -3,8 +3,6 @@ package codec
 import (
 	"encoding/base64"
 	"math"
-
-	"github.com/memhive/memhive/internal/cnum"
 )
 
 // The meta commands (mg, ms, md, ma, mn, me), parsed as memcached 1.6.18's
@@ -134,7 +132,7 @@ func (p *Parser) metaCommand(buf []byte, n int, t *lineTokens, req *Request, cmd
 		if t.ntokens > maxMetaTokens {
 			return errorLine(req, n, errLineOptionsTooLong)
 		}
-		v, ok := cnum.SafeStrtol(t.tok(2))
+		v, ok := safeStrtol(t.tok(2))
 		if !ok || v < 0 || v > math.MaxInt32-2 {
 			return errorLine(req, n, errLineBadFormat)
 		}
@@ -248,19 +246,19 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 			req.Key, m.Base64 = k, true
 		case 'N':
 			m.Vivify = true
-			if v, ok := cnum.SafeStrtol(arg); ok {
+			if v, ok := safeStrtol(arg); ok {
 				m.Vivified = int64(v)
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'T':
-			if v, ok := cnum.SafeStrtol(arg); ok {
+			if v, ok := safeStrtol(arg); ok {
 				req.Exptime, m.NewTTL = int64(v), true
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'R':
-			if v, ok := cnum.SafeStrtol(arg); ok {
+			if v, ok := safeStrtol(arg); ok {
 				m.Recache, m.RecacheT = true, int64(v)
 			} else {
 				fail(errLineBadToken)
@@ -277,19 +275,19 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 		case 'q':
 			req.NoReply = true
 		case 'F':
-			if v, ok := cnum.SafeStrtoul(arg); ok {
+			if v, ok := safeStrtoul(arg); ok {
 				req.Flags = v
 			} else {
 				fail(nil)
 			}
 		case 'C':
-			if v, ok := cnum.SafeStrtoull(arg); ok {
+			if v, ok := SafeStrtoull(arg); ok {
 				req.CAS, m.HasCAS = v, true
 			} else {
 				fail(errLineBadToken)
 			}
 		case 'E':
-			if v, ok := cnum.SafeStrtoull(arg); ok {
+			if v, ok := SafeStrtoull(arg); ok {
 				m.CASValue, m.SetCAS = v, true
 			} else {
 				fail(errLineBadToken)
@@ -301,13 +299,13 @@ func preparseMeta(t *lineTokens, first int, req *Request, m *Meta) []byte {
 				m.Mode = tok[1]
 			}
 		case 'J':
-			if v, ok := cnum.SafeStrtoull(arg); ok {
+			if v, ok := SafeStrtoull(arg); ok {
 				req.Initial = v
 			} else {
 				fail(errLineBadInitial)
 			}
 		case 'D':
-			if v, ok := cnum.SafeStrtoull(arg); ok {
+			if v, ok := SafeStrtoull(arg); ok {
 				req.Delta = v
 			} else {
 				fail(errLineBadDelta)

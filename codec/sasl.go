@@ -2,8 +2,6 @@ package codec
 
 import (
 	"bytes"
-
-	"github.com/memhive/memhive/internal/cnum"
 )
 
 // memhive's binary SASL follows memcached 1.6.18 built with Debian's Cyrus
@@ -47,10 +45,10 @@ func ParseSASLPlain(msg []byte) (username, password []byte, ok bool) {
 // trimSpaceC trims what C's isspace calls white space in the C locale,
 // as Cyrus' canonicalisation of a username does.
 func trimSpaceC(b []byte) []byte {
-	for len(b) > 0 && cnum.IsSpace(b[0]) {
+	for len(b) > 0 && isSpace(b[0]) {
 		b = b[1:]
 	}
-	for len(b) > 0 && cnum.IsSpace(b[len(b)-1]) {
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
 		b = b[:len(b)-1]
 	}
 	return b

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-
-	"github.com/memhive/memhive/internal/cnum"
 )
 
 // The expectations are memcached 1.6.18 -S with Cyrus SASL 2.1.28 and a
@@ -101,7 +99,7 @@ func FuzzParseSASLPlain(f *testing.F) {
 		}
 		// The username is the authcid without white space around it,
 		// the password the tail after the second NUL, holding no NUL.
-		if len(u) == 0 || cnum.IsSpace(u[0]) || cnum.IsSpace(u[len(u)-1]) || bytes.IndexByte(u, 0) >= 0 {
+		if len(u) == 0 || isSpace(u[0]) || isSpace(u[len(u)-1]) || bytes.IndexByte(u, 0) >= 0 {
 			t.Fatalf("%q: bad username %q", msg, u)
 		}
 		if bytes.Count(msg, []byte{0}) != 2 || !bytes.HasSuffix(msg, p) || bytes.IndexByte(p, 0) >= 0 {

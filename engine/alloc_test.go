@@ -2,7 +2,11 @@
 
 package engine
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/memhive/memhive/codec"
+)
 
 func TestEngineHotPathAllocatesNothing(t *testing.T) {
 	e, _ := newTestEngine(t, 16)
@@ -15,7 +19,7 @@ func TestEngineHotPathAllocatesNothing(t *testing.T) {
 			out = append(out[:0], r.Value()...)
 			r.Release()
 		}
-		e.Delta([]byte("n"), DeltaOptions{Incr: true, Delta: 1, Create: true})
+		e.Delta([]byte("n"), DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1, Create: true})
 	})
 	if allocs != 0 {
 		t.Fatalf("set+get+incr allocate %.1f times per run, want 0", allocs)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/memhive/memhive/codec"
 )
 
 func newTestEngine(t testing.TB, memMiB int64) (*Engine, *Clock) {
@@ -196,20 +198,20 @@ func TestDelta(t *testing.T) {
 		{true, 1000, OK, 1000, "1000"},
 		{true, 1<<64 - 1000, OK, 0, "0   "}, // wraps
 	} {
-		st, r := e.Delta(k, DeltaOptions{Incr: s.incr, Delta: s.delta})
+		st, r := e.Delta(k, DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: s.incr, Delta: s.delta})
 		v, flags, _, _ := get(t, e, "n")
 		if st != s.want || r.Value != s.value || v != s.raw || flags != 5 {
 			t.Fatalf("step %d: status %d value %d raw %q flags %d", i, st, r.Value, v, flags)
 		}
 	}
 	e.Store(ModeSet, []byte("s"), 0, 0, []byte("12abc"), 0)
-	if st, _ := e.Delta([]byte("s"), DeltaOptions{Incr: true, Delta: 1}); st != NonNumeric {
+	if st, _ := e.Delta([]byte("s"), DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1}); st != NonNumeric {
 		t.Fatal("non-numeric accepted")
 	}
-	if st, _ := e.Delta([]byte("missing"), DeltaOptions{Incr: true, Delta: 1}); st != NotFound {
+	if st, _ := e.Delta([]byte("missing"), DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1}); st != NotFound {
 		t.Fatal(st)
 	}
-	st, r := e.Delta([]byte("auto"), DeltaOptions{Incr: true, Delta: 1, Create: true, Initial: 77})
+	st, r := e.Delta([]byte("auto"), DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1, Create: true, Initial: 77})
 	if v, _, _, _ := get(t, e, "auto"); st != OK || r.Value != 77 || v != "77" {
 		t.Fatalf("auto-create: %d %d %q", st, r.Value, v)
 	}
@@ -220,7 +222,7 @@ func TestDelta(t *testing.T) {
 // long for the old value put a new item in its place.
 func TestMetaDeltaResult(t *testing.T) {
 	e, _ := newTestEngine(t, 8)
-	incr := DeltaOptions{Incr: true, Delta: 1}
+	incr := DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1}
 	if st, res := e.MetaDelta([]byte("c"), incr); st != NotFound || res != (MetaDeltaResult{}) {
 		t.Fatalf("miss: %v %+v", st, res)
 	}
@@ -383,7 +385,7 @@ func TestConcurrentUse(t *testing.T) {
 					}
 					r.Release()
 				}
-				e.Delta([]byte("counter"), DeltaOptions{Incr: true, Delta: 1, Create: true})
+				e.Delta([]byte("counter"), DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1, Create: true})
 			}
 		}(g)
 	}

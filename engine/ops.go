@@ -3,7 +3,6 @@ package engine
 import (
 	"strconv"
 
-	"github.com/memhive/memhive/internal/cnum"
 	"github.com/memhive/memhive/slab"
 )
 
@@ -303,6 +302,11 @@ type DeltaOptions struct {
 	Create  bool
 	Initial uint64
 	Exptime int64
+	// ParseValue reads the item's value as a number, refusing what is not
+	// one: the protocol's parser (codec.SafeStrtoull), since memcached reads
+	// the value with the same safe_strtoull as a command line's numbers.
+	// The engine keeps no number syntax of its own. Required.
+	ParseValue func([]byte) (uint64, bool)
 }
 
 // DeltaResult is what Delta reports besides its Status.
@@ -356,7 +360,7 @@ func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o
 	}
 	// memcached's safe_strtoull on the item's data, a C string that
 	// "\r\n" follows: running off the value's end is white space.
-	cur, ok := cnum.SafeStrtoull(v)
+	cur, ok := o.ParseValue(v)
 	if !ok {
 		return NonNumeric, DeltaResult{}, 0
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/memhive/memhive/codec"
 )
 
 // TestDeadItemLookups checks that every command that looks a key up counts
@@ -52,13 +54,19 @@ func TestDeadItemLookups(t *testing.T) {
 			return st
 		}, TooLarge, 0},
 		{"delete", func(e *Engine) Status { return e.Delete(k, 0) }, NotFound, 0},
-		{"incr", func(e *Engine) Status { st, _ := e.Delta(k, DeltaOptions{Incr: true, Delta: 1}); return st }, NotFound, 0},
-		{"decr", func(e *Engine) Status { st, _ := e.Delta(k, DeltaOptions{Delta: 1}); return st }, NotFound, 0},
+		{"incr", func(e *Engine) Status {
+			st, _ := e.Delta(k, DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1})
+			return st
+		}, NotFound, 0},
+		{"decr", func(e *Engine) Status {
+			st, _ := e.Delta(k, DeltaOptions{ParseValue: codec.SafeStrtoull, Delta: 1})
+			return st
+		}, NotFound, 0},
 		{"mg", func(e *Engine) Status { r, hit, _ := e.MetaGet(k, false); return release(r, hit) }, NotFound, 0},
 		{"mg N (vivify)", func(e *Engine) Status { r, hit, _ := e.MetaGet(k, true); return release(r, hit) }, OK, 1},
 		{"md", func(e *Engine) Status { return e.MetaDelete(k, MetaDeleteOptions{}) }, NotFound, 0},
 		{"ma", func(e *Engine) Status {
-			st, res := e.MetaDelta(k, DeltaOptions{Incr: true, Delta: 1})
+			st, res := e.MetaDelta(k, DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1})
 			if st == OK {
 				res.Ref.Release()
 			}
@@ -184,8 +192,10 @@ func TestClassCommandCounters(t *testing.T) {
 		{"append", func(e *Engine, _ uint64) { e.Store(ModeAppend, big, 0, 0, []byte(" "), 0) }, "cmd_set", false, true},
 		{"delete", func(e *Engine, _ uint64) { e.Delete(big, 0) }, "delete_hits", false, false},
 		{"md", func(e *Engine, _ uint64) { e.MetaDelete(big, MetaDeleteOptions{}) }, "delete_hits", false, false},
-		{"incr", func(e *Engine, _ uint64) { e.Delta(big, DeltaOptions{Incr: true, Delta: 1}) }, "incr_hits", false, false},
-		{"decr", func(e *Engine, _ uint64) { e.Delta(big, DeltaOptions{Delta: 1}) }, "decr_hits", false, false},
+		{"incr", func(e *Engine, _ uint64) {
+			e.Delta(big, DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1})
+		}, "incr_hits", false, false},
+		{"decr", func(e *Engine, _ uint64) { e.Delta(big, DeltaOptions{ParseValue: codec.SafeStrtoull, Delta: 1}) }, "decr_hits", false, false},
 		{"cas", func(e *Engine, cas uint64) { e.Store(ModeCAS, big, 0, 0, bigValue, cas) }, "cas_hits", true, false},
 		{"cas stale", func(e *Engine, cas uint64) { e.Store(ModeCAS, big, 0, 0, bigValue, cas+100) }, "cas_badval", true, false},
 		{"touch", func(e *Engine, _ uint64) { e.Touch(big, 0) }, "touch_hits", false, false},
@@ -262,7 +272,7 @@ func TestDeltaChunkedIsNonNumeric(t *testing.T) {
 			if !c.goodCAS {
 				cas++
 			}
-			if st, _ := e.Delta(k, DeltaOptions{Incr: true, Delta: 1, CAS: cas}); st != c.want {
+			if st, _ := e.Delta(k, DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: true, Delta: 1, CAS: cas}); st != c.want {
 				t.Errorf("incr: status %d, want %d", st, c.want)
 			}
 			if got := e.Stats().IncrHits; got != c.wantIncr {

@@ -67,7 +67,7 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 			}
 		}
 	case codec.CmdIncr, codec.CmdDecr:
-		st, res := eng.Delta(r.Key, engine.DeltaOptions{Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta})
+		st, res := eng.Delta(r.Key, engine.DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta})
 		if !r.NoReply {
 			switch st {
 			case engine.OK:

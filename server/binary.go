@@ -51,6 +51,7 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 		st, res := eng.Delta(r.Key, engine.DeltaOptions{
 			Incr: r.Cmd == codec.CmdIncr, Delta: r.Delta, CAS: r.CAS,
 			Create: r.Exptime != binaryNoExpiry, Initial: r.Initial, Exptime: r.Exptime,
+			ParseValue: codec.SafeStrtoull,
 		})
 		switch st {
 		case engine.OK:

@@ -249,7 +249,7 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 		cas = r.CAS
 	}
 	// N's expiry is set below, in the order of the flags.
-	st, res := eng.MetaDelta(r.Key, engine.DeltaOptions{Incr: incr, Delta: r.Delta, CAS: cas, Create: m.Vivify, Initial: r.Initial})
+	st, res := eng.MetaDelta(r.Key, engine.DeltaOptions{ParseValue: codec.SafeStrtoull, Incr: incr, Delta: r.Delta, CAS: cas, Create: m.Vivify, Initial: r.Initial})
 	ref := res.Ref
 	switch st {
 	case engine.OK:

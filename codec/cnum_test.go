@@ -1,4 +1,4 @@
-package cnum
+package codec
 
 import (
 	"math/rand"
@@ -41,9 +41,9 @@ func TestSafeStrtoul(t *testing.T) {
 		{"4294967295", 1<<32 - 1, true}, {"4294967296", 0, true}, {"4294967297", 1, true},
 		{"-1", 0, false}, {"18446744073709551616", 0, false}, {"7 x", 7, true},
 	} {
-		v, ok := SafeStrtoul([]byte(c.in))
+		v, ok := safeStrtoul([]byte(c.in))
 		if v != c.v || ok != c.okay {
-			t.Errorf("SafeStrtoul(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
+			t.Errorf("safeStrtoul(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
 		}
 	}
 }
@@ -60,9 +60,9 @@ func TestSafeStrtol(t *testing.T) {
 		{"-9223372036854775808", 0, true}, {"-9223372036854775809", 0, false},
 		{" -3 ", -3, true}, {"--3", 0, false}, {"12\x00x", 12, true}, {"", 0, false},
 	} {
-		v, ok := SafeStrtol([]byte(c.in))
+		v, ok := safeStrtol([]byte(c.in))
 		if v != c.v || ok != c.okay {
-			t.Errorf("SafeStrtol(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
+			t.Errorf("safeStrtol(%q) = %d, %v; want %d, %v", c.in, v, ok, c.v, c.okay)
 		}
 	}
 }
@@ -80,19 +80,19 @@ func TestCString(t *testing.T) {
 		c := cString(s)
 		u1, ok1 := SafeStrtoull(s)
 		u2, ok2 := SafeStrtoull(c)
-		l1, lok1 := SafeStrtol(s)
-		l2, lok2 := SafeStrtol(c)
+		l1, lok1 := safeStrtol(s)
+		l2, lok2 := safeStrtol(c)
 		if u1 != u2 || ok1 != ok2 || l1 != l2 || lok1 != lok2 {
 			t.Fatalf("%q reads as %d %v / %d %v, its C string %q as %d %v / %d %v", s, u1, ok1, l1, lok1, c, u2, ok2, l2, lok2)
 		}
 	}
 }
 
-func TestAllocatesNothing(t *testing.T) {
+func TestNumberParserAllocatesNothing(t *testing.T) {
 	s := []byte(" 18446744073709551615 ")
 	if n := testing.AllocsPerRun(100, func() {
 		SafeStrtoull(s)
-		SafeStrtol(s)
+		safeStrtol(s)
 	}); n != 0 {
 		t.Fatalf("%v allocations per run, want 0", n)
 	}

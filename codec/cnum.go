@@ -1,26 +1,28 @@
-// Package cnum reads decimal numbers exactly as memcached 1.6.18 does:
-// its safe_strtoull, safe_strtoul and safe_strtol (util.c) over glibc's
-// strtoull and strtol on 64-bit Linux, quirks included. Leading white
-// space and a sign are accepted, the number may be followed by white space
-// and anything after it, a '-' negates an unsigned number modulo 2^64,
-// and the 32-bit variants silently truncate a 64-bit result.
+package codec
+
+// memhive's one decimal number parser, reading numbers exactly as
+// memcached 1.6.18 does: its safe_strtoull, safe_strtoul and safe_strtol
+// (util.c) over glibc's strtoull and strtol on 64-bit Linux, quirks
+// included. Leading white space and a sign are accepted, the number may be
+// followed by white space and anything after it, a '-' negates an unsigned
+// number modulo 2^64, and the 32-bit variants silently truncate a 64-bit
+// result.
 //
 // memhive must accept and refuse the numbers memcached does in two places:
-// the numbers of a command line (codec) and the value an incr or decr
-// reads (engine). Both use this one parser so that the two cannot drift
-// apart; it is a leaf package, importing nothing of memhive's, so that
-// either may import it.
+// the numbers of a command line (here) and the value an incr or decr reads
+// (engine). The engine imports nothing of the protocol's, so the server
+// hands it SafeStrtoull with each incr and decr
+// (engine.DeltaOptions.ParseValue): the two cannot drift apart.
 //
 // Each function reads s as a C string: it ends at its first NUL byte, or
 // at len(s), which counts as the NUL (a token of a command line) or as
 // white space (an item's value, which memcached follows with "\r\n").
 // None of them allocates or keeps s.
-package cnum
 
 import "bytes"
 
-// IsSpace is C's isspace in the "C" locale: space, \t, \n, \v, \f, \r.
-func IsSpace(c byte) bool {
+// isSpace is C's isspace in the "C" locale: space, \t, \n, \v, \f, \r.
+func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
@@ -39,16 +41,16 @@ func SafeStrtoull(s []byte) (uint64, bool) {
 	return v, true
 }
 
-// SafeStrtoul is memcached's safe_strtoul: an unsigned long (64 bits)
+// safeStrtoul is memcached's safe_strtoul: an unsigned long (64 bits)
 // stored into a uint32.
-func SafeStrtoul(s []byte) (uint32, bool) {
+func safeStrtoul(s []byte) (uint32, bool) {
 	v, ok := SafeStrtoull(s)
 	return uint32(v), ok
 }
 
-// SafeStrtol is memcached's safe_strtol: a long (64 bits) stored into an
+// safeStrtol is memcached's safe_strtol: a long (64 bits) stored into an
 // int32.
-func SafeStrtol(s []byte) (int32, bool) {
+func safeStrtol(s []byte) (int32, bool) {
 	v, end, ok := strtol(s)
 	if !ok || !endsNumber(s, end) {
 		return 0, false
@@ -60,7 +62,7 @@ func SafeStrtol(s []byte) (int32, bool) {
 // the magnitude overflows (ERANGE). A '-' negates modulo 2^64.
 func strtoull(s []byte) (v uint64, end int, ok bool) {
 	i := 0
-	for i < len(s) && IsSpace(s[i]) {
+	for i < len(s) && isSpace(s[i]) {
 		i++
 	}
 	neg := false
@@ -90,7 +92,7 @@ func strtoull(s []byte) (v uint64, end int, ok bool) {
 // strtol is strtol(s, &end, 10) with a 64-bit long.
 func strtol(s []byte) (v int64, end int, ok bool) {
 	i := 0
-	for i < len(s) && IsSpace(s[i]) {
+	for i < len(s) && isSpace(s[i]) {
 		i++
 	}
 	neg := false
@@ -125,7 +127,7 @@ func strtol(s []byte) (v int64, end int, ok bool) {
 // endsNumber is the check memcached makes after strto*: the number must be
 // followed by white space or the end of the C string (a NUL, or len(s)).
 func endsNumber(s []byte, end int) bool {
-	return end == len(s) || IsSpace(s[end]) || s[end] == 0
+	return end == len(s) || isSpace(s[end]) || s[end] == 0
 }
 
 // cString is s up to its first NUL byte: what C's strchr searches.
