@@ -19,10 +19,15 @@
 //
 // # Lock order
 //
-//  1. stripe.mu (one at a time; never two stripes at once)
-//  2. slab.Pool.mu (taken inside Allocator.Alloc when a stripe needs a page)
+//  1. Engine.resizeMu (SetLimit and Close of this cache; a resize then
+//     takes each stripe's lock in turn to move its share of pages)
+//  2. stripe.mu (one at a time; never two stripes at once)
+//  3. slab.Pool.mu (taken inside Allocator.Alloc when a stripe needs a
+//     page, and when a shrink gives pages back)
 //
-// The clock and the flush time are atomics read without locks.
+// The clock, the flush time and a cache's page quota are atomics read
+// without locks. The whole process's order, from the control store down,
+// is in package server's documentation.
 //
 // # Lifetimes
 //

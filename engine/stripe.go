@@ -12,7 +12,7 @@ const initialBuckets = 1 << 10
 // stripe is one lock stripe: a share of the key space with its own hash
 // chains, allocator and counters, all guarded by mu.
 type stripe struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards every field below but e and id, and the stripe's items
 	e       *Engine
 	id      uint64
 	items   slab.Items

@@ -1,7 +1,3 @@
-// Package server runs memhive's memcache listener on gnet: it detects each
-// connection's protocol from its first byte, parses requests with codec,
-// executes them on the engine and writes every reply produced by one
-// event-loop wake-up with a single write.
 package server
 
 import (

@@ -21,7 +21,7 @@ type authThrottle struct {
 	window time.Duration
 	now    func() time.Time
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards addrs and the failures in it
 	addrs map[netip.Addr]*failures
 }
 

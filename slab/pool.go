@@ -15,7 +15,7 @@ type PageSource interface {
 // pages it took (moving them between its own size classes) until its cache
 // shrinks or goes away and Put returns them. Safe for concurrent use.
 type Pool struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // guards free
 	free     []int32
 	pageSize int
 	total    int
