@@ -61,6 +61,20 @@ const (
 	ReplyInputTooLarge = "SERVER_ERROR out of memory reading request\r\n"
 )
 
+// The meta commands' status codes, which flags and "\r\n" (or a value's
+// length) follow: HD (done), VA (a value follows), EN (a miss, mg), NF
+// (not found), NS (not stored), EX (exists: a CAS mismatch), ME (meta
+// debug's answer).
+const (
+	MetaHD = "HD"
+	MetaVA = "VA "
+	MetaEN = "EN"
+	MetaNF = "NF"
+	MetaNS = "NS"
+	MetaEX = "EX"
+	MetaME = "ME "
+)
+
 // The meta commands' fixed replies and parse errors, as memcached 1.6.18
 // writes them.
 const (

@@ -21,8 +21,8 @@ var metaStoreModes = [256]engine.Mode{
 // metaCodes are the meta status codes of the engine's outcomes; HD is the
 // nominal one, which q suppresses.
 var metaCodes = [...]string{
-	engine.Stored: "HD", engine.Deleted: "HD", engine.Exists: "EX",
-	engine.NotFound: "NF", engine.NotStored: "NS",
+	engine.Stored: codec.MetaHD, engine.Deleted: codec.MetaHD, engine.Exists: codec.MetaEX,
+	engine.NotFound: codec.MetaNF, engine.NotStored: codec.MetaNS,
 }
 
 // execMeta runs one meta command, appending its answer to cs.out.
@@ -31,7 +31,7 @@ func (s *Server) execMeta(cs *conn, r *codec.Request) {
 	if !cs.caps().CanWrite() && metaWrites(r, m) {
 		// As NOT_STORED for the classic commands: nothing changes, and
 		// the O and k flags still let a pipelining client match it.
-		cs.out = appendEcho(append(cs.out, "NS"...), r, m)
+		cs.out = appendEcho(append(cs.out, codec.MetaNS...), r, m)
 		cs.out = append(cs.out, "\r\n"...)
 		return
 	}
@@ -93,15 +93,15 @@ func metaGet(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) []
 		if r.NoReply {
 			return out
 		}
-		out = appendEcho(append(out, "EN"...), r, m)
+		out = appendEcho(append(out, codec.MetaEN...), r, m)
 		return append(out, "\r\n"...)
 	}
 	mark := len(out)
 	value := ref.Value()
 	if m.Value {
-		out = strconv.AppendInt(append(out, "VA "...), int64(len(value)), 10)
+		out = strconv.AppendInt(append(out, codec.MetaVA...), int64(len(value)), 10)
 	} else {
-		out = append(out, "HD"...)
+		out = append(out, codec.MetaHD...)
 	}
 	won, locked := false, false
 	for _, tok := range m.Tokens[:m.NTok] {
@@ -275,9 +275,9 @@ func metaArith(eng *engine.Engine, out []byte, r *codec.Request, m *codec.Meta) 
 	var digits [20]byte
 	value := strconv.AppendUint(digits[:0], res.Value, 10)
 	if m.Value {
-		out = strconv.AppendInt(append(out, "VA "...), int64(len(value)), 10)
+		out = strconv.AppendInt(append(out, codec.MetaVA...), int64(len(value)), 10)
 	} else {
-		out = append(out, "HD"...)
+		out = append(out, codec.MetaHD...)
 	}
 	for _, tok := range m.Tokens[:m.NTok] {
 		switch tok[0] {
@@ -327,7 +327,7 @@ func metaDebug(eng *engine.Engine, out []byte, r *codec.Request) []byte {
 	if !ok {
 		return append(out, codec.ReplyMetaMiss...)
 	}
-	out = append(out, "ME "...)
+	out = append(out, codec.MetaME...)
 	if ref.KeyBinary() {
 		out = base64.StdEncoding.AppendEncode(out, ref.Key())
 	} else {
