@@ -13,6 +13,7 @@ import (
 
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/internal/enginetest"
 	"github.com/memhive/memhive/tenancy"
 )
 
@@ -37,7 +38,7 @@ func saslServer(t testing.TB, creds map[string]control.Capabilities) *Server {
 			Salt: salt, Hash: control.HashPassword(salt, []byte(reverse(name))),
 		})
 	}
-	ts, err := tenancy.Fixed(testMemory(t, 32), caches, list)
+	ts, err := tenancy.Fixed(enginetest.Memory(t, 32), caches, list)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func TestRevokedConnections(t *testing.T) {
 	cb, _ := store.CreateCache(control.Cache{Name: "b", LimitBytes: 8 << 20, Enabled: true})
 	alice, alicePassword, _ := store.CreateCredential(ca.ID, control.NewCredential{Caps: control.CapAll})
 	bob, bobPassword, _ := store.CreateCredential(cb.ID, control.NewCredential{Caps: control.CapAll})
-	ts, err := tenancy.New(tenancy.Config{}, testMemory(t, 32), store)
+	ts, err := tenancy.New(tenancy.Config{}, enginetest.Memory(t, 32), store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,29 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/internal/enginetest"
 	"github.com/memhive/memhive/tenancy"
 )
 
-// testMemory makes item memory of mib MiB on a clock that ticks only when
-// a test advances it.
-func testMemory(t testing.TB, mib int64) *engine.Memory {
-	t.Helper()
-	clk := engine.NewClock(time.Hour)
-	t.Cleanup(clk.Stop)
-	mem, err := engine.NewMemory(engine.Config{MemoryBytes: mib << 20, Clock: clk, CrawlInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
-	return mem
-}
-
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
-	eng, err := testMemory(t, 16).NewEngine(engine.CacheConfig{LimitBytes: 16 << 20})
+	eng, err := enginetest.Memory(t, 16).NewEngine(engine.CacheConfig{LimitBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

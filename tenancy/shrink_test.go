@@ -9,6 +9,7 @@ import (
 
 	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/internal/enginetest"
 )
 
 // TestShrinkFullCache fills a cache with small items and shrinks it to the
@@ -22,7 +23,7 @@ import (
 func TestShrinkFullCache(t *testing.T) {
 	mib := envInt(t, "MEMHIVE_SHRINK_MIB", 16)
 	valueSize := envInt(t, "MEMHIVE_SHRINK_VALUE", 100)
-	mem := testMemory(t, mib+16)
+	mem := enginetest.Memory(t, mib+16)
 	store, err := control.Open(t.TempDir()+"/control.db", control.Policy{}, time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -7,27 +7,13 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/control"
-	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/internal/enginetest"
 )
-
-// testMemory makes item memory of mib MiB on a clock that ticks only when
-// a test advances it.
-func testMemory(t testing.TB, mib int64) *engine.Memory {
-	t.Helper()
-	clk := engine.NewClock(time.Hour)
-	t.Cleanup(clk.Stop)
-	mem, err := engine.NewMemory(engine.Config{MemoryBytes: mib << 20, Clock: clk, CrawlInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
-	return mem
-}
 
 // storeTenants opens a real store in a temporary directory and follows it.
 func storeTenants(t *testing.T, cfg Config) (*Tenants, control.Store) {
 	t.Helper()
-	mem := testMemory(t, 64)
+	mem := enginetest.Memory(t, 64)
 	store, err := control.Open(filepath.Join(t.TempDir(), "control.db"), control.Policy{MemoryBytes: 64 << 20}, time.Second)
 	if err != nil {
 		t.Fatal(err)
