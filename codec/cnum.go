@@ -31,9 +31,24 @@ func isSpace(c byte) bool {
 // space or the end of the string; a number of 2^63 or more is refused when
 // the string holds a '-' (one negated from a smaller magnitude).
 func SafeStrtoull(s []byte) (uint64, bool) {
-	v, end, ok := strtoull(s)
-	if !ok || !endsNumber(s, end) {
+	// strtoull: white space, a sign, decimal digits; a '-' negates
+	// modulo 2^64. It runs on every number of a command line and every
+	// incr, so it is written out here rather than called.
+	i, neg := sign(s)
+	start := i
+	var v uint64
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		d := uint64(s[i] - '0')
+		if v > (1<<64-1-d)/10 {
+			return 0, false // ERANGE
+		}
+		v = v*10 + d
+	}
+	if i == start || !endsNumber(s, i) {
 		return 0, false
+	}
+	if neg {
+		v = -v
 	}
 	if int64(v) < 0 && bytes.IndexByte(cString(s), '-') >= 0 {
 		return 0, false
@@ -48,80 +63,44 @@ func safeStrtoul(s []byte) (uint32, bool) {
 	return uint32(v), ok
 }
 
-// safeStrtol is memcached's safe_strtol: a long (64 bits) stored into an
-// int32.
+// safeStrtol is memcached's safe_strtol: strtol(s, &end, 10) with a 64-bit
+// long, which must read a digit without overflowing (ERANGE) and stop at
+// white space or the end of the string, stored into an int32.
 func safeStrtol(s []byte) (int32, bool) {
-	v, end, ok := strtol(s)
-	if !ok || !endsNumber(s, end) {
-		return 0, false
-	}
-	return int32(v), true
-}
-
-// strtoull is strtoull(s, &end, 10): ok is false when no digit was read or
-// the magnitude overflows (ERANGE). A '-' negates modulo 2^64.
-func strtoull(s []byte) (v uint64, end int, ok bool) {
-	i := 0
-	for i < len(s) && isSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	overflow := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		d := uint64(s[i] - '0')
-		if v > (1<<64-1-d)/10 {
-			overflow = true
-		} else {
-			v = v*10 + d
-		}
-	}
-	if i == start || overflow {
-		return 0, 0, false
-	}
-	if neg {
-		v = -v
-	}
-	return v, i, true
-}
-
-// strtol is strtol(s, &end, 10) with a 64-bit long.
-func strtol(s []byte) (v int64, end int, ok bool) {
-	i := 0
-	for i < len(s) && isSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
+	i, neg := sign(s)
 	start := i
 	limit := uint64(1<<63 - 1)
 	if neg {
 		limit++
 	}
 	var mag uint64
-	overflow := false
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 		d := uint64(s[i] - '0')
 		if mag > (limit-d)/10 {
-			overflow = true
-		} else {
-			mag = mag*10 + d
+			return 0, false // ERANGE
 		}
+		mag = mag*10 + d
 	}
-	if i == start || overflow {
-		return 0, 0, false
+	if i == start || !endsNumber(s, i) {
+		return 0, false
 	}
 	if neg {
-		return int64(-mag), i, true
+		mag = -mag
 	}
-	return int64(mag), i, true
+	return int32(int64(mag)), true
+}
+
+// sign skips the white space and the optional sign strtoull and strtol
+// accept before the digits: it returns where the digits start and whether
+// the sign was '-'.
+func sign(s []byte) (i int, neg bool) {
+	for i < len(s) && isSpace(s[i]) {
+		i++
+	}
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		return i + 1, s[i] == '-'
+	}
+	return i, false
 }
 
 // endsNumber is the check memcached makes after strto*: the number must be

@@ -178,7 +178,7 @@ type MetaDeltaResult struct {
 func (e *Engine) MetaDelta(key []byte, o DeltaOptions) (Status, MetaDeltaResult) {
 	s, h, now := e.lockKey(key)
 	before := s.getLocked(h, key, now)
-	st, res, it := s.deltaLocked(h, key, before, now, o)
+	st, res, it := s.deltaLocked(h, key, before, now, &o)
 	if st != OK || it == 0 {
 		s.mu.Unlock()
 		return st, MetaDeltaResult{DeltaResult: res}

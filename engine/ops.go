@@ -322,7 +322,7 @@ type DeltaResult struct {
 func (e *Engine) Delta(key []byte, o DeltaOptions) (Status, DeltaResult) {
 	s, h, now := e.lockKey(key)
 	defer s.mu.Unlock()
-	st, res, _ := s.deltaLocked(h, key, s.getLocked(h, key, now), now, o)
+	st, res, _ := s.deltaLocked(h, key, s.getLocked(h, key, now), now, &o)
 	return st, res
 }
 
@@ -330,7 +330,7 @@ func (e *Engine) Delta(key []byte, o DeltaOptions) (Status, DeltaResult) {
 // none). On OK it also returns the item, which the caller may go on
 // reading while it holds the lock: it itself, or the item that replaced it
 // when the new number did not fit in place, or the one created.
-func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o DeltaOptions) (Status, DeltaResult, slab.Handle) {
+func (s *stripe) deltaLocked(h uint64, key []byte, it slab.Handle, now uint32, o *DeltaOptions) (Status, DeltaResult, slab.Handle) {
 	e := s.e
 	if it == 0 {
 		if o.Create {
