@@ -191,9 +191,7 @@ func (s *stripe) countSetLocked(keyLen, valueLen int) {
 // cmd_set before it checks the data. key picks the stripe whose counters
 // take it.
 func (e *Engine) CountBadSet(key []byte, valueLen int) {
-	h := hash(key)
-	s := e.stripeFor(h)
-	s.mu.Lock()
+	s, _, _ := e.lockKey(key)
 	s.countSetLocked(len(key), valueLen)
 	s.mu.Unlock()
 }
