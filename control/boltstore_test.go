@@ -29,171 +29,12 @@ func openTest(t *testing.T, policy Policy) (*Bolt, string) {
 	return s, path
 }
 
-func TestCaches(t *testing.T) {
-	s, _ := openTest(t, Policy{MemoryBytes: 100 * mib, MinLimitBytes: mib})
-	a, err := s.CreateCache(Cache{Name: "a", LimitBytes: 40 * mib, Enabled: true})
-	if err != nil || a.ID == 0 || a.Created.IsZero() || a.Plan != "40MB" {
-		t.Fatalf("create: %+v %v", a, err)
-	}
-	errs := []struct {
-		c    Cache
-		want error
-	}{
-		{Cache{Name: "a", LimitBytes: mib}, ErrExists},
-		{Cache{Name: "", LimitBytes: mib}, ErrInvalid},
-		{Cache{Name: "bad name", LimitBytes: mib}, ErrInvalid},
-		{Cache{Name: strings.Repeat("x", 65), LimitBytes: mib}, ErrInvalid},
-		{Cache{Name: "small", LimitBytes: mib - 1}, ErrInvalid},
-		{Cache{Name: "zero"}, ErrInvalid},
-		{Cache{Name: "big", LimitBytes: 61 * mib}, ErrOverCommit},
-	}
-	for _, e := range errs {
-		if _, err := s.CreateCache(e.c); !errors.Is(err, e.want) {
-			t.Errorf("create %q (%d bytes): %v, want %v", e.c.Name, e.c.LimitBytes, err, e.want)
-		}
-	}
-	b, err := s.CreateCache(Cache{Name: "b", LimitBytes: 60 * mib, Enabled: true, Dev: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grow := int64(41 * mib)
-	if _, err := s.UpdateCache(a.ID, CacheUpdate{LimitBytes: &grow}); !errors.Is(err, ErrOverCommit) {
-		t.Fatalf("growing past the bound: %v", err)
-	}
-	shrink, off, name := int64(20*mib), false, "a2"
-	a, err = s.UpdateCache(a.ID, CacheUpdate{LimitBytes: &shrink, Enabled: &off, Name: &name})
-	if err != nil || a.LimitBytes != shrink || a.Enabled || a.Name != "a2" || a.Plan != "20MB" {
-		t.Fatalf("update: %+v %v", a, err)
-	}
-	if _, err := s.CacheByName("a"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("old name still found: %v", err)
-	}
-	if got, err := s.CacheByName("a2"); err != nil || got.ID != a.ID {
-		t.Fatalf("by new name: %+v %v", got, err)
-	}
-	taken := "b"
-	if _, err := s.UpdateCache(a.ID, CacheUpdate{Name: &taken}); !errors.Is(err, ErrExists) {
-		t.Fatalf("rename onto another cache: %v", err)
-	}
-	if _, err := s.UpdateCache(99, CacheUpdate{}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("update missing: %v", err)
-	}
-	all, err := s.Caches()
-	if err != nil || len(all) != 2 || all[0].ID != a.ID || all[1].ID != b.ID {
-		t.Fatalf("list: %+v %v", all, err)
-	}
-	when := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	if err := s.MarkActive(map[uint32]time.Time{b.ID: when, 99: when}); err != nil {
-		t.Fatal(err)
-	}
-	s.MarkActive(map[uint32]time.Time{b.ID: when.Add(-time.Minute)}) // never backwards
-	if got, _ := s.Cache(b.ID); !got.LastActive.Equal(when) {
-		t.Fatalf("last active %v, want %v", got.LastActive, when)
-	}
-	if _, _, err := s.CreateCredential(b.ID, NewCredential{Caps: CapAll}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteCache(b.ID); err != nil {
-		t.Fatal(err)
-	}
-	if creds, _ := s.Credentials(b.ID); len(creds) != 0 {
-		t.Fatalf("a deleted cache's credentials remain: %+v", creds)
-	}
-	if err := s.DeleteCache(b.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("delete twice: %v", err)
-	}
-	if _, err := s.CreateCache(Cache{Name: "b", LimitBytes: 80 * mib}); err != nil {
-		t.Fatalf("the name and memory of a deleted cache are free again: %v", err)
-	}
-}
-
-func TestCredentials(t *testing.T) {
+// TestWatchersRunBeforeTheChangeReturns: the embedded backend calls
+// watchers on the goroutine of the method that made the change, before it
+// returns; a change committed while a watcher is busy with the one before
+// returns only once it has been delivered, after that one.
+func TestWatchersRunBeforeTheChangeReturns(t *testing.T) {
 	s, _ := openTest(t, Policy{})
-	c, _ := s.CreateCache(Cache{Name: "c", LimitBytes: mib, Enabled: true})
-	first, pw, err := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite})
-	if err != nil || !first.Primary || len(pw) != 32 || len(first.Username) != 8 {
-		t.Fatalf("first credential: %+v %q %v", first, pw, err)
-	}
-	if !Verify(first, []byte(pw)) || Verify(first, []byte(pw+"x")) || Verify(first, nil) {
-		t.Fatal("Verify")
-	}
-	if strings.Contains(string(first.Hash), pw) {
-		t.Fatal("password stored in the clear")
-	}
-	second, pw2, err := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Primary: true})
-	if err != nil || !second.Primary || pw2 == pw {
-		t.Fatalf("second credential: %+v %v", second, err)
-	}
-	if got, _ := s.Credential(first.ID); got.Primary {
-		t.Fatal("a new primary did not demote the old one")
-	}
-	if got, err := s.CredentialByUsername(second.Username); err != nil || got.ID != second.ID {
-		t.Fatalf("by username: %+v %v", got, err)
-	}
-	if err := s.DeleteCredential(second.ID); !errors.Is(err, ErrLastPrimary) {
-		t.Fatalf("deleting the primary while others exist: %v", err)
-	}
-	if p, err := s.Promote(first.ID); err != nil || !p.Primary {
-		t.Fatalf("promote: %+v %v", p, err)
-	}
-	if got, _ := s.Credential(second.ID); got.Primary {
-		t.Fatal("promotion did not demote")
-	}
-	if got, err := s.UpdateCredential(second.ID, CredentialUpdate{Caps: new(CapFlush | 0x80)}); err != nil || got.Caps != CapFlush {
-		t.Fatalf("set capabilities: %+v %v", got, err)
-	}
-	if err := s.DeleteCredential(second.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CredentialByUsername(second.Username); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("deleted username still found: %v", err)
-	}
-	if err := s.DeleteCredential(first.ID); err != nil {
-		t.Fatalf("deleting the last credential, a primary: %v", err)
-	}
-	for _, f := range []func() error{
-		func() error { _, _, err := s.CreateCredential(99, NewCredential{Caps: CapAll}); return err },
-		func() error { _, err := s.UpdateCredential(99, CredentialUpdate{Caps: new(CapAll)}); return err },
-		func() error { _, err := s.Promote(99); return err },
-		func() error { return s.DeleteCredential(99) },
-		func() error { _, err := s.Credential(99); return err },
-	} {
-		if err := f(); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("missing record: %v", err)
-		}
-	}
-}
-
-func TestWatchSeesCommitsInOrder(t *testing.T) {
-	s, _ := openTest(t, Policy{MemoryBytes: 10 * mib})
-	var got []string
-	cancel := s.Watch(func(c Change) {
-		got = append(got, fmt.Sprintf("%d:%d:%d:%v", c.Kind, c.CacheID, c.CredentialID, c.Credential.Primary))
-	})
-	c, _ := s.CreateCache(Cache{Name: "c", LimitBytes: mib})
-	s.CreateCache(Cache{Name: "refused", LimitBytes: 20 * mib}) // no change, no notice
-	a, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapAll})
-	b, _, _ := s.CreateCredential(c.ID, NewCredential{Caps: CapAll, Primary: true})
-	s.DeleteCache(c.ID)
-	cancel()
-	s.CreateCache(Cache{Name: "after", LimitBytes: mib})
-	want := []string{
-		fmt.Sprintf("%d:%d:0:false", CacheChanged, c.ID),
-		fmt.Sprintf("%d:%d:%d:true", CredentialChanged, c.ID, a.ID),
-		fmt.Sprintf("%d:%d:%d:false", CredentialChanged, c.ID, a.ID),
-		fmt.Sprintf("%d:%d:%d:true", CredentialChanged, c.ID, b.ID),
-		fmt.Sprintf("%d:%d:0:false", CacheDeleted, c.ID),
-	}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Fatalf("changes\n got %v\nwant %v", got, want)
-	}
-}
-
-// TestSlowWatcherDoesNotHoldTheWriteLock: while a watcher is busy with a
-// change, other writes commit and return (history, activity) or commit
-// and wait their turn to be delivered (changes), in commit order.
-func TestSlowWatcherDoesNotHoldTheWriteLock(t *testing.T) {
-	s, _ := openTest(t, Policy{MemoryBytes: 10 * mib})
 	entered, release := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
 	var seen []string
@@ -215,23 +56,6 @@ func TestSlowWatcherDoesNotHoldTheWriteLock(t *testing.T) {
 	}
 	go create("slow")
 	<-entered
-
-	done := make(chan error, 1)
-	go func() {
-		if err := s.MarkActive(map[uint32]time.Time{1: time.Now()}); err != nil {
-			done <- err
-			return
-		}
-		done <- s.AppendHistory([]Sample{{CacheID: 1, Time: time.Now()}})
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("writing history waited for a watcher")
-	}
 	go create("next")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -239,52 +63,50 @@ func TestSlowWatcherDoesNotHoldTheWriteLock(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			close(release)
 			t.Fatal("a change did not commit while a watcher was busy with the one before")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	select {
 	case name := <-created:
-		t.Fatalf("CreateCache(%q) returned before its change was delivered", name)
+		t.Errorf("CreateCache(%q) returned before its change was delivered", name)
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(release)
 	if a, b := <-created, <-created; a != "slow" || b != "next" {
 		t.Fatalf("returned in the order %s, %s", a, b)
 	}
+	if _, err := s.CreateCache(Cache{Name: "sync", LimitBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if strings.Join(seen, " ") != "slow next" {
-		t.Fatalf("delivered %v, want [slow next]", seen)
+	if strings.Join(seen, " ") != "slow next sync" {
+		t.Fatalf("delivered %v by the time CreateCache returned, want [slow next sync]", seen)
 	}
 }
 
-func TestConcurrentCreationsKeepTheBound(t *testing.T) {
-	s, _ := openTest(t, Policy{MemoryBytes: 100 * mib})
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for j := 0; j < 5; j++ {
-				s.CreateCache(Cache{Name: fmt.Sprintf("c%d-%d", i, j), LimitBytes: 7 * mib})
-			}
-		}(i)
-	}
-	wg.Wait()
-	all, _ := s.Caches()
-	var sum int64
-	for _, c := range all {
-		sum += c.LimitBytes
-	}
-	if sum > 100*mib || len(all) != 14 {
-		t.Fatalf("%d caches, limits add up to %d MiB", len(all), sum>>20)
-	}
-}
-
+// TestReopenAndLock: a held store cannot be opened again, and everything
+// a store held is there after it is reopened.
 func TestReopenAndLock(t *testing.T) {
 	s, path := openTest(t, Policy{})
-	c, _ := s.CreateCache(Cache{Name: "kept", LimitBytes: mib})
+	c, err := s.CreateCache(Cache{Name: "kept", LimitBytes: mib, Plan: "gold", Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := strings.Repeat("ab", 32)
+	cr, pw, err := s.CreateCredential(c.ID, NewCredential{Caps: CapWrite, Cert: CertBinding{SHA256: fp, CN: "app-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := time.Unix(1_800_000_000, 0).UTC()
+	if err := s.MarkActive(map[uint32]time.Time{c.ID: when}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendHistory([]Sample{{CacheID: c.ID, Server: "h:1", Time: when, Stats: map[string]uint64{"get_hits": 7}}}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(path, Policy{}, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open of a held store: %v", err)
 	}
@@ -294,8 +116,20 @@ func TestReopenAndLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if got, err := s2.CacheByName("kept"); err != nil || got.ID != c.ID {
-		t.Fatalf("after reopening: %+v %v", got, err)
+	got, err := s2.CacheByName("kept")
+	if err != nil || got.ID != c.ID || got.Plan != "gold" || !got.Dev || !got.LastActive.Equal(when) || !got.Created.Equal(c.Created) {
+		t.Fatalf("cache after reopening: %+v %v", got, err)
+	}
+	gotCr, err := s2.CredentialByUsername(cr.Username)
+	if err != nil || gotCr.ID != cr.ID || !gotCr.Primary || gotCr.Caps != CapWrite || gotCr.Cert != cr.Cert || !Verify(gotCr, []byte(pw)) {
+		t.Fatalf("credential after reopening: %+v %v", gotCr, err)
+	}
+	if h, err := s2.History(c.ID, time.Time{}); err != nil || len(h) != 1 || !h[0].Time.Equal(when) || h[0].Stats["get_hits"] != 7 {
+		t.Fatalf("history after reopening: %+v %v", h, err)
+	}
+	// IDs are not reused after a reopen either.
+	if c2, err := s2.CreateCache(Cache{Name: "new", LimitBytes: mib}); err != nil || c2.ID <= c.ID {
+		t.Fatalf("a cache created after reopening: %+v %v", c2, err)
 	}
 }
 
@@ -410,43 +244,4 @@ func TestKillNineLosesNothing(t *testing.T) {
 		total += len(acked)
 	}
 	t.Logf("%d acknowledged changes survived 6 kills", total)
-}
-
-func TestHistory(t *testing.T) {
-	s, path := openTest(t, Policy{})
-	a, _ := s.CreateCache(Cache{Name: "a", LimitBytes: mib})
-	b, _ := s.CreateCache(Cache{Name: "b", LimitBytes: mib})
-	base := time.Unix(1_800_000_000, 0)
-	var samples []Sample
-	for i := 0; i < 5; i++ {
-		for _, id := range []uint32{a.ID, b.ID} {
-			samples = append(samples, Sample{CacheID: id, Server: "h:1", Time: base.Add(time.Duration(i) * time.Minute), Stats: map[string]uint64{"get_hits": uint64(i) + uint64(id)*100}})
-		}
-	}
-	if err := s.AppendHistory(samples); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.History(a.ID, base.Add(2*time.Minute))
-	if err != nil || len(got) != 3 || got[0].Stats["get_hits"] != 102 || !got[2].Time.Equal(base.Add(4*time.Minute)) {
-		t.Fatalf("history of a since minute 2: %+v %v", got, err)
-	}
-	if err := s.PruneHistory(base.Add(3 * time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.History(b.ID, time.Time{}); len(got) != 2 {
-		t.Fatalf("b after pruning: %d samples", len(got))
-	}
-	s.DeleteCache(a.ID)
-	if got, _ := s.History(a.ID, time.Time{}); len(got) != 0 {
-		t.Fatalf("a deleted cache's history remains: %d samples", len(got))
-	}
-	s.Close()
-	s2, err := Open(path, Policy{}, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	if got, _ := s2.History(b.ID, time.Time{}); len(got) != 2 || got[1].Stats["get_hits"] != 204 {
-		t.Fatalf("history after reopening: %+v", got)
-	}
 }
