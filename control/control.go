@@ -69,8 +69,11 @@ const (
 )
 
 // Change is one durable change, delivered to watchers in commit order.
-// A change touching several records (a promotion clears the old primary,
-// a cache deletion removes its credentials) is delivered as several Changes.
+// A promotion, or a new primary, is delivered as two Changes: the demoted
+// credential's first, then the new primary's. A cache deletion is one
+// CacheDeleted, which stands for its credentials too. A change refused,
+// a promotion of the primary itself, MarkActive and history writes
+// deliver nothing.
 type Change struct {
 	Kind         ChangeKind
 	CacheID      uint32
@@ -137,9 +140,10 @@ type Sample struct {
 // embedded backend, after every watcher has been called with it (see
 // Watch). Safe for concurrent use.
 type Store interface {
-	// CreateCache adds a cache: it assigns the ID and Created time, checks
-	// the name is unique and non-empty and the limit against the Policy.
-	// Enabled is taken from c.
+	// CreateCache adds a cache: it assigns the ID (increasing, never
+	// reused) and Created time, checks the name is unique and non-empty
+	// and the limit against the Policy. Enabled is taken from c; an empty
+	// Plan becomes "<N>MB" and follows the limit until set otherwise.
 	CreateCache(c Cache) (Cache, error)
 	// UpdateCache applies u to cache id, checking the Policy.
 	UpdateCache(id uint32, u CacheUpdate) (Cache, error)
@@ -152,11 +156,14 @@ type Store interface {
 	// Caches lists every cache by ascending ID.
 	Caches() ([]Cache, error)
 	// MarkActive records when caches last served a command; it is batched
-	// (the server calls it about once a minute) and notifies nobody.
+	// (the server calls it about once a minute) and notifies nobody. It
+	// skips caches it does not know and never moves a time backwards.
 	MarkActive(last map[uint32]time.Time) error
 
 	// CreateCredential adds a credential to a cache with a generated
-	// username and password and returns the plaintext password. The
+	// username (NewUsername) and password (NewPassword) and returns the
+	// plaintext password; capability bits beyond CapAll are dropped, a
+	// fingerprint is stored as ParseFingerprint writes it. The
 	// cache's first credential is its primary whatever n says. A
 	// certificate bound to another credential is ErrExists (see
 	// UpdateCredential), and then nothing is created.
