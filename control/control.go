@@ -90,6 +90,9 @@ var (
 	ErrOverCommit  = errors.New("memory limits would exceed the server's memory")
 	ErrLastPrimary = errors.New("a cache's primary credential cannot be deleted while it has others")
 	ErrLocked      = errors.New("store is held by another process")
+	// ErrUnavailable: a shared store (etcd) cannot be reached now, so the
+	// change was not made; callers answer 503 and the client retries.
+	ErrUnavailable = errors.New("control plane unavailable")
 )
 
 // Policy is what a Store enforces on every change.
