@@ -31,12 +31,22 @@ const adminToken = "test-admin-token"
 // directory if empty) with extra flags.
 func startHive(t testing.TB, data string, extra ...string) *hive {
 	t.Helper()
+	return startHiveOn(t, 0, "", data, extra...)
+}
+
+// startHiveOn is startHive listening on port and serving HTTP on
+// httpAddr, each chosen free when zero: a restarted node of a cluster
+// comes back where it was.
+func startHiveOn(t testing.TB, port int, httpAddr, data string, extra ...string) *hive {
+	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	if httpAddr == "" {
+		httpAddr = fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	}
 	args := append([]string{"--auth", "sasl", "--http", httpAddr, "--admin-token", adminToken, "--data", data}, extra...)
-	s := testserver.StartMemhive(t, args...)
+	s := testserver.StartMemhiveOn(t, port, args...)
 	if err := s.WaitOutput("dashboard: ", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -85,8 +85,16 @@ func FreePort(t testing.TB) int {
 // a new temporary --data.
 func StartMemhive(t testing.TB, args ...string) *Server {
 	t.Helper()
+	return StartMemhiveOn(t, 0, args...)
+}
+
+// StartMemhiveOn is StartMemhive listening on port, or on a free port if
+// port is 0: a test restarts a node of a cluster where its clients and
+// the server list expect it.
+func StartMemhiveOn(t testing.TB, port int, args ...string) *Server {
+	t.Helper()
 	bin := MemhiveBinary(t)
-	return start(t, func(port int) []string {
+	return startOn(t, port, func(port int) []string {
 		a := []string{bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}
 		if !hasFlag(args, "--auth") {
 			a = append(a, "--auth", "none")
@@ -132,9 +140,19 @@ func hasFlag(args []string, name string) bool {
 
 func start(t testing.TB, argv func(port int) []string) *Server {
 	t.Helper()
+	return startOn(t, 0, argv)
+}
+
+// startOn starts the process argv gives for a port: fixed, or a free one
+// if fixed is 0; it tries three times, as a port can be taken meanwhile.
+func startOn(t testing.TB, fixed int, argv func(port int) []string) *Server {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := FreePort(t)
+		port := fixed
+		if port == 0 {
+			port = FreePort(t)
+		}
 		s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, done: make(chan struct{}), log: &strings.Builder{}}
 		a := argv(port)
 		s.cmd = exec.Command(a[0], a[1:]...)
