@@ -226,6 +226,20 @@ func Compare(ctx context.Context, c CompareConfig) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
+	if len(c.Only) == 0 || contains(c.Only, "T11") {
+		row, err := c.clusterNode(ctx, dir)
+		if err != nil {
+			return rows, fmt.Errorf("T11: %w", err)
+		}
+		rows = append(rows, row)
+	}
+	if len(c.Only) == 0 || contains(c.Only, "T12") {
+		row, err := c.propagation(dir)
+		if err != nil {
+			return rows, fmt.Errorf("T12: %w", err)
+		}
+		rows = append(rows, row)
+	}
 	return rows, nil
 }
 
@@ -379,6 +393,10 @@ func Table(rows []Row) string {
 		if w.ID == "T4" {
 			fmt.Fprintf(&b, "| %s | %s | %.0f B/item | %.0f B/item | **%.2f** | | | | %s |\n",
 				w.ID, w.Name, r.Memhive.ItemsBytes, r.Memc.ItemsBytes, r.Memhive.ItemsBytes/r.Memc.ItemsBytes, w.Target)
+			continue
+		}
+		if w.ID == "T12" {
+			fmt.Fprintf(&b, "| %s | %s | %s | | | | | | %s |\n", w.ID, w.Name, r.Note, w.Target)
 			continue
 		}
 		a1, a2, a3 := stats(r.Memhive.Ops)
