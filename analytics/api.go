@@ -34,8 +34,9 @@ type APIConfig struct {
 	// Server names this node in stats and history ("host:port", the
 	// memcache address).
 	Server string
-	// Nodes reaches the nodes that hold a cache, for stats and flush;
-	// nil means this process alone: LocalNode{Source, Server}.
+	// Nodes reaches the nodes that hold a cache, for stats, history and
+	// flush; nil means this process alone: LocalNode{Source, Server,
+	// Store}.
 	Nodes Nodes
 	// HistoryWindow is how far back history answers reach (the retention).
 	HistoryWindow time.Duration
@@ -79,7 +80,7 @@ func NewAPI(cfg APIConfig) *API {
 		cfg.HistoryWindow = 7 * 24 * time.Hour
 	}
 	if cfg.Nodes == nil {
-		cfg.Nodes = LocalNode{Source: cfg.Source, Name: cfg.Server}
+		cfg.Nodes = LocalNode{Source: cfg.Source, Name: cfg.Server, Store: cfg.Store, Logger: cfg.Logger}
 	}
 	a := &API{cfg: cfg, log: cfg.Logger}
 	// A creation answers 200, not 201: the guide's table says 200.
@@ -479,10 +480,13 @@ type historyEntry struct {
 	Timestamp    string            `json:"timestamp"`
 }
 
+// history answers every node's samples merged, oldest first, each with
+// its node as server; a node that fails is named as stats names it.
 func (a *API) history(ctx *fasthttp.RequestCtx, id uint32) {
-	samples, err := a.cfg.Store.History(id, time.Now().Add(-a.cfg.HistoryWindow))
-	if err != nil {
-		a.fail(ctx, err)
+	samples, failed := a.cfg.Nodes.History(id, time.Now().Add(-a.cfg.HistoryWindow))
+	if len(failed) > 0 {
+		a.log.Warn("analytics API: history not gathered", "cache", id, "nodes", failed)
+		writeJSON(ctx, fasthttp.StatusInternalServerError, serverError(failed))
 		return
 	}
 	out := make([]historyEntry, 0, len(samples))
