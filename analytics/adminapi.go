@@ -347,9 +347,14 @@ func (d adminDialect) refused(ctx *fasthttp.RequestCtx, _, _ uint32, _ credentia
 
 func (d adminDialect) failed(ctx *fasthttp.RequestCtx, err error) { d.a.storeError(ctx, err) }
 
-// storeError maps a Store error to its HTTP answer.
+// storeError maps a Store error to its HTTP answer. A shared store that
+// cannot be reached is 503 (msgUnavailable), not 500: the request was
+// fine and nothing changed, so the client should retry it.
 func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
+	case errors.Is(err, control.ErrUnavailable):
+		a.log.Warn("admin API: control plane unavailable", "path", string(ctx.Path()), "err", err)
+		unavailable(ctx, func(msg string) any { return map[string]string{"error": msg} })
 	case errors.Is(err, control.ErrNotFound):
 		writeError(ctx, fasthttp.StatusNotFound, "No cache found.")
 	case errors.Is(err, control.ErrInvalid):
@@ -360,6 +365,21 @@ func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
 		a.log.Error("admin API", "path", string(ctx.Path()), "err", err)
 		writeError(ctx, fasthttp.StatusInternalServerError, "Server error")
 	}
+}
+
+// msgUnavailable answers a request that needed the control plane while
+// the shared store (etcd) cannot be reached: the change was not made.
+const msgUnavailable = "Control plane unavailable: etcd cannot be reached; try again."
+
+// retryAfter is the Retry-After of a 503: about the time a node takes to
+// reconnect to etcd or see it come back.
+const retryAfter = "2"
+
+// unavailable answers 503 msgUnavailable, in the body shape each API
+// uses for its errors (body).
+func unavailable(ctx *fasthttp.RequestCtx, body func(msg string) any) {
+	ctx.Response.Header.Set("Retry-After", retryAfter)
+	writeJSON(ctx, fasthttp.StatusServiceUnavailable, body(msgUnavailable))
 }
 
 func decode(ctx *fasthttp.RequestCtx, v any) bool {

@@ -367,9 +367,15 @@ func (a *API) authenticate(ctx *fasthttp.RequestCtx) (control.Credential, bool) 
 // fail maps a store error to the rows of the guide's tables. Past login,
 // something missing (the cache or credential went away meanwhile) is
 // refused like another cache's, and so is deleting a primary credential
-// that still has others; anything else is the server's fault.
+// that still has others; anything else is the server's fault, but for a
+// shared store that cannot be reached (control.ErrUnavailable): a row of
+// memhive's own, 503 msgUnavailable, since nothing is wrong with the
+// request or the server and the same request will succeed later.
 func (a *API) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
+	case errors.Is(err, control.ErrUnavailable):
+		a.log.Warn("analytics API: control plane unavailable", "path", string(ctx.Path()), "err", err)
+		unavailable(ctx, func(msg string) any { return msg })
 	case errors.Is(err, control.ErrNotFound), errors.Is(err, control.ErrLastPrimary):
 		writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
 	default:
