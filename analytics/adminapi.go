@@ -449,6 +449,11 @@ func (s *HTTPServer) Addr() string { return s.ln.Addr().String() }
 // Shutdown stops accepting and waits for open requests to finish.
 func (s *HTTPServer) Shutdown() error {
 	err := s.srv.Shutdown()
+	// fasthttp closes only the listeners Serve has registered: called
+	// before the serving goroutine got that far, its Shutdown does
+	// nothing, and Serve would then accept forever. Closing the listener
+	// here ends Serve either way.
+	s.ln.Close()
 	<-s.done
 	return err
 }
