@@ -24,8 +24,15 @@ type AdminConfig struct {
 	// empty the admin API refuses everything: there is no unauthenticated
 	// way to manage caches.
 	Token string
-	// Servers is the memcache address list clients of a new cache use.
+	// Servers is the memcache address list clients of a cache use, on a
+	// single node; in a cluster, what is shown until the member list is
+	// known.
 	Servers string
+	// Cluster, when not nil, makes the servers shown the live members'
+	// Advertise addresses in name order (ServerList), read at each
+	// request, so that they follow nodes joining and leaving. Nil is a
+	// single node: Servers.
+	Cluster control.Cluster
 	Logger  *slog.Logger
 }
 
@@ -76,7 +83,15 @@ type CredentialInfo struct {
 }
 
 func (a *Admin) cacheView(c control.Cache) CacheInfo {
-	return CacheInfo{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.cfg.Servers}
+	return CacheInfo{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.servers()}
+}
+
+// servers is the memcache address list of every cache, as it is now.
+func (a *Admin) servers() string {
+	if a.cfg.Cluster != nil {
+		return clusterServers(a.cfg.Cluster, a.cfg.Servers)
+	}
+	return a.cfg.Servers
 }
 
 // Cache is the control-plane cache that i describes.
@@ -251,7 +266,7 @@ func (a *Admin) createCache(ctx *fasthttp.RequestCtx) {
 	}
 	writeJSON(ctx, fasthttp.StatusCreated, map[string]any{
 		"cache_id": c.ID, "name": c.Name, "memory_limit": c.LimitBytes,
-		"servers": a.cfg.Servers, "username": cred.Username, "password": password,
+		"servers": a.servers(), "username": cred.Username, "password": password,
 	})
 }
 

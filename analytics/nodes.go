@@ -109,14 +109,17 @@ func (n LocalNode) History(id uint32, since time.Time) ([]control.Sample, []stri
 	}
 	samples, err := n.Store.History(id, since)
 	if err != nil {
-		log := n.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.Warn("reading stats history", "cache", id, "err", err)
+		n.logger().Warn("reading stats history", "cache", id, "err", err)
 		return nil, []string{n.Name}
 	}
 	return samples, nil
+}
+
+func (n LocalNode) logger() *slog.Logger {
+	if n.Logger == nil {
+		return slog.Default()
+	}
+	return n.Logger
 }
 
 // sortSamples orders samples by time, then by server, so that merged
