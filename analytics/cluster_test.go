@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/valyala/fasthttp"
 
 	"github.com/memhive/memhive/control"
@@ -384,4 +386,37 @@ func httpDo(t *testing.T, method, url, auth string) (int, string) {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	return resp.StatusCode(), string(resp.Body())
+}
+
+// TestMetricsNodeLabel: in a cluster every series of /metrics carries the
+// node's name as its node label; a single node's carry none.
+func TestMetricsNodeLabel(t *testing.T) {
+	f := newAPI(t)
+	for _, nodeName := range []string{"node-2", ""} {
+		m := &Metrics{Store: f.store, Source: f.source, Version: "1.6.18-memhive", Public: true, Node: nodeName}
+		status, body := doWith(m.Handle, "GET", "/metrics", "", "")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+		if status != 200 || err != nil {
+			t.Fatalf("node %q: %d %v\n%s", nodeName, status, err, body)
+		}
+		series := 0
+		for name, fam := range families {
+			for _, mt := range fam.GetMetric() {
+				series++
+				got, has := "", false
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "node" {
+						got, has = l.GetValue(), true
+					}
+				}
+				if has != (nodeName != "") || got != nodeName {
+					t.Errorf("node %q: a series of %s has node label %q (present %v)", nodeName, name, got, has)
+				}
+			}
+		}
+		if series < 10 {
+			t.Fatalf("node %q: only %d series", nodeName, series)
+		}
+	}
 }
