@@ -65,9 +65,12 @@ type APIConfig struct {
 // one without the capability, another cache's id or credential, or a
 // refused change), 404 "No cache found." (login only), 500 "Server
 // error" or, where the guide says so (stats, flush), "Server error:
-// host:port,..." naming the nodes that failed. Where memhive goes beyond
-// the guide it adds rows of its own, in the guide's style (a JSON string):
-// 400 "Bad request: ..." for parameters it cannot read, and, for a
+// host:port,..." naming the nodes that failed; history answers so too,
+// since in a cluster it gathers every node's samples. Where memhive goes
+// beyond the guide it adds rows of its own, in the guide's style (a JSON
+// string): 503 msgUnavailable when the control plane cannot be reached
+// (control.ErrUnavailable), 400 "Bad request: ..." for parameters it
+// cannot read, and, for a
 // credential's client certificate, 409 "Conflict: ..." when the
 // fingerprint (cert_sha256) is bound to another credential and 403
 // "Forbidden: ..." (msgCertCN) for any request that names cert_cn.
