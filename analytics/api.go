@@ -70,10 +70,10 @@ type APIConfig struct {
 // beyond the guide it adds rows of its own, in the guide's style (a JSON
 // string): 503 msgUnavailable when the control plane cannot be reached
 // (control.ErrUnavailable), 400 "Bad request: ..." for parameters it
-// cannot read, and, for a
-// credential's client certificate, 409 "Conflict: ..." when the
-// fingerprint (cert_sha256) is bound to another credential and 403
-// "Forbidden: ..." (msgCertCN) for any request that names cert_cn.
+// cannot read, and, for a credential's client certificate, 409
+// "Conflict: ..." when the fingerprint (cert_sha256) is bound to another
+// credential and 403 "Forbidden: ..." (msgCertCN) for any request that
+// names cert_cn.
 //
 // A tenant binds fingerprints only. A CN binding (cert_cn) names an
 // identity in the operator's CA (--tls-ca), so it is the operator's to

@@ -27,6 +27,16 @@ import (
 // Each answers 200 with JSON (a stats object, "", an array of
 // control.Sample) or an error object; the caller counts anything but 200
 // as the node failing.
+//
+// A node turns cluster mode on with its control.Cluster (the etcd
+// backend) and its own control.Member, nothing else:
+//
+//	APIConfig{..., Cluster: etcd, Self: self}    // fan-out, servers, internal endpoints
+//	AdminConfig{..., Cluster: etcd}              // servers follow the members
+//	Metrics{..., Node: self.Name}                // a node label on every series
+//	StartSampler(store, tenants, self.Advertise, ...) // samples name the node as the API keys it
+//
+// Leaving them unset (nil, "") is a single node, exactly as before.
 const clusterPrefix = "/cluster/v1/"
 
 // DefaultFlushTimeout bounds how long ClusterNodes waits for another node
