@@ -24,8 +24,15 @@ type AdminConfig struct {
 	// empty the admin API refuses everything: there is no unauthenticated
 	// way to manage caches.
 	Token string
-	// Servers is the memcache address list clients of a new cache use.
+	// Servers is the memcache address list clients of a cache use, on a
+	// single node; in a cluster, what is shown until the member list is
+	// known.
 	Servers string
+	// Cluster, when not nil, makes the servers shown the live members'
+	// Advertise addresses in name order (ServerList), read at each
+	// request, so that they follow nodes joining and leaving. Nil is a
+	// single node: Servers.
+	Cluster control.Cluster
 	Logger  *slog.Logger
 }
 
@@ -76,7 +83,15 @@ type CredentialInfo struct {
 }
 
 func (a *Admin) cacheView(c control.Cache) CacheInfo {
-	return CacheInfo{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.cfg.Servers}
+	return CacheInfo{c.ID, c.Name, c.Plan, c.LimitBytes, c.Enabled, c.Dev, c.Created, c.LastActive, a.servers()}
+}
+
+// servers is the memcache address list of every cache, as it is now.
+func (a *Admin) servers() string {
+	if a.cfg.Cluster != nil {
+		return clusterServers(a.cfg.Cluster, a.cfg.Servers)
+	}
+	return a.cfg.Servers
 }
 
 // Cache is the control-plane cache that i describes.
@@ -251,7 +266,7 @@ func (a *Admin) createCache(ctx *fasthttp.RequestCtx) {
 	}
 	writeJSON(ctx, fasthttp.StatusCreated, map[string]any{
 		"cache_id": c.ID, "name": c.Name, "memory_limit": c.LimitBytes,
-		"servers": a.cfg.Servers, "username": cred.Username, "password": password,
+		"servers": a.servers(), "username": cred.Username, "password": password,
 	})
 }
 
@@ -347,9 +362,14 @@ func (d adminDialect) refused(ctx *fasthttp.RequestCtx, _, _ uint32, _ credentia
 
 func (d adminDialect) failed(ctx *fasthttp.RequestCtx, err error) { d.a.storeError(ctx, err) }
 
-// storeError maps a Store error to its HTTP answer.
+// storeError maps a Store error to its HTTP answer. A shared store that
+// cannot be reached is 503 (msgUnavailable), not 500: the request was
+// fine and nothing changed, so the client should retry it.
 func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
+	case errors.Is(err, control.ErrUnavailable):
+		a.log.Warn("admin API: control plane unavailable", "path", string(ctx.Path()), "err", err)
+		unavailable(ctx, func(msg string) any { return map[string]string{"error": msg} })
 	case errors.Is(err, control.ErrNotFound):
 		writeError(ctx, fasthttp.StatusNotFound, "No cache found.")
 	case errors.Is(err, control.ErrInvalid):
@@ -360,6 +380,21 @@ func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
 		a.log.Error("admin API", "path", string(ctx.Path()), "err", err)
 		writeError(ctx, fasthttp.StatusInternalServerError, "Server error")
 	}
+}
+
+// msgUnavailable answers a request that needed the control plane while
+// the shared store (etcd) cannot be reached: the change was not made.
+const msgUnavailable = "Control plane unavailable: etcd cannot be reached; try again."
+
+// retryAfter is the Retry-After of a 503: about the time a node takes to
+// reconnect to etcd or see it come back.
+const retryAfter = "2"
+
+// unavailable answers 503 msgUnavailable, in the body shape each API
+// uses for its errors (body).
+func unavailable(ctx *fasthttp.RequestCtx, body func(msg string) any) {
+	ctx.Response.Header.Set("Retry-After", retryAfter)
+	writeJSON(ctx, fasthttp.StatusServiceUnavailable, body(msgUnavailable))
 }
 
 func decode(ctx *fasthttp.RequestCtx, v any) bool {
@@ -429,6 +464,11 @@ func (s *HTTPServer) Addr() string { return s.ln.Addr().String() }
 // Shutdown stops accepting and waits for open requests to finish.
 func (s *HTTPServer) Shutdown() error {
 	err := s.srv.Shutdown()
+	// fasthttp closes only the listeners Serve has registered: called
+	// before the serving goroutine got that far, its Shutdown does
+	// nothing, and Serve would then accept forever. Closing the listener
+	// here ends Serve either way.
+	s.ln.Close()
 	<-s.done
 	return err
 }

@@ -32,11 +32,25 @@ type APIConfig struct {
 	Store  control.Store
 	Source Source
 	// Server names this node in stats and history ("host:port", the
-	// memcache address).
+	// memcache address) and is the servers of a single node's caches. In
+	// a cluster it defaults to Self.Advertise.
 	Server string
-	// Nodes reaches the nodes that hold a cache, for stats and flush;
-	// nil means this process alone: LocalNode{Source, Server}.
+	// Nodes reaches the nodes that hold a cache, for stats, history and
+	// flush; nil means this process alone: LocalNode{Source, Server,
+	// Store}.
 	Nodes Nodes
+	// Cluster, when not nil, is the cluster this node belongs to: stats,
+	// history and flush ask every live member (ClusterNodes, unless Nodes
+	// is set), a cache's servers are the live members (ServerList), and
+	// Handle also serves the internal endpoints the other nodes call
+	// (/cluster/v1/...) to requests carrying Cluster.Secret(). Nil is a
+	// single node, which answers as it always has and serves no internal
+	// endpoint.
+	Cluster control.Cluster
+	// Self is this node as a member of Cluster: its Name (which member is
+	// answered locally) and Advertise (its key in answers). Unused
+	// without Cluster.
+	Self control.Member
 	// HistoryWindow is how far back history answers reach (the retention).
 	HistoryWindow time.Duration
 	Logger        *slog.Logger
@@ -51,12 +65,15 @@ type APIConfig struct {
 // one without the capability, another cache's id or credential, or a
 // refused change), 404 "No cache found." (login only), 500 "Server
 // error" or, where the guide says so (stats, flush), "Server error:
-// host:port,..." naming the nodes that failed. Where memhive goes beyond
-// the guide it adds rows of its own, in the guide's style (a JSON string):
-// 400 "Bad request: ..." for parameters it cannot read, and, for a
-// credential's client certificate, 409 "Conflict: ..." when the
-// fingerprint (cert_sha256) is bound to another credential and 403
-// "Forbidden: ..." (msgCertCN) for any request that names cert_cn.
+// host:port,..." naming the nodes that failed; history answers so too,
+// since in a cluster it gathers every node's samples. Where memhive goes
+// beyond the guide it adds rows of its own, in the guide's style (a JSON
+// string): 503 msgUnavailable when the control plane cannot be reached
+// (control.ErrUnavailable), 400 "Bad request: ..." for parameters it
+// cannot read, and, for a credential's client certificate, 409
+// "Conflict: ..." when the fingerprint (cert_sha256) is bound to another
+// credential and 403 "Forbidden: ..." (msgCertCN) for any request that
+// names cert_cn.
 //
 // A tenant binds fingerprints only. A CN binding (cert_cn) names an
 // identity in the operator's CA (--tls-ca), so it is the operator's to
@@ -68,6 +85,8 @@ type API struct {
 	cfg         APIConfig
 	log         *slog.Logger
 	credentials credentialOps
+	// peers serves the internal endpoints; nil on a single node.
+	peers *peerEndpoints
 }
 
 // NewAPI makes the analytics API.
@@ -78,10 +97,24 @@ func NewAPI(cfg APIConfig) *API {
 	if cfg.HistoryWindow == 0 {
 		cfg.HistoryWindow = 7 * 24 * time.Hour
 	}
-	if cfg.Nodes == nil {
-		cfg.Nodes = LocalNode{Source: cfg.Source, Name: cfg.Server}
+	if cfg.Cluster != nil && cfg.Server == "" {
+		cfg.Server = cfg.Self.Advertise
 	}
-	a := &API{cfg: cfg, log: cfg.Logger}
+	local := LocalNode{Source: cfg.Source, Name: cfg.Server, Store: cfg.Store, Logger: cfg.Logger}
+	a := &API{log: cfg.Logger}
+	if cfg.Cluster != nil {
+		if cfg.Self.Advertise != "" {
+			local.Name = cfg.Self.Advertise
+		}
+		a.peers = &peerEndpoints{cluster: cfg.Cluster, local: local}
+		if cfg.Nodes == nil {
+			cfg.Nodes = ClusterNodes{Cluster: cfg.Cluster, Self: cfg.Self.Name, Local: local}
+		}
+	}
+	if cfg.Nodes == nil {
+		cfg.Nodes = local
+	}
+	a.cfg = cfg
 	// A creation answers 200, not 201: the guide's table says 200.
 	a.credentials = credentialOps{store: cfg.Store, dialect: apiDialect{a}, createdStatus: fasthttp.StatusOK}
 	return a
@@ -282,8 +315,19 @@ func capabilitiesOf(ctx *fasthttp.RequestCtx) (apiCapabilities, error) {
 
 // Handle answers the request if its path is under /api/v1/ (or is the
 // guide's /api/login) and reports whether it did.
+//
+// In a cluster it also answers the internal endpoints under /cluster/v1/
+// (see ClusterNodes), which refuse any request without the cluster
+// secret; on a single node those paths are not its own.
 func (a *API) Handle(ctx *fasthttp.RequestCtx) bool {
 	path := string(ctx.Path())
+	if rest, ok := strings.CutPrefix(path, clusterPrefix); ok {
+		if a.peers == nil {
+			return false
+		}
+		a.peers.handle(ctx, rest)
+		return true
+	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/")
 	if !ok {
 		// The guide's "HTTP Request" line for login omits the version.
@@ -366,9 +410,15 @@ func (a *API) authenticate(ctx *fasthttp.RequestCtx) (control.Credential, bool) 
 // fail maps a store error to the rows of the guide's tables. Past login,
 // something missing (the cache or credential went away meanwhile) is
 // refused like another cache's, and so is deleting a primary credential
-// that still has others; anything else is the server's fault.
+// that still has others; anything else is the server's fault, but for a
+// shared store that cannot be reached (control.ErrUnavailable): a row of
+// memhive's own, 503 msgUnavailable, since nothing is wrong with the
+// request or the server and the same request will succeed later.
 func (a *API) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
+	case errors.Is(err, control.ErrUnavailable):
+		a.log.Warn("analytics API: control plane unavailable", "path", string(ctx.Path()), "err", err)
+		unavailable(ctx, func(msg string) any { return msg })
 	case errors.Is(err, control.ErrNotFound), errors.Is(err, control.ErrLastPrimary):
 		writeJSON(ctx, fasthttp.StatusForbidden, msgForbidden)
 	default:
@@ -443,8 +493,17 @@ func (a *API) login(ctx *fasthttp.RequestCtx, cred control.Credential) {
 func (a *API) info(ctx *fasthttp.RequestCtx, c control.Cache) {
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
 		"cache_id": c.ID, "name": c.Name, "enabled": c.Enabled, "dev": c.Dev,
-		"memory_limit": c.LimitBytes, "plan": c.Plan, "servers": a.cfg.Server,
+		"memory_limit": c.LimitBytes, "plan": c.Plan, "servers": a.servers(),
 	})
+}
+
+// servers is the memcache address list of every cache: this node's, or
+// in a cluster the live members', which changes as nodes join and leave.
+func (a *API) servers() string {
+	if a.cfg.Cluster != nil {
+		return clusterServers(a.cfg.Cluster, a.cfg.Server)
+	}
+	return a.cfg.Server
 }
 
 func (a *API) stats(ctx *fasthttp.RequestCtx, id uint32) {
@@ -479,10 +538,13 @@ type historyEntry struct {
 	Timestamp    string            `json:"timestamp"`
 }
 
+// history answers every node's samples merged, oldest first, each with
+// its node as server; a node that fails is named as stats names it.
 func (a *API) history(ctx *fasthttp.RequestCtx, id uint32) {
-	samples, err := a.cfg.Store.History(id, time.Now().Add(-a.cfg.HistoryWindow))
-	if err != nil {
-		a.fail(ctx, err)
+	samples, failed := a.cfg.Nodes.History(id, time.Now().Add(-a.cfg.HistoryWindow))
+	if len(failed) > 0 {
+		a.log.Warn("analytics API: history not gathered", "cache", id, "nodes", failed)
+		writeJSON(ctx, fasthttp.StatusInternalServerError, serverError(failed))
 		return
 	}
 	out := make([]historyEntry, 0, len(samples))

@@ -66,6 +66,8 @@ func (c clusterNodes) Stats(uint32) (map[string]map[string]uint64, []string) {
 
 func (c clusterNodes) Flush(uint32) []string { return c.failed }
 
+func (c clusterNodes) History(uint32, time.Time) ([]control.Sample, []string) { return nil, c.failed }
+
 // failingStore is a store whose method named fail returns err: the
 // guide's 404 and 500 rows, which a healthy store never gives.
 type failingStore struct {
@@ -283,7 +285,10 @@ func TestAPIGuideTables(t *testing.T) {
 		{section: "history", name: "ok", method: "GET", path: "/api/v1/1/history", auth: "full", status: 200,
 			want: `[{"memcachier_id":"1","server":"127.0.0.1:11211","stats":{"get_hits":5},"timestamp":"{t0}"}]`},
 		{section: "history", name: "another cache", method: "GET", path: "/api/v1/2/history", auth: "full", status: 403, want: forbidden},
-		{section: "history", name: "store fails", setup: failing("History", disk), method: "GET", path: "/api/v1/1/history", auth: "full", status: 500, want: serverErr},
+		// The node whose store fails is named, as stats names a node.
+		{section: "history", name: "store fails", setup: failing("History", disk), method: "GET", path: "/api/v1/1/history", auth: "full", status: 500, want: nodeDown},
+		{section: "history", name: "two nodes of three fail", setup: cluster, method: "GET", path: "/api/v1/1/history", auth: "full", status: 500,
+			want: `"Server error: 10.0.0.2:11211,10.0.0.3:11211"`},
 
 		// Flush: 200 "", 403, 500 "Server error: host:port,...".
 		{section: "flush", name: "ok", method: "POST", path: "/api/v1/1/flush", auth: "full", status: 200, want: empty,

@@ -15,11 +15,17 @@ import (
 // Metrics serves GET /metrics: Prometheus text format with the metric
 // names of prometheus/memcached_exporter, one series per cache (label
 // "cache", the cache's name), so existing memcached dashboards and alerts
-// work per tenant.
+// work per tenant. It reports this process only, in a cluster too:
+// Prometheus scrapes every node, and sums across them are its to make.
 type Metrics struct {
 	Store   control.Store
 	Source  Source
 	Version string
+	// Node, in a cluster, is this node's name (its --node): every series
+	// then carries a "node" label, so that the same cache's series from
+	// different nodes stay apart however they are scraped and relabelled.
+	// Empty, on a single node, adds no label.
+	Node string
 	// Token, unless Public, is the admin bearer token the request must carry.
 	Token  string
 	Public bool
@@ -85,6 +91,13 @@ func (m *Metrics) Handle(ctx *fasthttp.RequestCtx) bool {
 		b.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " " + typ + "\n")
 	}
 	sample := func(name string, labels []string, v uint64) {
+		if m.Node != "" {
+			labels = append(labels[:len(labels):len(labels)], "node", m.Node)
+		}
+		if len(labels) == 0 {
+			b.WriteString(name + " " + strconv.FormatUint(v, 10) + "\n")
+			return
+		}
 		b.WriteString(name)
 		b.WriteByte('{')
 		for i := 0; i < len(labels); i += 2 {
@@ -110,11 +123,11 @@ func (m *Metrics) Handle(ctx *fasthttp.RequestCtx) bool {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	family("go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects.")
-	b.WriteString("go_memstats_heap_alloc_bytes " + strconv.FormatUint(ms.HeapAlloc, 10) + "\n")
+	sample("go_memstats_heap_alloc_bytes", nil, ms.HeapAlloc)
 	// Prometheus' standard name; the soak test holds it to a baseline to
 	// catch goroutines leaked per connection.
 	family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
-	b.WriteString("go_goroutines " + strconv.Itoa(runtime.NumGoroutine()) + "\n")
+	sample("go_goroutines", nil, uint64(runtime.NumGoroutine()))
 	// Each cache's stats, under the names engine.StatTable gives them;
 	// their values are the analytics API's fields.
 	for _, f := range cacheFamilies {

@@ -22,7 +22,7 @@ import (
 var dashboardSummary = regexp.MustCompile(`(?m)^dashboard: (\d+) checks passed$`)
 
 // dashboardChecks is how many checks e2e/browser/dashboard.mjs makes.
-const dashboardChecks = 37
+const dashboardChecks = 43
 
 // The dashboard test's traffic: items stored, then gets of every item and
 // of keys never stored. Every figure the page shows follows from these.
@@ -85,7 +85,10 @@ func dashHistory(t *testing.T, h *hive, l login, what string, limit time.Duratio
 // and those points add up to the traffic; then credentials, a capability,
 // a client certificate's fingerprint bound from its PEM and unbound beside
 // a CN the operator bound (shown, and beyond the tenant's reach), a flush,
-// screenshots at laptop and phone widths (saved in e2e/browser/out/).
+// screenshots at laptop and phone widths (saved in e2e/browser/out/); last,
+// a cache split over two servers (the page's API stubbed): the panels show
+// the sums, a per-server table appears, and the two servers' samples merge
+// into one graph point per interval.
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
@@ -222,7 +225,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	if n, _ := strconv.Atoi(string(m[1])); n != dashboardChecks {
 		t.Fatalf("the browser test made %d checks, want the script's %d", n, dashboardChecks)
 	}
-	for _, shot := range []string{"dashboard.png", "certificate.png", "after.png", "phone.png"} {
+	for _, shot := range []string{"dashboard.png", "certificate.png", "after.png", "phone.png", "cluster.png"} {
 		if st, err := os.Stat(filepath.Join(out, shot)); err != nil || st.Size() == 0 {
 			t.Fatalf("screenshot %s missing: %v", shot, err)
 		}

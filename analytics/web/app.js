@@ -6,7 +6,8 @@
 const $ = (id) => document.getElementById(id);
 // certForm is the open certificate binding form, if any: the credential's
 // id and what is typed in it, so that reloading the list keeps it.
-const state = { auth: null, id: null, info: null, stats: null, history: [], creds: [], chart: null, timers: [], certForm: null };
+// stats is the cache's totals over its servers, byServer each server's own.
+const state = { auth: null, id: null, info: null, stats: null, byServer: {}, history: [], creds: [], chart: null, timers: [], certForm: null };
 
 const MB = 1024 * 1024;
 const fmtInt = (n) => Math.round(n).toLocaleString("en-US");
@@ -46,7 +47,10 @@ function setStatus(msg) {
   $("status").textContent = msg;
 }
 
-// sum adds every server's stats (one entry per server of the cache).
+// sumStats adds every server's stats (one entry per server of the cache):
+// in a cluster each node holds a share of the cache, so counts, bytes and
+// limit_maxbytes (each node's share of the limit) add up to the cache's,
+// and ratios are taken from the sums, never averaged.
 function sumStats(byServer) {
   const total = {};
   for (const s of Object.values(byServer || {})) {
@@ -55,27 +59,54 @@ function sumStats(byServer) {
   return total;
 }
 
-// samples merges history entries taken at the same moment on every server.
+// samples is the cache's history as totals over its servers, oldest
+// first. Each server samples on its own clock, so their samples are
+// grouped into rounds: a round ends where a server it already holds comes
+// again. A round's totals add each server's latest sample, carrying
+// forward one that missed the round, so that a late or missing server
+// does not read as a drop; its time is its latest sample's. With one
+// server each sample is a round of its own.
 function samples() {
-  const byTime = new Map();
-  for (const e of state.history) {
-    const t = Number(e.timestamp); // a string of unix milliseconds, as in MemCachier's API
-    const acc = byTime.get(t) || {};
-    for (const [k, v] of Object.entries(e.stats)) acc[k] = (acc[k] || 0) + v;
-    byTime.set(t, acc);
+  const entries = state.history
+    .map((e) => ({ t: Number(e.timestamp), server: e.server, stats: e.stats })) // timestamp: unix ms as a string, as in MemCachier's API
+    .sort((a, b) => a.t - b.t);
+  const latest = new Map();
+  const out = [];
+  let round = new Set(), t = null;
+  const close = () => {
+    if (t === null) return;
+    const acc = {};
+    for (const st of latest.values()) {
+      for (const [k, v] of Object.entries(st)) acc[k] = (acc[k] || 0) + v;
+    }
+    out.push({ t, s: acc });
+  };
+  for (const e of entries) {
+    if (round.has(e.server)) {
+      close();
+      round = new Set();
+    }
+    round.add(e.server);
+    latest.set(e.server, e.stats);
+    t = e.t;
   }
-  return [...byTime.entries()].sort((a, b) => a[0] - b[0]).map(([t, s]) => ({ t, s }));
+  close();
+  return out;
 }
+
+// used is the memory a cache (or one server's share) holds: its slab
+// pages, which reach the limit exactly when evictions begin; "bytes"
+// counts only its items.
+const used = (s) => s.total_malloced ?? s.bytes ?? 0;
 
 function renderStats() {
   const s = state.stats;
   if (!s) return;
   const limit = s.limit_maxbytes || (state.info && state.info.memory_limit) || 0;
-  // Usage is the memory the cache holds (its slab pages): it reaches the
-  // limit exactly when evictions begin. "bytes" counts only its items.
-  const used = s.total_malloced ?? s.bytes ?? 0;
-  const frac = limit ? used / limit : 0;
-  $("panel-limit").textContent = `${fmtMB(used)} of ${fmtMB(limit)}`;
+  // In a cluster the limit is the sum of the nodes' shares: the cache's.
+  const inUse = used(s);
+  const frac = limit ? inUse / limit : 0;
+  $("panel-limit").textContent = `${fmtMB(inUse)} of ${fmtMB(limit)}`;
   $("usage-sub").textContent = `${fmtPct(frac)} used`;
   const bar = $("usage-bar");
   bar.style.width = Math.min(100, frac * 100).toFixed(1) + "%";
@@ -99,6 +130,41 @@ function renderStats() {
   }
   $("panel-hit-rate").textContent = hits + misses ? fmtPct(hits / (hits + misses)) : "–";
   $("hit-rate-sub").textContent = `${fmtInt(hits)} hits, ${fmtInt(misses)} misses (${scope})`;
+  renderServers();
+}
+
+// renderServers fills the per-server table, shown only when the cache has
+// more than one server: with one, every row would repeat the panels.
+function renderServers() {
+  const names = Object.keys(state.byServer || {}).sort();
+  $("servers-card").hidden = names.length < 2;
+  const body = $("server-rows");
+  body.textContent = "";
+  if (names.length < 2) return;
+  $("servers-count").textContent = `${names.length} servers`;
+  for (const name of names) {
+    const st = state.byServer[name] || {};
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", `server-row-${name}`);
+    const lim = st.limit_maxbytes || 0;
+    const cells = [
+      name,
+      fmtInt(st.curr_items || 0),
+      `${fmtMB(used(st))} of ${fmtMB(lim)}` + (lim ? ` (${fmtPct(used(st) / lim)})` : ""),
+      fmtInt(st.curr_connections || 0),
+      fmtInt(st.cmd_get || 0),
+      fmtInt(st.get_hits || 0),
+      fmtInt(st.evictions || 0),
+    ];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i === 0) td.className = "server";
+      else td.className = "num";
+      tr.appendChild(td);
+    });
+    body.appendChild(tr);
+  }
 }
 
 function renderInfo() {
@@ -459,7 +525,8 @@ async function act(done, fn, reload) {
 }
 
 async function loadStats() {
-  state.stats = sumStats(await api("GET", `/api/v1/${state.id}/stats`));
+  state.byServer = (await api("GET", `/api/v1/${state.id}/stats`)) || {};
+  state.stats = sumStats(state.byServer);
   renderStats();
 }
 
@@ -515,7 +582,7 @@ async function login(ev) {
 function logout(ev) {
   if (ev) ev.preventDefault();
   state.timers.forEach(clearInterval);
-  Object.assign(state, { auth: null, id: null, info: null, stats: null, history: [], creds: [], timers: [], certForm: null });
+  Object.assign(state, { auth: null, id: null, info: null, stats: null, byServer: {}, history: [], creds: [], timers: [], certForm: null });
   if (state.chart) { state.chart.destroy(); state.chart = null; }
   $("dash-view").hidden = true;
   $("cache-title").hidden = true;

@@ -252,6 +252,56 @@ try {
   });
   check(overflow.px <= 1, `no horizontal scrolling at phone width (${overflow.px}px too wide: ${overflow.wide})`);
 
+  // A cache split over two servers, as a cluster's API answers (stubbed
+  // here: the cluster's API itself is tested in Go): the panels show the
+  // sums, the limit is the shares' sum, the hit rate comes from the
+  // summed hits and misses (33.3 %, where averaging the servers' rates
+  // would give 43.8 %), and a table lists each server. One server shows
+  // no table.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  check(await page.isHidden("[data-testid=servers-card]"), "one server: no per-server table");
+  const MiB = 1024 * 1024;
+  const twoServers = {
+    "10.0.0.2:11211": { curr_items: 7, get_hits: 10, get_misses: 70, cmd_get: 80, limit_maxbytes: 8 * MiB, total_malloced: 1 * MiB,
+      curr_connections: 1, total_connections: 4, cmd_set: 3, cmd_flush: 1, evictions: 0 },
+    "10.0.0.1:11211": { curr_items: 5, get_hits: 30, get_misses: 10, cmd_get: 40, limit_maxbytes: 8 * MiB, total_malloced: 2 * MiB,
+      curr_connections: 2, total_connections: 7, cmd_set: 9, cmd_flush: 1, evictions: 3 },
+  };
+  let stubHistory = [];
+  await page.route(/\/api\/v1\/\d+\/stats$/, (r) => r.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(twoServers) }));
+  await page.route(/\/api\/v1\/\d+\/history$/, (r) => r.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(stubHistory) }));
+  await page.click("#refresh");
+  await page.waitForSelector("[data-testid=servers-card]:not([hidden])");
+  const panels = {};
+  for (const k of ["items", "limit", "live-connections", "total-connections", "evictions", "set-cmds", "hit-rate"]) panels[k] = await text(`[data-testid=panel-${k}]`);
+  check(panels.items === "12" && panels["live-connections"] === "3" && panels["total-connections"] === "11" &&
+    panels.evictions === "3" && panels["set-cmds"] === "12", `two servers: the panels show the sums (${JSON.stringify(panels)})`);
+  check(panels.limit === "3.00 MB of 16.0 MB", `two servers: the limit is the sum of their shares (${panels.limit})`);
+  check(panels["hit-rate"] === "33.3 %", `two servers: the hit rate is the summed hits over the summed gets (${panels["hit-rate"]})`);
+  const rows = await page.$$eval("[data-testid=servers-table] tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  check(JSON.stringify(rows) === JSON.stringify([
+    ["10.0.0.1:11211", "5", "2.00 MB of 8.00 MB (25.0 %)", "2", "40", "30", "3"],
+    ["10.0.0.2:11211", "7", "1.00 MB of 8.00 MB (12.5 %)", "1", "80", "10", "0"],
+  ]), `the servers table lists each server in order (${JSON.stringify(rows)})`);
+  // Their history: each server samples on its own clock, a second apart;
+  // the graph sums one sample of each per interval: three rounds, two points.
+  stubHistory = [];
+  for (let k = 0; k < 3; k++) {
+    for (const [i, server] of ["10.0.0.1:11211", "10.0.0.2:11211"].entries()) {
+      stubHistory.push({ memcachier_id: "1", server, timestamp: String(1700000000000 + k * 60000 + i * 1000),
+        stats: { cmd_set: 10 * k + i, cmd_get: 0, get_hits: 0, get_misses: 0, curr_items: k, evictions: 0, curr_connections: 1 } });
+    }
+  }
+  await page.selectOption("#series-a", "sets");
+  await page.click("#refresh");
+  await page.waitForFunction(() => state.chart && state.chart.data[0].length === 2);
+  const [sxs, sets2] = await page.evaluate(() => state.chart.data.map((s) => Array.from(s)));
+  check(JSON.stringify(sxs) === JSON.stringify([1700000061, 1700000121]) && JSON.stringify(sets2) === "[20,20]",
+    `two servers' samples merge into one point per interval (${JSON.stringify(sxs)} ${JSON.stringify(sets2)})`);
+  await page.screenshot({ path: path.join(outdir, "cluster.png"), fullPage: true });
+  await page.unroute(/\/api\/v1\/\d+\/stats$/);
+  await page.unroute(/\/api\/v1\/\d+\/history$/);
+
   // A wrong password is refused, visibly.
   const other = await context.newPage();
   await other.goto(base + "/");
