@@ -31,13 +31,21 @@ const adminToken = "test-admin-token"
 // directory if empty) with extra flags.
 func startHive(t testing.TB, data string, extra ...string) *hive {
 	t.Helper()
+	return startHiveWithin(t, 10*time.Second, data, extra...)
+}
+
+// startHiveWithin is startHive waiting up to wait for the server to have
+// started: a cluster node restarted after a kill -9 waits for its old
+// membership lease to run out (5 s) before it joins and announces.
+func startHiveWithin(t testing.TB, wait time.Duration, data string, extra ...string) *hive {
+	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
 	args := append([]string{"--auth", "sasl", "--http", httpAddr, "--admin-token", adminToken, "--data", data}, extra...)
 	s := testserver.StartMemhive(t, args...)
-	if err := s.WaitOutput("dashboard: ", 10*time.Second); err != nil {
+	if err := s.WaitOutput("dashboard: ", wait); err != nil {
 		t.Fatal(err)
 	}
 	return &hive{Server: s, t: t, http: httpAddr, token: adminToken, data: data}
