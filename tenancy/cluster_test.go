@@ -160,3 +160,37 @@ func TestIdleDevCacheJudgedClusterWide(t *testing.T) {
 		})
 	}
 }
+
+// TestSetNodesRacesPlanChanges: member changes (the cluster's goroutine)
+// and plan changes (the store's) at the same time end with the engine at
+// the share of the last limit over the last node count.
+func TestSetNodesRacesPlanChanges(t *testing.T) {
+	ts, store := storeTenants(t, Config{})
+	c, err := store.CreateCache(control.Cache{Name: "app", LimitBytes: 24 << 20, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			ts.SetNodes(1 + i%4)
+		}
+		ts.SetNodes(3)
+	}()
+	for i := range 200 {
+		limit := int64(12+i%3*6) << 20
+		if _, err := store.UpdateCache(c.ID, control.CacheUpdate{LimitBytes: &limit}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := int64(36 << 20)
+	if _, err := store.UpdateCache(c.ID, control.CacheUpdate{LimitBytes: &last}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	ts.Sync()
+	if got := ts.Engine(c.ID).LimitBytes(); got != 12<<20 {
+		t.Fatalf("engine limit %d after the races, want 36 MiB / 3 nodes = 12 MiB", got)
+	}
+}
