@@ -224,7 +224,9 @@ func (s *serving) joinCluster() error {
 					return
 				}
 				if !errors.Is(err, control.ErrUnavailable) {
-					s.log.Error("joining the cluster", "node", self.Name, "err", err)
+					// ErrExists: this node's lease from before a crash,
+					// or a live node of the same name; keep trying.
+					s.log.Warn("joining the cluster", "node", self.Name, "err", err)
 				}
 			}
 		}()

@@ -492,6 +492,11 @@ func (s *serving) newTenants() error {
 	}
 	s.tenants = tenants
 	s.onStop(tenants.Close)
+	if s.etcd != nil {
+		// Hold the shares of the cluster as last seen from the start,
+		// rather than whole limits until the node joins (joinCluster).
+		tenants.SetNodes(len(withSelf(s.etcd.Members(), s.selfMember())))
+	}
 	return nil
 }
 
