@@ -5,8 +5,9 @@
 # HTTP on 127.0.0.1:11280-11282, data in $DATA/n1..n3, one admin token). It
 # waits until all three are in the server list, creates the cache $CACHE (or
 # finds it), prints its MEMCACHIER_SERVERS/USERNAME/PASSWORD lines, and then
-# waits. Ctrl-C (or SIGTERM) stops every process it started, by pid; so does
-# any of them dying. It fails loudly, naming what is missing.
+# waits. Ctrl-C (or SIGTERM) stops every process it started, by pid. A node
+# that exits while it waits is reported and the others serve on; etcd or the
+# last node exiting stops it all. It fails loudly, naming what is missing.
 #
 # Environment: MEMHIVE_BIN (bin/memhive), ETCD (/usr/bin/etcd), DATA
 # (./data/cluster), CACHE (app), CACHE_MB (96: a third on each node),
@@ -188,10 +189,22 @@ grep -q "^MEMCACHIER_PASSWORD=." "$envfile" || fail "no credential for cache $CA
 sed "s/^MEMCACHIER_SERVERS=.*/MEMCACHIER_SERVERS=$servers/" "$envfile"
 
 echo "cluster: running: dashboards http://127.0.0.1:$HTTP_PORT/ ... :$((HTTP_PORT + 2))/, admin token in $DATA/admin.token; Ctrl-C stops it" >&2
+# A node that exits is reported, and the others go on serving without it
+# (kill one to watch it leave the server list); the script ends when etcd
+# or the last node exits.
+reported=()
 while :; do
-	for i in "${!pids[@]}"; do
-		log=$DATA/${names[i]}.log
-		alive "${names[i]}" "${pids[i]}" "$log"
+	alive etcd "$etcd_pid" "$DATA/etcd.log"
+	left=0
+	for i in 1 2 3; do
+		if kill -0 "${pids[i]}" 2>/dev/null; then
+			left=$((left + 1))
+		elif [ -z "${reported[i]:-}" ]; then
+			reported[i]=1
+			echo "cluster: ${names[i]} (pid ${pids[i]}) exited; the end of $DATA/${names[i]}.log:" >&2
+			tail -n 5 "$DATA/${names[i]}.log" >&2 || true
+		fi
 	done
+	[ "$left" = 0 ] && fail "every node has exited"
 	sleep 1
 done

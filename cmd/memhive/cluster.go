@@ -187,8 +187,11 @@ func (s *serving) selfMember() control.Member {
 // the caches' limits over the live nodes and makes a new server list.
 // Leaving (on SIGTERM before the listeners stop, or at shutdown) takes
 // the node out of the list at once rather than when its lease expires.
-// If etcd cannot be reached, the node serves what it knows and keeps
-// trying to join in the background.
+// If etcd cannot be reached, the node serves what it knows and joins once
+// etcd answers: the store joins by itself then, but gives up if the name
+// is still held (the node's own key from before a crash, under another
+// address), so joinCluster keeps trying in the background until the node
+// is a member.
 func (s *serving) joinCluster() error {
 	if s.etcd == nil {
 		return nil
@@ -217,6 +220,11 @@ func (s *serving) joinCluster() error {
 				case <-stop:
 					return
 				case <-tick.C:
+				}
+				if slices.Contains(e.Members(), self) {
+					// The store joined by itself once etcd answered.
+					s.log.Info("joined the cluster", "node", self.Name)
+					return
 				}
 				err := e.Join(self)
 				if err == nil {
