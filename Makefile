@@ -10,7 +10,7 @@ DATA     ?= ./data
 # fixed in Go 1.27). 4,000,000 calls take about two minutes here.
 FUZZTIME ?= 4000000x
 
-.PHONY: all build run deps fmtcheck vet test fuzz soak bench microbench clean
+.PHONY: all build run cluster deps fmtcheck vet test fuzz soak bench microbench clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 run: build
 	@echo "memhive listening on $(LISTEN) (data in $(DATA))"
 	exec bin/memhive serve --listen $(LISTEN) --auth sasl --data $(DATA)
+
+# Three nodes on loopback over Debian's etcd (tools/cluster.sh says what and
+# where): prints a cache's MEMCACHIER_* lines, serves until Ctrl-C.
+cluster: build
+	tools/cluster.sh
 
 # Fails loudly, naming what is missing, when a reference peer is absent and
 # cannot be installed.

@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -60,10 +62,17 @@ func startCluster(t *testing.T, n int) *cluster {
 		go func() { defer wg.Done(); c.nodes[i] = c.startNode(i) }()
 	}
 	wg.Wait()
+	created := 0
 	for i := range c.nodes {
 		if c.nodes[i] == nil {
 			t.FailNow()
 		}
+		if strings.Contains(c.nodes[i].Output(), `created cache "default"`) {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d nodes created the default cache, want 1", created)
 	}
 	for i := range c.nodes {
 		c.waitServers(i, c.addrs(), clusterLeaseTTL)
@@ -203,6 +212,19 @@ func (c *cluster) checkSpread(l login, n int, client string) {
 	c.t.Logf("%s: keys per node: %s", client, strings.Join(shares, ", "))
 }
 
+// servedList is the server list node h keeps in its serve.json for the
+// CLI, "" while it has none.
+func servedList(h *hive) string {
+	var st struct {
+		Servers string `json:"servers"`
+	}
+	b, err := os.ReadFile(filepath.Join(h.data, "serve.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return ""
+	}
+	return st.Servers
+}
+
 // textLoginDialer dials a memhive node and logs in with MemCachier's text
 // login before gomemcache sees the connection: gomemcache has no SASL.
 func textLoginDialer(l login) func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -305,6 +327,20 @@ func TestClusterOfThree(t *testing.T) {
 		}
 		c.checkSpread(mcLogin, keys, "memcachier/mc")
 	})
+	phase(t, "the server list for the CLI", func(t *testing.T) {
+		// serve.json, which the CLI reads on a node's --data, follows the
+		// members; `memhive env` prints the live list.
+		for i, n := range c.nodes {
+			if got := servedList(n); got != c.addrs() {
+				t.Errorf("n%d's serve.json lists %q, want %q", i+1, got, c.addrs())
+			}
+		}
+		out, err := exec.Command(testserver.MemhiveBinary(t), "env", "cluster-py", "--data", c.datas[0], "--admin-token", adminToken).Output()
+		if err != nil || !strings.Contains(string(out), "MEMCACHIER_SERVERS="+c.addrs()+"\n") {
+			t.Errorf("memhive env cluster-py on n1's --data: %v\n%s", err, out)
+		}
+	})
+
 	phase(t, "credentials", func(t *testing.T) {
 		// Created on n1, it logs in on n3.
 		created := time.Now()
@@ -353,6 +389,11 @@ func TestClusterOfThree(t *testing.T) {
 		for _, l := range []login{py, gm, mcLogin} {
 			c.waitShare(l, 48*mib, 0, 2)
 		}
+		for _, i := range []int{0, 2} {
+			pollUntil(t, propagation, fmt.Sprintf("n%d's serve.json dropping n2", i+1), func() bool {
+				return servedList(c.nodes[i]) == c.addrs(0, 2)
+			})
+		}
 		c.nodes[1] = c.startNode(1)
 		for i := range c.nodes {
 			c.waitServers(i, c.addrs(), 10*time.Second)
@@ -400,6 +441,18 @@ func TestClusterOfThree(t *testing.T) {
 			if got := strings.Count(out, "etcd reachable again"); got != 1 {
 				t.Errorf("n%d logged %d times that etcd was back, want once", i+1, got)
 			}
+		}
+	})
+
+	phase(t, "SIGTERM leaves at once", func(t *testing.T) {
+		c.nodes[2].Stop()
+		stopped := time.Now()
+		for _, i := range []int{0, 1} {
+			c.waitServers(i, c.addrs(0, 1), propagation)
+		}
+		t.Logf("n3 stopped with SIGTERM left the server list after %v", time.Since(stopped))
+		for _, l := range []login{py, gm, mcLogin} {
+			c.waitShare(l, 48*mib, 0, 1)
 		}
 	})
 }

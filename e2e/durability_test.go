@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memhive/memhive/internal/etcdtest"
 	"github.com/memhive/memhive/internal/testserver"
 )
 
@@ -188,28 +189,72 @@ func writeUntilKilled(h *hive, round int, rng *rand.Rand, a *acked) {
 var unclean = regexp.MustCompile(`(?i)level=(error|warn)|panic|corrupt|recover`)
 
 // TestKillNineKeepsAcknowledgedChanges kills the server (SIGKILL, by pid)
-// at random moments during a stream of admin API writes, 50 times, and
+// at random moments during a stream of admin API writes, many times, and
 // checks after each restart on the same --data that every acknowledged
 // change is there (and every acknowledged deletion stays done), that the
-// server started cleanly, and, with no server running, that the store
-// opens directly and agrees.
+// server started cleanly, and, with the killed server down, that the store
+// read afresh agrees. It runs against each control-plane store: the
+// embedded bbolt file, and etcd (an embedded etcd in this process, the
+// server a cluster node of it).
 func TestKillNineKeepsAcknowledgedChanges(t *testing.T) {
 	t.Parallel()
-	const rounds = 50
+	t.Run("bolt", func(t *testing.T) {
+		t.Parallel()
+		killNineRounds(t, durabilityBackend{
+			rounds: 50,
+			// With no server running, the store opens directly.
+			verifyDown: verifyDirect,
+		})
+	})
+	t.Run("etcd", func(t *testing.T) {
+		t.Parallel()
+		etcd := etcdtest.Start(t)
+		node := func(name string) []string { return []string{"--etcd", etcd.Endpoint(), "--node", name} }
+		killNineRounds(t, durabilityBackend{
+			rounds: 30,
+			flags:  node("n1"),
+			// A node that never saw the state reads it from etcd alone.
+			verifyDown: func(t *testing.T, _ string, a *acked, round int) {
+				t.Helper()
+				fresh := startHiveOn(t, 0, "", "", append([]string{"--overcommit", "--memory", "64"}, node("n2")...)...)
+				verifyAcked(t, fresh, a, round)
+				fresh.Stop()
+			},
+		})
+	})
+}
+
+// durabilityBackend is a control-plane store the kill -9 test runs
+// against.
+type durabilityBackend struct {
+	rounds int
+	// flags are serve's flags that choose the store (none: bbolt in --data).
+	flags []string
+	// verifyDown checks the expectations while the killed server is down,
+	// every tenth round, by reading the store as an operator would.
+	verifyDown func(t *testing.T, data string, a *acked, round int)
+}
+
+// killNineRounds is TestKillNineKeepsAcknowledgedChanges on backend b.
+func killNineRounds(t *testing.T, b durabilityBackend) {
 	data := t.TempDir()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewSource(seed))         // the writer's
 	killRng := rand.New(rand.NewSource(seed + 1)) // the test's own
 	a := &acked{caches: map[uint32]*cacheWant{}, creds: map[string]*credWant{}}
+	// The same addresses each round, as a machine restarted after a crash
+	// has: a cluster node then takes its membership over at once rather
+	// than waiting for the lease of the one killed.
+	port, httpAddr := testserver.FreePort(t), fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
 	start := func() *hive {
-		h := startHive(t, data, "--overcommit", "--memory", "64")
+		h := startHiveOn(t, port, httpAddr, data, append([]string{"--overcommit", "--memory", "64"}, b.flags...)...)
 		if unclean.MatchString(h.Output()) {
 			t.Fatalf("the server did not start cleanly after a kill -9:\n%s", h.Output())
 		}
 		return h
 	}
-	for round := 0; round < rounds; round++ {
+	for round := 0; round < b.rounds; round++ {
 		h := start()
 		if round > 0 {
 			verifyAcked(t, h, a, round)
@@ -223,14 +268,14 @@ func TestKillNineKeepsAcknowledgedChanges(t *testing.T) {
 			t.Fatalf("admin API: %s", a.unexpected)
 		}
 		if round%10 == 9 {
-			verifyDirect(t, data, a, round)
+			b.verifyDown(t, data, a, round)
 		}
 	}
 	h := start()
-	verifyAcked(t, h, a, rounds)
-	t.Logf("%d acknowledged changes survived %d kill -9s", a.count, rounds)
-	if a.count < 2*rounds {
-		t.Fatalf("only %d changes were acknowledged in %d rounds: the test did not exercise the store", a.count, rounds)
+	verifyAcked(t, h, a, b.rounds)
+	t.Logf("%d acknowledged changes survived %d kill -9s", a.count, b.rounds)
+	if a.count < 2*b.rounds {
+		t.Fatalf("only %d changes were acknowledged in %d rounds: the test did not exercise the store", a.count, b.rounds)
 	}
 }
 

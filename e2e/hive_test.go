@@ -36,7 +36,9 @@ func startHive(t testing.TB, data string, extra ...string) *hive {
 
 // startHiveOn is startHive listening on port and serving HTTP on
 // httpAddr, each chosen free when zero: a restarted node of a cluster
-// comes back where it was.
+// comes back where it was. It waits up to 30 s for the server to
+// announce itself, as a cluster node restarted after a kill -9 may wait
+// for its old membership lease.
 func startHiveOn(t testing.TB, port int, httpAddr, data string, extra ...string) *hive {
 	t.Helper()
 	if data == "" {
@@ -47,7 +49,7 @@ func startHiveOn(t testing.TB, port int, httpAddr, data string, extra ...string)
 	}
 	args := append([]string{"--auth", "sasl", "--http", httpAddr, "--admin-token", adminToken, "--data", data}, extra...)
 	s := testserver.StartMemhiveOn(t, port, args...)
-	if err := s.WaitOutput("dashboard: ", 10*time.Second); err != nil {
+	if err := s.WaitOutput("dashboard: ", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return &hive{Server: s, t: t, http: httpAddr, token: adminToken, data: data}

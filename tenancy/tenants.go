@@ -33,9 +33,11 @@ type Cache struct {
 	dev        atomic.Bool
 	gone       atomic.Bool  // deleted: its connections are being closed
 	lastActive atomic.Int64 // unix seconds of its last command
-	// limit is the limit the last change recorded set (see resize);
-	// resizes counts the resizes of eng queued for the applier and not
-	// yet done.
+	// full is the cache's limit in the store: in a cluster the sum of
+	// every live node's share. limit is what the last resize recorded set
+	// eng to (see resize): this node's share of full. resizes counts the
+	// resizes of eng queued for the applier and not yet done.
+	full    atomic.Int64
 	limit   atomic.Int64
 	resizes atomic.Int32
 	// Conns counts the cache's connections and their traffic: the server
@@ -146,6 +148,15 @@ type Tenants struct {
 	// local is the default cache in local mode: set by New under
 	// pendingMu, before any change is recorded as it comes, then only read.
 	local *Cache
+
+	// nodes is the number of live nodes the caches' limits are split
+	// over (SetNodes); 0 or 1 is a node of its own. resizeMu orders every
+	// decision about an engine's limit (a change recorded, a cache added,
+	// SetNodes) so that the last one made sees both the latest limit and
+	// the latest node count: record and SetNodes run on different
+	// goroutines (the store's watch and the cluster's). It comes before mu.
+	nodes    atomic.Int32
+	resizeMu sync.Mutex
 
 	// revoke closes the connections cut off by a change; set by the
 	// server that serves these tenants (OnRevoke), called by the applier.
@@ -275,6 +286,7 @@ func Fixed(mem *engine.Memory, caches []control.Cache, creds []control.Credentia
 
 func newCache(c control.Cache, eng *engine.Engine) *Cache {
 	tn := &Cache{id: c.ID, eng: eng}
+	tn.full.Store(c.LimitBytes)
 	tn.limit.Store(eng.LimitBytes())
 	name := c.Name
 	tn.name.Store(&name)
@@ -412,8 +424,13 @@ func (t *Tenants) record(c control.Change) {
 		name := c.Cache.Name
 		tn.name.Store(&name)
 		tn.dev.Store(c.Cache.Dev)
-		if t.local != tn && tn.limit.Load() != c.Cache.LimitBytes {
-			t.resize(tn, c.Cache.LimitBytes)
+		if t.local != tn {
+			t.resizeMu.Lock()
+			tn.full.Store(c.Cache.LimitBytes)
+			if share := t.share(c.Cache.LimitBytes); tn.limit.Load() != share {
+				t.resize(tn, share)
+			}
+			t.resizeMu.Unlock()
 		}
 		was := tn.enabled.Swap(c.Cache.Enabled)
 		switch {
@@ -487,8 +504,56 @@ func (t *Tenants) resize(tn *Cache, n int64) {
 	})
 }
 
+// SetNodes splits every cache's limit over n live nodes (n < 1 counts as
+// one): each engine is resized to its share, L/n (see share), through the
+// path a plan change takes, growing at once and shrinking on the applier
+// in order. The cluster calls it whenever its member list changes, so that
+// the caches' limits keep adding up to L over the nodes that serve them.
+// Local mode's default cache keeps the whole memory.
+func (t *Tenants) SetNodes(n int) {
+	n = max(n, 1)
+	t.resizeMu.Lock()
+	defer t.resizeMu.Unlock()
+	if int(t.nodes.Swap(int32(n))) == n {
+		return
+	}
+	t.mu.RLock()
+	caches := make([]*Cache, 0, len(t.byID))
+	for _, tn := range t.byID {
+		if tn != t.local {
+			caches = append(caches, tn)
+		}
+	}
+	t.mu.RUnlock()
+	for _, tn := range caches {
+		if share := t.share(tn.full.Load()); tn.limit.Load() != share {
+			t.resize(tn, share)
+		}
+	}
+}
+
+// Nodes is the number of live nodes the caches' limits are split over.
+func (t *Tenants) Nodes() int { return max(int(t.nodes.Load()), 1) }
+
+// share is this node's part of a cache limit: the limit split evenly over
+// the live nodes, but at least one page, the engine's least, so that the
+// largest item still fits however many nodes there are. A node on its own
+// holds the limit as the store has it.
+func (t *Tenants) share(limit int64) int64 {
+	n := int64(t.nodes.Load())
+	if n <= 1 {
+		return limit
+	}
+	return max(limit/n, int64(t.mem.PageCharge()))
+}
+
+// addCache makes cache c's engine with this node's share of its limit.
 func (t *Tenants) addCache(c control.Cache) error {
-	limit := c.LimitBytes
+	// Held until the cache is in byID, so that a SetNodes after the share
+	// is computed finds it and resizes it.
+	t.resizeMu.Lock()
+	defer t.resizeMu.Unlock()
+	limit := t.share(c.LimitBytes)
 	if t.cfg.Local && c.Name == DefaultCache {
 		limit = t.cfg.LocalLimit
 	}
@@ -553,7 +618,7 @@ func (t *Tenants) dropCert(u *Credential) {
 }
 
 // sync writes last-active times to the store and disables dev caches that
-// have been idle for DevIdle.
+// have been idle for DevIdle, on every node (see activeElsewhere).
 func (t *Tenants) sync() {
 	defer t.done.Done()
 	tick := time.NewTicker(t.cfg.SyncEvery)
@@ -591,6 +656,9 @@ func (t *Tenants) sync() {
 		}
 		off := false
 		for _, id := range idle {
+			if t.activeElsewhere(id, now) {
+				continue
+			}
 			if _, err := t.store.UpdateCache(id, control.CacheUpdate{Enabled: &off}); err != nil {
 				t.log.Warn("disabling an idle dev cache", "cache", id, "err", err)
 				continue
@@ -598,6 +666,21 @@ func (t *Tenants) sync() {
 			t.log.Info("disabled an idle dev cache", "cache", id, "idle_for", t.cfg.DevIdle)
 		}
 	}
+}
+
+// activeElsewhere reports whether cache id, idle here, must stay enabled
+// all the same: in a cluster, clients may use it through other nodes only,
+// so idleness is judged by the store's last-active time, which the etcd
+// store reports as the latest over all nodes (bbolt's is this node's own,
+// just written by MarkActive). When the store cannot say (unreachable, or
+// the cache just deleted), nothing is disabled: the next sync looks again.
+func (t *Tenants) activeElsewhere(id uint32, now time.Time) bool {
+	c, err := t.store.Cache(id)
+	if err != nil {
+		t.log.Debug("not disabling an idle dev cache: its cluster-wide activity is unknown", "cache", id, "err", err)
+		return true
+	}
+	return now.Sub(c.LastActive) < t.cfg.DevIdle
 }
 
 // CacheIDs lists the caches served, in no particular order.

@@ -13,6 +13,13 @@ import (
 // storeTenants opens a real store in a temporary directory and follows it.
 func storeTenants(t *testing.T, cfg Config) (*Tenants, control.Store) {
 	t.Helper()
+	return storeTenantsVia(t, cfg, nil)
+}
+
+// storeTenantsVia is storeTenants with the Tenants following wrap(store)
+// (wrap may be nil), to play a store that knows more than this node.
+func storeTenantsVia(t *testing.T, cfg Config, wrap func(control.Store) control.Store) (*Tenants, control.Store) {
+	t.Helper()
 	mem := enginetest.Memory(t, 64)
 	store, err := control.Open(filepath.Join(t.TempDir(), "control.db"), control.Policy{MemoryBytes: 64 << 20}, time.Second)
 	if err != nil {
@@ -22,7 +29,11 @@ func storeTenants(t *testing.T, cfg Config) (*Tenants, control.Store) {
 	if _, err := store.CreateCache(control.Cache{Name: DefaultCache, LimitBytes: 8 << 20, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	ts, err := New(cfg, mem, store)
+	var followed control.Store = store
+	if wrap != nil {
+		followed = wrap(store)
+	}
+	ts, err := New(cfg, mem, followed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,8 @@
 # Installs, on Debian, what memhive's tests need: the reference memcached, the
 # libmemcached tools (memccapable, memcslap), the python clients used by
 # e2e tests, openssl (s_client, for the TLS test), Chromium for the dashboard's browser test, and that test's npm
-# packages (playwright-core, from e2e/browser/package-lock.json). Idempotent: when everything is present it only checks and exits,
+# packages (playwright-core, from e2e/browser/package-lock.json), and etcd
+# (Debian's etcd-server: /usr/bin/etcd, which `make cluster` runs). Idempotent: when everything is present it only checks and exits,
 # without touching apt. Exits non-zero, naming what is missing, when it cannot
 # install (not root, not Debian, apt failure).
 set -euo pipefail
@@ -25,6 +26,7 @@ missing() {
 	command -v saslpasswd2 >/dev/null 2>&1 || echo sasl2-bin
 	command -v npm >/dev/null 2>&1 || echo npm
 	command -v openssl >/dev/null 2>&1 || echo openssl
+	[ -x /usr/bin/etcd ] || echo etcd-server
 }
 
 # npm_deps installs the browser test's packages when they are absent.
@@ -67,7 +69,7 @@ still=$(missing | tr '\n' ' ')
 still=${still% }
 if [ -n "$still" ]; then
 	echo "install-deps: still missing after apt-get install: $still" >&2
-	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap, /usr/bin/chromium, npm, openssl and '$PY -c \"import pylibmc, pymemcache\"'" >&2
+	echo "install-deps: need /usr/bin/memcached, memccapable, memcslap, /usr/bin/chromium, /usr/bin/etcd, npm, openssl and '$PY -c \"import pylibmc, pymemcache\"'" >&2
 	exit 1
 fi
 npm_deps

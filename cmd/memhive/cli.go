@@ -56,11 +56,20 @@ func (c *cliConfig) register(fs *flag.FlagSet) {
 }
 
 // open picks the backend: the store directly if no server holds it, else
-// the admin API of the server that does.
+// the admin API of the server that does. A --data of a cluster node
+// (DATA/cluster.json) is never opened directly: its caches live in etcd,
+// so the CLI goes through a running node's admin API, this --data's node
+// or any other given by --http.
 func (c *cliConfig) open() (backend, error) {
 	var state serveState
 	if b, err := os.ReadFile(filepath.Join(c.data, serveStateFile)); err == nil {
 		json.Unmarshal(b, &state)
+	}
+	if _, err := os.Stat(c.data); err != nil {
+		return nil, fmt.Errorf("--data %s: %w", c.data, err)
+	}
+	if _, err := os.Stat(filepath.Join(c.data, clusterFile)); err == nil {
+		return c.openNode(state)
 	}
 	servers := state.Servers
 	if servers == "" {
@@ -71,9 +80,6 @@ func (c *cliConfig) open() (backend, error) {
 		policy.MemoryBytes = 0
 	}
 	path := filepath.Join(c.data, storeFile)
-	if _, err := os.Stat(c.data); err != nil {
-		return nil, fmt.Errorf("--data %s: %w", c.data, err)
-	}
 	store, err := control.Open(path, policy, 200*time.Millisecond)
 	if err == nil {
 		return &directBackend{store: store, servers: servers}, nil
@@ -88,6 +94,40 @@ func (c *cliConfig) open() (backend, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("the store in %s is held by a running server, but its admin address is unknown: pass --http", c.data)
 	}
+	token, err := c.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	return newRemoteBackend(addr, token, servers), nil
+}
+
+// openNode is open for the --data of a cluster node: the admin API of the
+// node running on it (DATA/serve.json) or of the node --http names. The
+// server list is the one the running node keeps in serve.json, which
+// follows the members as they come and go; through another node's admin
+// API, the one it answers.
+func (c *cliConfig) openNode(state serveState) (backend, error) {
+	addr := c.http
+	if addr == "" {
+		addr = state.HTTP
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("--data %s belongs to a cluster node, whose caches live in etcd: the CLI goes through a running node's admin API; start the node, or pass --http HOST:PORT of any node", c.data)
+	}
+	token, err := c.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	servers := ""
+	if addr == state.HTTP {
+		servers = state.Servers
+	}
+	return newRemoteBackend(addr, token, servers), nil
+}
+
+// adminToken is --admin-token, else $MEMHIVE_ADMIN_TOKEN, else the one in
+// DATA/admin.token.
+func (c *cliConfig) adminToken() (string, error) {
 	token := c.token
 	if token == "" {
 		token = os.Getenv("MEMHIVE_ADMIN_TOKEN")
@@ -98,9 +138,9 @@ func (c *cliConfig) open() (backend, error) {
 		}
 	}
 	if token == "" {
-		return nil, errors.New("the store is held by a running server: pass its --admin-token (or set MEMHIVE_ADMIN_TOKEN)")
+		return "", errors.New("the store is held by a running server: pass its --admin-token (or set MEMHIVE_ADMIN_TOKEN)")
 	}
-	return newRemoteBackend(addr, token, servers), nil
+	return token, nil
 }
 
 // openCache opens the backend and finds the cache ref names in it.

@@ -51,7 +51,9 @@ func (d *directBackend) UpdateCredential(_, id uint32, u control.CredentialUpdat
 func (d *directBackend) Promote(_, id uint32) (control.Credential, error) { return d.store.Promote(id) }
 func (d *directBackend) DeleteCredential(_, id uint32) error              { return d.store.DeleteCredential(id) }
 
-// remoteBackend goes through a running server's admin API.
+// remoteBackend goes through a running server's admin API. servers is
+// the server list to print; empty means the server's own answer (see
+// Servers).
 type remoteBackend struct {
 	base, token, servers string
 	client               *http.Client
@@ -221,5 +223,23 @@ func (r *remoteBackend) DeleteCredential(cacheID, id uint32) error {
 	return r.call("DELETE", fmt.Sprintf("/admin/v1/caches/%d/credentials/%d", cacheID, id), nil, nil)
 }
 
-func (r *remoteBackend) Servers() string { return r.servers }
-func (r *remoteBackend) Close() error    { return nil }
+// Servers is the server list clients use. Unless the caller knew it, it
+// is the one the server answers for its caches (in a cluster, the live
+// nodes), asked once; "" if it cannot be had.
+func (r *remoteBackend) Servers() string {
+	if r.servers != "" {
+		return r.servers
+	}
+	var res []analytics.CacheInfo
+	if err := r.call("GET", "/admin/v1/caches", nil, &res); err == nil {
+		for _, c := range res {
+			if c.Servers != "" {
+				r.servers = c.Servers
+				break
+			}
+		}
+	}
+	return r.servers
+}
+
+func (r *remoteBackend) Close() error { return nil }

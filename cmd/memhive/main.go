@@ -24,6 +24,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -138,6 +139,18 @@ type serveConfig struct {
 	logLevel       string
 	logFormat      string
 	stopTimeout    time.Duration
+
+	// The cluster (see cluster.go): with etcd set, caches and credentials
+	// live in etcd and this process is the node named node, reached by
+	// clients at advertise. etcdEndpoints is etcd split at its commas.
+	etcd          string
+	etcdEndpoints []string
+	etcdPrefix    string
+	etcdCA        string
+	etcdCert      string
+	etcdKey       string
+	node          string
+	advertise     string
 }
 
 func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) {
@@ -147,7 +160,10 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	setUsage(fs, "usage: memhive serve [flags]\n\n"+
 		"Serves memcached's text, meta and binary protocols on --listen, and the dashboard,\n"+
 		"analytics API, admin API and /metrics on --http. On an empty --data it creates the\n"+
-		"cache \"default\" and prints its credentials. One-letter flags are memcached's.")
+		"cache \"default\" and prints its credentials. One-letter flags are memcached's.\n\n"+
+		"With --etcd it is one node of a cluster: caches and credentials live in etcd, each\n"+
+		"cache's limit is split over the live nodes, and the server list is every live\n"+
+		"node's --advertise address in --node name order.")
 	str := func(p *string, long, short, def, usage string) {
 		fs.StringVar(p, long, def, usage)
 		if short != "" {
@@ -194,6 +210,7 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
 	fs.DurationVar(&c.crawlEvery, "crawl-interval", 10*time.Second,
 		"how often the crawler frees expired and flushed items (0: never, as memcached -o no_lru_crawler: a command that meets one, or an eviction, frees it)")
+	registerClusterFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -243,6 +260,11 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	default:
 		return c, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkClusterFlags(&c, set); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -264,17 +286,24 @@ func parseSize(s string) (int, error) {
 }
 
 // serveState is what a running server leaves in --data for the CLI:
-// where to reach its admin API while it holds the store.
+// where to reach its admin API while it holds the store, and the server
+// list clients use (in a cluster, rewritten as nodes come and go).
 type serveState struct {
 	HTTP    string `json:"http"`
 	Servers string `json:"servers"`
 	Pid     int    `json:"pid"`
+	// Node is the node's --node name in a cluster, else empty.
+	Node string `json:"node,omitempty"`
 }
 
 const (
 	storeFile      = "control.db"
 	serveStateFile = "serve.json"
 	adminTokenFile = "admin.token"
+	// clusterFile marks a --data that belongs to a cluster node; it stays
+	// after the node stops, so that the CLI never opens (and so creates)
+	// an embedded store there while the caches live in etcd.
+	clusterFile = "cluster.json"
 )
 
 // serve runs `memhive serve`: it starts the server in the steps listed
@@ -284,9 +313,10 @@ const (
 // reverse, so nothing is stopped while a part started after it, which
 // may use it, still runs. On SIGTERM or SIGINT waitForSignals first
 // stops the memcache listeners, which started last, letting connections
-// finish; then go the serve.json file, the sampler, the HTTP server,
-// every cache, the store (which syncs it), the item memory and the CPU
-// profile.
+// finish (a cluster node first leaves the member list, so that clients
+// stop picking it before it stops answering); then go the serve.json
+// file, the cluster membership, the sampler, the HTTP server, every
+// cache, the store (which syncs it), the item memory and the CPU profile.
 func serve(args []string, out, errOut io.Writer) error {
 	c, err := parseServeFlags(args, out, errOut)
 	if err != nil {
@@ -304,6 +334,7 @@ func serve(args []string, out, errOut io.Writer) error {
 		s.startHTTP,      // --http: admin API, analytics API, /metrics, dashboard
 		s.startSampler,   // the history graphs' samples
 		s.startListeners, // memcache on --listen, and TLS on --tls-listen
+		s.joinCluster,    // --etcd: this node in the member list; following it
 		s.writeState,     // DATA/serve.json, for the CLI
 	}
 	for _, step := range steps {
@@ -335,6 +366,17 @@ type serving struct {
 	srv         *server.Server
 	httpSrv     *analytics.HTTPServer // nil with --http off
 	runErr      chan error            // srv.Run's end
+
+	// etcd is the store as a cluster, nil without --etcd (openStore);
+	// leave takes this node out of the member list, once (joinCluster).
+	etcd  *control.Etcd
+	leave func()
+	// list is the server list clients use (see servers); stateOn says
+	// serve.json exists and follows it. Both are guarded by listMu: the
+	// cluster's member watch sets them from its own goroutine.
+	listMu  sync.Mutex
+	list    string
+	stateOn bool
 }
 
 // onStop records how to undo the step that just succeeded.
@@ -416,6 +458,12 @@ func (s *serving) openStore() error {
 	if c.overcommit {
 		policy.MemoryBytes = 0
 	}
+	if c.etcd != "" {
+		return s.openEtcd(policy)
+	}
+	// A --data that served a cluster node before now holds the embedded
+	// store: the CLI may open it directly again.
+	os.Remove(filepath.Join(c.data, clusterFile))
 	store, err := control.Open(filepath.Join(c.data, storeFile), policy, time.Second)
 	if errors.Is(err, control.ErrLocked) {
 		return fmt.Errorf("--data %s is in use by another memhive serve", c.data)
@@ -444,6 +492,11 @@ func (s *serving) newTenants() error {
 	}
 	s.tenants = tenants
 	s.onStop(tenants.Close)
+	if s.etcd != nil {
+		// Hold the shares of the cluster as last seen from the start,
+		// rather than whole limits until the node joins (joinCluster).
+		tenants.SetNodes(len(withSelf(s.etcd.Members(), s.selfMember())))
+	}
 	return nil
 }
 
@@ -491,8 +544,18 @@ func (s *serving) startHTTP() error {
 	if err != nil {
 		return err
 	}
-	admin := analytics.NewAdmin(analytics.AdminConfig{Store: s.store, Token: token, Servers: c.listen, Logger: s.log})
-	api := analytics.NewAPI(analytics.APIConfig{Store: s.store, Source: s.tenants, Server: c.listen, HistoryWindow: c.historyKeep, Logger: s.log})
+	// ==== CLUSTER WIRING SPOT (analytics) ====
+	// With --etcd, s.etcd (the *control.Etcd: a control.Store and a
+	// control.Cluster with Members, WatchMembers and Secret) and
+	// s.selfMember() (this node's control.Member) are to be handed to
+	// analytics here: the fan-out of stats, history and flush to the other
+	// nodes, the dynamic `servers` of the admin and analytics APIs, and
+	// 503 on control.ErrUnavailable. Until then a node answers for itself
+	// only, named by its --advertise address (--listen without --etcd), and
+	// `servers` is the list as it was when HTTP started; the CLI reads the
+	// live list from serve.json (see setServers).
+	admin := analytics.NewAdmin(analytics.AdminConfig{Store: s.store, Token: token, Servers: s.servers(), Logger: s.log})
+	api := analytics.NewAPI(analytics.APIConfig{Store: s.store, Source: s.tenants, Server: c.advertise, HistoryWindow: c.historyKeep, Logger: s.log})
 	metrics := &analytics.Metrics{Store: s.store, Source: s.tenants, Version: server.Version, Token: token, Public: c.metricsOpen}
 	var dashboard analytics.Dashboard
 	httpSrv, err := analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
@@ -512,7 +575,7 @@ func (s *serving) startHTTP() error {
 // the history graphs, keeping --history-retention of them.
 func (s *serving) startSampler() error {
 	c := s.cfg
-	sampler := analytics.StartSampler(s.store, s.tenants, c.listen, c.historyEvery, c.historyKeep, s.log)
+	sampler := analytics.StartSampler(s.store, s.tenants, c.advertise, c.historyEvery, c.historyKeep, s.log)
 	s.onStop(sampler.Stop)
 	return nil
 }
@@ -535,16 +598,57 @@ func (s *serving) startListeners() error {
 // while this process holds the store, and removes it at shutdown. Not
 // writing it only warns: the server runs; the CLI cannot reach it.
 func (s *serving) writeState() error {
-	state := serveState{Servers: s.cfg.listen, Pid: os.Getpid()}
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	s.stateOn = true
+	s.writeStateLocked()
+	s.onStop(func() {
+		s.listMu.Lock()
+		defer s.listMu.Unlock()
+		s.stateOn = false
+		os.Remove(filepath.Join(s.cfg.data, serveStateFile))
+	})
+	return nil
+}
+
+// writeStateLocked writes serve.json with the server list as it is now;
+// s.listMu is held.
+func (s *serving) writeStateLocked() {
+	state := serveState{Servers: cmp.Or(s.list, s.cfg.advertise), Pid: os.Getpid()}
+	if s.etcd != nil {
+		state.Node = s.cfg.node
+	}
 	if s.httpSrv != nil {
 		state.HTTP = s.httpSrv.Addr()
 	}
-	statePath := filepath.Join(s.cfg.data, serveStateFile)
-	if err := writeJSONFile(statePath, state); err != nil {
+	if err := writeJSONFile(filepath.Join(s.cfg.data, serveStateFile), state); err != nil {
 		s.log.Warn("writing the server's address for the CLI", "err", err)
 	}
-	s.onStop(func() { os.Remove(statePath) })
-	return nil
+}
+
+// servers is the server list clients use: --listen on its own, or in a
+// cluster the live nodes' --advertise addresses in name order.
+func (s *serving) servers() string {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if s.list == "" {
+		return s.cfg.advertise
+	}
+	return s.list
+}
+
+// setServers records a new server list and, once serve.json exists,
+// rewrites it, so that the CLI prints the list as it is now.
+func (s *serving) setServers(list string) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if list == s.list {
+		return
+	}
+	s.list = list
+	if s.stateOn {
+		s.writeStateLocked()
+	}
 }
 
 // announce prints where the server listens, the default cache's
@@ -557,12 +661,16 @@ func (s *serving) announce() {
 		mode = `none: every connection uses the cache "default"`
 	}
 	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
+	if s.etcd != nil {
+		fmt.Fprintf(out, "node %s of the cluster in etcd %s (prefix %s), advertised as %s; servers: %s\n",
+			c.node, c.etcd, c.etcdPrefix, c.advertise, s.servers())
+	}
 	if c.tlsListen != "" {
 		fmt.Fprintf(out, "TLS on %s\n", s.srv.TLSAddr())
 	}
 	if s.created != nil {
 		fmt.Fprintf(out, "created cache %q (id %d, %d MiB); its primary credential:\n", s.created.Name, s.created.ID, s.created.LimitBytes>>20)
-		printEnv(out, c.listen, s.password.Username, s.password.Password)
+		printEnv(out, s.servers(), s.password.Username, s.password.Password)
 	}
 	if s.httpSrv != nil {
 		fmt.Fprintf(out, "dashboard: http://%s/\n", s.httpSrv.Addr())
@@ -589,6 +697,9 @@ func (s *serving) waitForSignals() error {
 			s.log.Info("shutting down", "signal", got.String())
 		}
 		break
+	}
+	if s.leave != nil {
+		s.leave() // out of the server list before the listeners stop
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.stopTimeout)
 	defer cancel()
@@ -652,6 +763,14 @@ func ensureDefaultCache(store control.Store, memoryBytes, minLimit int64, local 
 		limit = minLimit
 	}
 	cache, err := store.CreateCache(control.Cache{Name: tenancy.DefaultCache, LimitBytes: limit, Enabled: true})
+	if errors.Is(err, control.ErrExists) {
+		// Nodes of a cluster starting at once on an empty etcd all try;
+		// one creates it, the others find it.
+		if _, err := store.CacheByName(tenancy.DefaultCache); err != nil {
+			return nil, newCredential{}, fmt.Errorf("reading the default cache another node created: %w", err)
+		}
+		return nil, newCredential{}, nil
+	}
 	if err != nil {
 		return nil, newCredential{}, fmt.Errorf("creating the default cache: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 
 // commands are memhive's subcommands, as `memhive help` lists them.
 var commands = []struct{ name, args, what string }{
-	{"serve", "[flags]", "run the memcache server (flags with no command also mean serve)"},
+	{"serve", "[flags]", "run the memcache server, alone or (--etcd) as a node of a cluster (flags with no command also mean serve)"},
 	{"cache", "create|list|show|resize|enable|disable|delete ...", "manage caches"},
 	{"cred", "create|list|update|promote|delete ...", "manage a cache's credentials and the TLS client certificates bound to them"},
 	{"env", "CACHE [--new-credential]", "print MEMCACHIER_SERVERS/USERNAME lines for eval (and PASSWORD, with a new credential)"},

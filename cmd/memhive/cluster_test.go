@@ -1,0 +1,184 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/memhive/memhive/analytics"
+	"github.com/memhive/memhive/control"
+)
+
+// TestClusterFlags: the cluster flags' defaults and the command lines
+// refused, each error naming the flag to fix.
+func TestClusterFlags(t *testing.T) {
+	host, _ := os.Hostname()
+	cases := []struct {
+		name          string
+		args          []string
+		wantErr       string // a part of the error; "" for none
+		node, adv     string
+		wantEndpoints int
+	}{
+		{name: "no cluster: advertise is --listen", args: nil, adv: "127.0.0.1:11211"},
+		{name: "no cluster, -p", args: []string{"-p", "11300"}, adv: "127.0.0.1:11300"},
+		{name: "--node needs --etcd", args: []string{"--node", "n1"}, wantErr: "--node needs --etcd"},
+		{name: "--advertise needs --etcd", args: []string{"--advertise", "10.0.0.1:11211"}, wantErr: "--advertise needs --etcd"},
+		{name: "--etcd-ca needs --etcd", args: []string{"--etcd-ca", "ca.pem"}, wantErr: "--etcd-ca needs --etcd"},
+		{name: "defaults", args: []string{"--etcd", "http://127.0.0.1:2379"}, node: host, adv: "127.0.0.1:11211", wantEndpoints: 1},
+		{name: "three endpoints", args: []string{"--etcd", "https://e1:2379, https://e2:2379,https://e3:2379", "--node", "n2"}, node: "n2", adv: "127.0.0.1:11211", wantEndpoints: 3},
+		{name: "unspecified listen", args: []string{"--etcd", "http://e:2379", "--listen", "0.0.0.0:11211"}, wantErr: "pass --advertise"},
+		{name: "unspecified listen, v6", args: []string{"--etcd", "http://e:2379", "--listen", "[::]:11211"}, wantErr: "pass --advertise"},
+		{name: "unspecified advertise", args: []string{"--etcd", "http://e:2379", "--advertise", "0.0.0.0:11211"}, wantErr: "--advertise 0.0.0.0:11211 is not an address"},
+		{name: "advertise without port", args: []string{"--etcd", "http://e:2379", "--advertise", "10.0.0.1"}, wantErr: "--advertise \"10.0.0.1\""},
+		{name: "unspecified listen, advertised", args: []string{"--etcd", "http://e:2379", "--listen", "0.0.0.0:11211", "--advertise", "10.0.0.1:11211", "--node", "a"},
+			node: "a", adv: "10.0.0.1:11211", wantEndpoints: 1},
+		{name: "empty --etcd list", args: []string{"--etcd", " , "}, wantErr: "client URLs"},
+		{name: "local mode", args: []string{"--etcd", "http://e:2379", "--auth", "none"}, wantErr: "--auth sasl"},
+		{name: "cert without key", args: []string{"--etcd", "http://e:2379", "--etcd-cert", "c.pem"}, wantErr: "--etcd-cert and --etcd-key"},
+		{name: "relative prefix", args: []string{"--etcd", "http://e:2379", "--etcd-prefix", "memhive"}, wantErr: "--etcd-prefix"},
+		{name: "node with a slash", args: []string{"--etcd", "http://e:2379", "--node", "a/b"}, wantErr: "--node"},
+	}
+	for _, tc := range cases {
+		c, err := parseServeFlags(tc.args, io.Discard, io.Discard)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: error %v, want one with %q", tc.name, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case c.node != tc.node || c.advertise != tc.adv || len(c.etcdEndpoints) != tc.wantEndpoints:
+			t.Errorf("%s: node %q advertise %q endpoints %q; want %q %q and %d endpoints", tc.name, c.node, c.advertise, c.etcdEndpoints, tc.node, tc.adv, tc.wantEndpoints)
+		}
+	}
+}
+
+// TestEtcdTLS: --etcd-ca and --etcd-cert/--etcd-key make the TLS
+// configuration etcd is reached with; bad files are errors naming the flag.
+func TestEtcdTLS(t *testing.T) {
+	dir := t.TempDir()
+	pemPath, _ := writeCertPEM(t, dir, "node") // certificate and key in one file
+	if cfg, err := etcdTLS("", "", ""); cfg != nil || err != nil {
+		t.Fatalf("no TLS flags: %v %v", cfg, err)
+	}
+	cfg, err := etcdTLS(pemPath, pemPath, pemPath)
+	if err != nil || cfg.RootCAs == nil || len(cfg.Certificates) != 1 || cfg.MinVersion != 0x0303 {
+		t.Fatalf("CA and client certificate: %+v %v", cfg, err)
+	}
+	empty := filepath.Join(dir, "empty.pem")
+	os.WriteFile(empty, []byte("not PEM"), 0o600)
+	if _, err := etcdTLS(empty, "", ""); err == nil || !strings.Contains(err.Error(), "--etcd-ca") {
+		t.Fatalf("a CA file without certificates: %v", err)
+	}
+	if _, err := etcdTLS("", empty, empty); err == nil || !strings.Contains(err.Error(), "--etcd-cert") {
+		t.Fatalf("a bad client certificate: %v", err)
+	}
+}
+
+// TestServerList: the server list is the members' addresses in name
+// order, with this node in it even before its join is seen.
+func TestServerList(t *testing.T) {
+	self := control.Member{Name: "n2", Advertise: "10.0.0.2:11211"}
+	n1 := control.Member{Name: "n1", Advertise: "10.0.0.1:11211"}
+	n3 := control.Member{Name: "n3", Advertise: "10.0.0.3:11211"}
+	for _, tc := range []struct {
+		members []control.Member
+		want    string
+	}{
+		{nil, "10.0.0.2:11211"},
+		{[]control.Member{n3, n1}, "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211"},
+		{[]control.Member{n1, self, n3}, "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211"},
+		{[]control.Member{self}, "10.0.0.2:11211"},
+	} {
+		if got := serverList(withSelf(tc.members, self)); got != tc.want {
+			t.Errorf("members %v: %q, want %q", tc.members, got, tc.want)
+		}
+	}
+}
+
+// TestCLIOnAClusterNode: the CLI never opens a store in a cluster node's
+// --data (its caches live in etcd; opening would make an empty embedded
+// store), goes through the running node's admin API, and prints the
+// server list the node keeps in serve.json, or, through another node
+// (--http), the list that node answers.
+func TestCLIOnAClusterNode(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeJSONFile(filepath.Join(dir, clusterFile), clusterMarker{Etcd: []string{"http://127.0.0.1:2379"}, Prefix: "/memhive", Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, adminTokenFile), []byte("tok\n"), 0o600)
+	if _, err := runCmd(t, cacheCmd, "list", "--data", dir); err == nil || !strings.Contains(err.Error(), "cluster node") {
+		t.Fatalf("no node running: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storeFile)); err == nil {
+		t.Fatal("the CLI made an embedded store in a cluster node's --data")
+	}
+
+	// A node's admin API (here over an embedded store elsewhere), which
+	// answers its own server list.
+	store, err := control.Open(filepath.Join(t.TempDir(), storeFile), control.Policy{MemoryBytes: 1 << 30, MinLimitBytes: 1 << 20}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	admin := analytics.NewAdmin(analytics.AdminConfig{Store: store, Token: "tok", Servers: "10.0.0.1:11211,10.0.0.2:11211"})
+	srv, err := analytics.ListenAndServe("127.0.0.1:0", func(ctx *fasthttp.RequestCtx) { admin.Handle(ctx) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	three := "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211"
+	if err := writeJSONFile(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: three, Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, cacheCmd, "create", "app", "--data", dir)
+	if err != nil || envLines(out)["MEMCACHIER_SERVERS"] != three {
+		t.Fatalf("cache create through the node: %v, want servers %s\n%s", err, three, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storeFile)); err == nil {
+		t.Fatal("the CLI made an embedded store in a cluster node's --data")
+	}
+	// serve.json of another node's --data does not apply to --http.
+	os.Remove(filepath.Join(dir, serveStateFile))
+	out, err = runCmd(t, envCmd, "app", "--data", dir, "--http", srv.Addr())
+	if err != nil || envLines(out)["MEMCACHIER_SERVERS"] != "10.0.0.1:11211,10.0.0.2:11211" {
+		t.Fatalf("env through --http: %v, want the node's own list\n%s", err, out)
+	}
+}
+
+// racingStore plays a node that lost the race to make the default cache:
+// the store looked empty, but another node created it meanwhile.
+type racingStore struct{ control.Store }
+
+func (r racingStore) Caches() ([]control.Cache, error) { return nil, nil }
+
+func (r racingStore) CreateCache(c control.Cache) (control.Cache, error) {
+	if _, err := r.Store.CreateCache(c); err != nil { // the other node's
+		return control.Cache{}, err
+	}
+	return control.Cache{}, control.ErrExists
+}
+
+// TestDefaultCacheRace: nodes starting at once on an empty etcd all try
+// to make the default cache; the ones that lose find it and print no
+// credentials.
+func TestDefaultCacheRace(t *testing.T) {
+	store, err := control.Open(filepath.Join(t.TempDir(), storeFile), control.Policy{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	created, cred, err := ensureDefaultCache(racingStore{store}, 64<<20, 1<<20, false)
+	if err != nil || created != nil || cred.Username != "" {
+		t.Fatalf("losing the race: created %v, credential %q, error %v; want nothing made and no error", created, cred.Username, err)
+	}
+	if c, err := store.CacheByName("default"); err != nil || c.LimitBytes != 64<<20 {
+		t.Fatalf("the default cache: %+v %v", c, err)
+	}
+}
