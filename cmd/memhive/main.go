@@ -544,19 +544,19 @@ func (s *serving) startHTTP() error {
 	if err != nil {
 		return err
 	}
-	// ==== CLUSTER WIRING SPOT (analytics) ====
-	// With --etcd, s.etcd (the *control.Etcd: a control.Store and a
-	// control.Cluster with Members, WatchMembers and Secret) and
-	// s.selfMember() (this node's control.Member) are to be handed to
-	// analytics here: the fan-out of stats, history and flush to the other
-	// nodes, the dynamic `servers` of the admin and analytics APIs, and
-	// 503 on control.ErrUnavailable. Until then a node answers for itself
-	// only, named by its --advertise address (--listen without --etcd), and
-	// `servers` is the list as it was when HTTP started; the CLI reads the
-	// live list from serve.json (see setServers).
-	admin := analytics.NewAdmin(analytics.AdminConfig{Store: s.store, Token: token, Servers: s.servers(), Logger: s.log})
-	api := analytics.NewAPI(analytics.APIConfig{Store: s.store, Source: s.tenants, Server: c.advertise, HistoryWindow: c.historyKeep, Logger: s.log})
-	metrics := &analytics.Metrics{Store: s.store, Source: s.tenants, Version: server.Version, Token: token, Public: c.metricsOpen}
+	// In a cluster the APIs answer for every node (stats, history and
+	// flush fan out to the members), `servers` is the live list, and
+	// /metrics names this node. The interface stays nil without --etcd: a
+	// nil *control.Etcd in it would not be.
+	var cluster control.Cluster
+	var self control.Member
+	if s.etcd != nil {
+		cluster, self = s.etcd, s.selfMember()
+	}
+	admin := analytics.NewAdmin(analytics.AdminConfig{Store: s.store, Token: token, Servers: s.servers(), Cluster: cluster, Logger: s.log})
+	api := analytics.NewAPI(analytics.APIConfig{Store: s.store, Source: s.tenants, Server: c.advertise, Cluster: cluster, Self: self,
+		HistoryWindow: c.historyKeep, Logger: s.log})
+	metrics := &analytics.Metrics{Store: s.store, Source: s.tenants, Version: server.Version, Token: token, Public: c.metricsOpen, Node: self.Name}
 	var dashboard analytics.Dashboard
 	httpSrv, err := analytics.ListenAndServe(c.http, func(ctx *fasthttp.RequestCtx) {
 		if !admin.Handle(ctx) && !api.Handle(ctx) && !metrics.Handle(ctx) && !dashboard.Handle(ctx) {
