@@ -15,6 +15,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Etcd is the shared Store of a cluster, and the node's view of the
@@ -71,7 +73,7 @@ type Etcd struct {
 	cutMu    sync.Mutex
 	cutWatch context.CancelFunc
 	// beforeWatch, if set (by tests), is called before each watch starts.
-	beforeWatch func()
+	beforeWatch atomic.Pointer[func()]
 
 	saveSignal chan struct{}
 	saved      chan struct{} // closed when the saver returns
@@ -146,6 +148,13 @@ func OpenEtcd(cfg EtcdConfig, p Policy) (*Etcd, error) {
 		DialKeepAliveTime:    cfg.DialTimeout,
 		DialKeepAliveTimeout: cfg.DialTimeout,
 		TLS:                  cfg.TLS,
+		// gRPC backs off up to 2 minutes between attempts to reach a
+		// server that went away; a node must see etcd come back within
+		// about a second to take changes again.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
 	})
 	if err != nil {
 		hist.Close()
@@ -392,8 +401,8 @@ const (
 // watch follows etcd from the revision after the copy's until the watch
 // ends, etcd compacted that revision, or etcd stops answering.
 func (e *Etcd) watch() watchEnd {
-	if e.beforeWatch != nil {
-		e.beforeWatch()
+	if f := e.beforeWatch.Load(); f != nil {
+		(*f)()
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(e.ctx))
 	defer cancel()
