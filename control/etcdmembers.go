@@ -128,6 +128,10 @@ func (e *Etcd) rejoin() {
 	m := &e.mem
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	select {
+	case <-m.rejoin: // this is the rejoin that asked for
+	default:
+	}
 	if !m.joined || m.stopped || !e.online.Load() {
 		return
 	}

@@ -44,6 +44,8 @@ type Etcd struct {
 	mu    sync.RWMutex
 	st    *etcdState
 	revCh chan struct{} // closed and replaced whenever st.rev moves
+	// lastMembers is the member list last handed to the deliverer.
+	lastMembers []Member
 
 	online atomic.Bool
 
@@ -301,11 +303,15 @@ func (e *Etcd) publishLocked(before map[string]prior) {
 			}
 		}
 	}
-	if len(changes) > 0 || membersChanged {
-		d := delivery{rev: e.st.rev, changes: changes}
-		if membersChanged {
-			d.members = e.st.memberList()
+	var members []Member
+	if membersChanged {
+		// A node re-put under a new lease is no change of the list.
+		if list := e.st.memberList(); !slices.Equal(list, e.lastMembers) {
+			members, e.lastMembers = list, list
 		}
+	}
+	if len(changes) > 0 || members != nil {
+		d := delivery{rev: e.st.rev, changes: changes, members: members}
 		e.qmu.Lock()
 		e.queue = append(e.queue, d)
 		e.qmu.Unlock()
@@ -385,7 +391,12 @@ func (e *Etcd) follow() {
 		case watchOffline:
 			// Reloaded once reachable.
 		case watchCut:
-			// Watch again from the copy's revision.
+			// Watch again from the copy's revision; not in a hot loop
+			// if etcd keeps ending watches (no leader).
+			select {
+			case <-e.ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 }
@@ -626,7 +637,7 @@ func (e *Etcd) change(plan func(s *etcdState, p *txnPlan) error) (int64, error) 
 			// Acknowledged by a quorum; now read-your-writes: wait for
 			// the copy. It comes at once unless etcd went away just now,
 			// and then the change is made all the same.
-			e.waitRev(resp.Header.Revision, conflictTimeout)
+			e.waitRev(resp.Header.Revision, 2*e.cfg.DialTimeout)
 			return resp.Header.Revision, nil
 		}
 		if time.Now().After(deadline) {

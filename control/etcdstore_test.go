@@ -329,6 +329,7 @@ func TestEtcdOutage(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	a := openNode(t, etcd.Endpoints(), "/outage", "", Policy{})
 	b := openNode(t, etcd.Endpoints(), "/outage", "", Policy{})
+	closed := openNode(t, etcd.Endpoints(), "/outage", "", Policy{})
 	if err := a.Join(Member{Name: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -357,6 +358,14 @@ func TestEtcdOutage(t *testing.T) {
 	}
 	if got, err := a.CredentialByUsername(cr.Username); err != nil || !Verify(got, []byte(pw)) {
 		t.Errorf("a read with etcd away: %v", err)
+	}
+	if err := closed.Join(Member{Name: "closed"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("joining with etcd away: %v", err)
+	}
+	start = time.Now()
+	closed.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close with etcd away took %v", d)
 	}
 	// b restarts while etcd is away: it serves what it saved.
 	b.Close()
