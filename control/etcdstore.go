@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 )
@@ -150,6 +151,9 @@ func OpenEtcd(cfg EtcdConfig, p Policy) (*Etcd, error) {
 		DialKeepAliveTime:    cfg.DialTimeout,
 		DialKeepAliveTimeout: cfg.DialTimeout,
 		TLS:                  cfg.TLS,
+		// The client logs every retry while etcd is away; the store
+		// logs the transitions once, through cfg.Logger, instead.
+		Logger: zap.NewNop(),
 		// gRPC backs off up to 2 minutes between attempts to reach a
 		// server that went away; a node must see etcd come back within
 		// about a second to take changes again.
