@@ -146,9 +146,12 @@ func OpenEtcd(cfg EtcdConfig, p Policy) (*Etcd, error) {
 		return nil, err
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            cfg.Endpoints,
-		DialTimeout:          cfg.DialTimeout,
-		DialKeepAliveTime:    cfg.DialTimeout,
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		// Pings find a connection whose peer vanished without closing
+		// it, so that gRPC dials again; etcd refuses pings more often
+		// than every 5 s (--grpc-keepalive-min-time).
+		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: cfg.DialTimeout,
 		TLS:                  cfg.TLS,
 		// The client logs every retry while etcd is away; the store
