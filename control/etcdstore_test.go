@@ -296,7 +296,7 @@ func TestEtcdMembership(t *testing.T) {
 	if !sees(b, "node-a")() {
 		t.Errorf("the leaving node still lists %v", names(b.Members()))
 	}
-	waitUntil(t, 500*time.Millisecond, "a to see b leave", sees(a, "node-a"))
+	waitUntil(t, time.Second, "a to see b leave", sees(a, "node-a"))
 	t.Logf("left in %v", time.Since(start))
 	// A crash: gone when the lease expires.
 	if err := c.Join(Member{Name: "node-c"}); err != nil {
@@ -318,6 +318,23 @@ func TestEtcdMembership(t *testing.T) {
 	want := [][]string{nil, {"node-b"}, {"node-a", "node-b"}, {"node-a"}, {"node-a", "node-c"}, {"node-a"}, {"node-a", "node-b"}}
 	if !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("WatchMembers saw %v, want %v", got, want)
+	}
+
+	// A node killed and restarted within its lease takes its key over
+	// (same name and addresses), and keeps it when the old lease expires.
+	d := openNode(t, etcd.Endpoints(), "/members", "", Policy{})
+	self := Member{Name: "node-d", Advertise: "127.0.0.1:4", HTTP: "127.0.0.1:5"}
+	if err := d.Join(self); err != nil {
+		t.Fatal(err)
+	}
+	d.crash()
+	d2 := openNode(t, etcd.Endpoints(), "/members", "", Policy{})
+	if err := d2.Join(self); err != nil {
+		t.Fatalf("joining again right after a crash: %v", err)
+	}
+	time.Sleep(3 * time.Second) // past the old lease
+	if !sees(a, "node-a", "node-b", "node-d")() {
+		t.Errorf("after the old lease expired a sees %v", names(a.Members()))
 	}
 }
 
