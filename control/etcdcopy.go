@@ -18,8 +18,10 @@ type stateCopy struct {
 	KV       map[string]kvEntry `json:"kv"`
 }
 
-// saveDebounce gathers a burst of changes into one write of the copy.
-const saveDebounce = 100 * time.Millisecond
+// saveDebounce gathers a burst of changes into one write of the copy: it
+// is only read when a node restarts while etcd is away, so the last
+// quarter second of changes is worth less than rewriting it after each.
+const saveDebounce = 250 * time.Millisecond
 
 // saver is the goroutine that writes the copy after changes, at most once
 // per saveDebounce, and once more when the store closes.
@@ -27,7 +29,10 @@ func (e *Etcd) saver() {
 	defer close(e.saved)
 	var last int64 = -1
 	for range e.saveSignal {
-		time.Sleep(saveDebounce)
+		select {
+		case <-time.After(saveDebounce):
+		case <-e.ctx.Done(): // closing: save now
+		}
 		last = e.saveCopy(last)
 	}
 	e.saveCopy(last)
