@@ -133,6 +133,26 @@ func TestEtcdTwoNodes(t *testing.T) {
 		got, err := a.Cache(c.ID)
 		return err == nil && got.Plan == "gold"
 	})
+	// Activity is the latest any node reported, and notifies nobody.
+	t1 := time.Unix(1_800_000_000, 0).UTC()
+	if err := a.MarkActive(map[uint32]time.Time{c.ID: t1}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "b to see a's activity", func() bool { got, _ := b.Cache(c.ID); return got.LastActive.Equal(t1) })
+	if err := b.MarkActive(map[uint32]time.Time{c.ID: t1.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Cache(c.ID); !got.LastActive.Equal(t1) {
+		t.Errorf("an older time from another node moved activity back to %v", got.LastActive)
+	}
+	if err := b.MarkActive(map[uint32]time.Time{c.ID: t1.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "a to see b's later activity", func() bool { got, _ := a.Cache(c.ID); return got.LastActive.Equal(t1.Add(time.Hour)) })
+	if bLog.has(func(ch Change) bool { return ch.Kind == CacheChanged && !ch.Cache.LastActive.IsZero() }) {
+		t.Error("activity was delivered as a change")
+	}
+
 	// The secret is one for the cluster.
 	if a.Secret() == "" || a.Secret() != b.Secret() || len(a.Secret()) != 64 {
 		t.Errorf("secrets %q and %q: want one of 64 hex digits", a.Secret(), b.Secret())
