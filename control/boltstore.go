@@ -154,13 +154,20 @@ func putJSON(b *bolt.Bucket, id uint32, v any) error {
 
 // checkLimit applies the Policy to a cache limit, given the sum of the
 // other caches' limits.
-func (s *Bolt) checkLimit(limit, others int64) error {
-	if limit <= 0 || limit < s.policy.MinLimitBytes {
-		return fmt.Errorf("memory limit %d bytes: %w (the smallest is %d bytes)", limit, ErrInvalid, max(s.policy.MinLimitBytes, 1))
+func (s *Bolt) checkLimit(limit, others int64) error { return s.policy.checkLimit(limit, others, 1) }
+
+// checkLimit applies p to a cache limit, given the sum of the other
+// caches' limits and the number of nodes each limit is split over (the
+// etcd backend's live members; 1 for the embedded one): each node holds
+// 1/nodes of every cache, so the bound on the sum grows with the nodes.
+func (p Policy) checkLimit(limit, others int64, nodes int) error {
+	if limit <= 0 || limit < p.MinLimitBytes {
+		return fmt.Errorf("memory limit %d bytes: %w (the smallest is %d bytes)", limit, ErrInvalid, max(p.MinLimitBytes, 1))
 	}
-	if s.policy.MemoryBytes > 0 && others+limit > s.policy.MemoryBytes {
-		return fmt.Errorf("%w: other caches' limits add up to %d MiB, this one asks %d MiB, the server has %d MiB (serve with --overcommit to allow it)",
-			ErrOverCommit, others>>20, limit>>20, s.policy.MemoryBytes>>20)
+	bound := p.MemoryBytes * int64(max(nodes, 1))
+	if p.MemoryBytes > 0 && others+limit > bound {
+		return fmt.Errorf("%w: other caches' limits add up to %d MiB, this one asks %d MiB, the servers have %d MiB (serve with --overcommit to allow it)",
+			ErrOverCommit, others>>20, limit>>20, bound>>20)
 	}
 	return nil
 }
@@ -655,13 +662,38 @@ func (s *Bolt) History(cacheID uint32, since time.Time) ([]Sample, error) {
 func (s *Bolt) PruneHistory(before time.Time) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	return s.db.Update(func(tx *bolt.Tx) error {
-		// Samples of deleted caches went with them, so the caches bucket
-		// names every cache that has any: each is one seek, not a scan.
-		return tx.Bucket(bucketCaches).ForEach(func(k, _ []byte) error {
-			return deleteHistory(tx, binary.BigEndian.Uint32(k), before)
-		})
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return pruneHistory(tx, before) })
+}
+
+// pruneHistory drops every cache's samples taken before before. It walks
+// the history bucket itself rather than the caches bucket, so that a
+// store holding history only (the etcd backend's) prunes too: one seek
+// per cache that has samples, not a scan of them.
+func pruneHistory(tx *bolt.Tx, before time.Time) error {
+	c := tx.Bucket(bucketHistory).Cursor()
+	var ids []uint32
+	for k, _ := c.First(); k != nil; {
+		id := binary.BigEndian.Uint32(k)
+		ids = append(ids, id)
+		if id == ^uint32(0) {
+			break
+		}
+		k, _ = c.Seek(itob(id + 1))
+	}
+	for _, id := range ids {
+		if err := deleteHistory(tx, id, before); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropHistory removes every sample of a cache: the etcd backend calls it
+// when it sees the cache deleted, since its history stays on the node.
+func (s *Bolt) dropHistory(cacheID uint32) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.Update(func(tx *bolt.Tx) error { return deleteHistory(tx, cacheID, time.Unix(1<<40, 0)) })
 }
 
 // deleteHistory drops a cache's samples taken before before.

@@ -159,6 +159,12 @@ func TestHelperWriter(t *testing.T) {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	writeUntilKilled(s)
+}
+
+// writeUntilKilled is the loop of a kill -9 test's child: it changes s
+// and prints each change once it is acknowledged, until it is killed.
+func writeUntilKilled(s Store) {
 	for i := 0; ; i++ {
 		c, err := s.CreateCache(Cache{Name: fmt.Sprintf("r%s-%d", os.Getenv("MEMHIVE_ROUND"), i), LimitBytes: mib})
 		if err != nil {
@@ -175,6 +181,7 @@ func TestHelperWriter(t *testing.T) {
 		if i%3 == 0 {
 			limit := int64(2 * mib)
 			if _, err := s.UpdateCache(c.ID, CacheUpdate{LimitBytes: &limit}); err != nil {
+				fmt.Println("error", err)
 				os.Exit(1)
 			}
 			fmt.Printf("resized %d\n", c.ID)
@@ -189,59 +196,76 @@ func TestKillNineLosesNothing(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	total := 0
 	for round := 0; round < 6; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriter$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "MEMHIVE_STORE_WRITER="+path, "MEMHIVE_ROUND="+strconv.Itoa(round))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		killAfter := 50 + rng.Intn(100)
-		var acked []string
-		sc := bufio.NewScanner(out)
-		deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "error") {
-				t.Fatalf("round %d: writer: %s", round, line)
-			}
-			acked = append(acked, line)
-			if len(acked) == killAfter {
-				syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-				break
-			}
-		}
-		deadline.Stop()
-		cmd.Wait()
-		if len(acked) < killAfter {
-			t.Fatalf("round %d: writer stopped after %d changes", round, len(acked))
-		}
+		acked := killWriter(t, rng, round, "TestHelperWriter", "MEMHIVE_STORE_WRITER="+path)
 		s, err := Open(path, Policy{}, 5*time.Second)
 		if err != nil {
 			t.Fatalf("round %d: reopening after kill -9: %v", round, err)
 		}
-		for _, line := range acked {
-			f := strings.Fields(line)
-			id, _ := strconv.Atoi(f[1])
-			switch f[0] {
-			case "cache":
-				if c, err := s.Cache(uint32(id)); err != nil || c.Name != f[2] {
-					t.Fatalf("round %d: acknowledged %q lost: %+v %v", round, line, c, err)
-				}
-			case "cred":
-				if c, err := s.CredentialByUsername(f[2]); err != nil || c.ID != uint32(id) {
-					t.Fatalf("round %d: acknowledged %q lost: %v", round, line, err)
-				}
-			case "resized":
-				if c, err := s.Cache(uint32(id)); err != nil || c.LimitBytes != 2*mib {
-					t.Fatalf("round %d: acknowledged %q lost: %+v %v", round, line, c, err)
-				}
-			}
-		}
+		checkAcked(t, round, s, acked)
 		s.Close()
 		total += len(acked)
 	}
 	t.Logf("%d acknowledged changes survived 6 kills", total)
+}
+
+// killWriter runs the helper test helper in a child process with env
+// added, reads the changes it acknowledges, and kills it (SIGKILL, by
+// pid) after a random number of them; it returns those it read.
+func killWriter(t *testing.T, rng *rand.Rand, round int, helper string, env ...string) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), env...), "MEMHIVE_ROUND="+strconv.Itoa(round))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killAfter := 50 + rng.Intn(100)
+	var acked []string
+	sc := bufio.NewScanner(out)
+	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "error") {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: writer: %s", round, line)
+		}
+		acked = append(acked, line)
+		if len(acked) == killAfter {
+			syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			break
+		}
+	}
+	deadline.Stop()
+	cmd.Wait()
+	if len(acked) < killAfter {
+		t.Fatalf("round %d: writer stopped after %d changes", round, len(acked))
+	}
+	return acked
+}
+
+// checkAcked checks that s holds every change a killed writer acknowledged.
+func checkAcked(t *testing.T, round int, s Store, acked []string) {
+	t.Helper()
+	for _, line := range acked {
+		f := strings.Fields(line)
+		id, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "cache":
+			if c, err := s.Cache(uint32(id)); err != nil || c.Name != f[2] {
+				t.Fatalf("round %d: acknowledged %q lost: %+v %v", round, line, c, err)
+			}
+		case "cred":
+			if c, err := s.CredentialByUsername(f[2]); err != nil || c.ID != uint32(id) {
+				t.Fatalf("round %d: acknowledged %q lost: %v", round, line, err)
+			}
+		case "resized":
+			if c, err := s.Cache(uint32(id)); err != nil || c.LimitBytes != 2*mib {
+				t.Fatalf("round %d: acknowledged %q lost: %+v %v", round, line, c, err)
+			}
+		}
+	}
 }

@@ -51,5 +51,8 @@ type EtcdConfig struct {
 	// LeaseTTL is the membership lease: a node that dies leaves the
 	// member list within it. 0 means 5 s.
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// Logger gets the store's transitions ("etcd unreachable; serving
+	// the last state seen", "etcd reachable again"), each logged once;
+	// nil means slog.Default().
+	Logger *slog.Logger
 }

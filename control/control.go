@@ -1,8 +1,8 @@
 // Package control holds memhive's control plane: caches (tenants), their
 // credentials and capabilities, behind a Store whose every acknowledged
-// change is durable. The embedded backend keeps them in a bbolt file; the
-// interface leaves room for a shared (etcd) backend without touching its
-// callers.
+// change is durable. The embedded backend (Bolt) keeps them in a bbolt
+// file; the cluster backend (Etcd) keeps them in etcd, shared by every
+// node, with the same contract (control/storetest checks both).
 package control
 
 import (
