@@ -19,7 +19,7 @@ def main():
             stored += 1
     back = 0
     for i in range(n):
-        if c.get("cluster-py-%d" % i) == b"value-%d" % i:
+        if c.get("cluster-py-%d" % i) in ("value-%d" % i, b"value-%d" % i):
             back += 1
     print("%d stored, %d read back" % (stored, back))
 
