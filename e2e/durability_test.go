@@ -211,7 +211,7 @@ func TestKillNineKeepsAcknowledgedChanges(t *testing.T) {
 		etcd := etcdtest.Start(t)
 		node := func(name string) []string { return []string{"--etcd", etcd.Endpoint(), "--node", name} }
 		killNineRounds(t, durabilityBackend{
-			rounds: 30,
+			rounds: 50,
 			flags:  node("n1"),
 			// A node that never saw the state reads it from etcd alone.
 			verifyDown: func(t *testing.T, _ string, a *acked, round int) {

@@ -149,6 +149,10 @@ func (s *Server) Run() error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Threads),
 		gnet.WithReusePort(false),
+		// As memcached and Go's own listeners do: a server restarted after
+		// a crash binds its port at once, whatever connections of the old
+		// one linger in TIME_WAIT.
+		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(0),
 		gnet.WithLogger(gnetLogger{s.log}),
