@@ -83,7 +83,7 @@ func startCluster(t *testing.T, n int) *cluster {
 // startNode starts node i (named n<i+1>) on its port, HTTP address and data.
 func (c *cluster) startNode(i int) *hive {
 	return startHiveOn(c.t, c.ports[i], c.https[i], c.datas[i],
-		"--etcd", c.etcd.Endpoint(), "--node", fmt.Sprintf("n%d", i+1), "--memory", "256")
+		"--etcd", c.etcd.Endpoint(), "--node", fmt.Sprintf("n%d", i+1), "--memory", "256", "--history-interval", "300ms")
 }
 
 // addrs is the server list of the nodes given (all when none), in name order.
@@ -327,6 +327,61 @@ func TestClusterOfThree(t *testing.T) {
 		}
 		c.checkSpread(mcLogin, keys, "memcachier/mc")
 	})
+	phase(t, "analytics over the cluster", func(t *testing.T) {
+		// Any node answers for all three, keyed by host:port.
+		var byNode map[string]map[string]uint64
+		if st := c.nodes[2].apiGet(gm, fmt.Sprintf("/api/v1/%d/stats", gm.CacheID), &byNode); st != 200 {
+			t.Fatalf("/stats on n3: status %d", st)
+		}
+		items := uint64(0)
+		for i := range c.nodes {
+			addr := c.addrs(i)
+			st, ok := byNode[addr]
+			if !ok {
+				t.Fatalf("/stats has no entry for n%d (%s): %v", i+1, addr, byNode)
+			}
+			if st["limit_maxbytes"] != 32*mib {
+				t.Errorf("/stats: n%d's limit_maxbytes %d, want its share %d", i+1, st["limit_maxbytes"], 32*mib)
+			}
+			items += st["curr_items"]
+		}
+		if len(byNode) != 3 || items != keys {
+			t.Errorf("/stats: %d entries holding %d items, want 3 holding %d", len(byNode), items, keys)
+		}
+		// History holds every node's samples, each naming its server.
+		pollUntil(t, 10*time.Second, "/history holding samples of all three nodes", func() bool {
+			var samples []struct {
+				Server string `json:"server"`
+			}
+			c.nodes[0].apiGet(gm, fmt.Sprintf("/api/v1/%d/history", gm.CacheID), &samples)
+			servers := map[string]bool{}
+			for _, s := range samples {
+				servers[s.Server] = true
+			}
+			return len(servers) == 3 && servers[c.addrs(0)] && servers[c.addrs(1)] && servers[c.addrs(2)]
+		})
+		// A flush through one node empties the cache on every node before
+		// it answers.
+		if st, body := c.nodes[1].guideCall("POST", fmt.Sprintf("/api/v1/%d/flush", gm.CacheID), gm, "", ""); st != 200 {
+			t.Fatalf("/flush on n2: %d %s", st, body)
+		}
+		for i := range c.nodes {
+			if got := c.stats(i, gm)["curr_items"]; got != "0" {
+				t.Errorf("n%d holds %s items of the flushed cache", i+1, got)
+			}
+		}
+		// The internal endpoints answer nobody without the cluster secret.
+		for _, as := range []login{gm, {Username: "x", Password: "y"}} {
+			st, _ := c.nodes[0].guideCall("POST", fmt.Sprintf("/cluster/v1/caches/%d/flush", py.CacheID), as, "", "")
+			if st != 401 && st != 403 {
+				t.Errorf("the internal flush endpoint answered %d to a client without the cluster secret", st)
+			}
+		}
+		if got := c.stats(0, py)["curr_items"]; got == "0" {
+			t.Errorf("a refused internal flush emptied the cache")
+		}
+	})
+
 	phase(t, "the server list for the CLI", func(t *testing.T) {
 		// serve.json, which the CLI reads on a node's --data, follows the
 		// members; `memhive env` prints the live list.
@@ -372,6 +427,11 @@ func TestClusterOfThree(t *testing.T) {
 	phase(t, "kill -9 and rejoin", func(t *testing.T) {
 		c.nodes[1].Kill()
 		killed := time.Now()
+		// Until its lease runs out it is still a member, and the stats of
+		// the cluster name it as the node that did not answer.
+		if st, body := c.nodes[0].guideCall("GET", fmt.Sprintf("/api/v1/%d/stats", py.CacheID), py, "", ""); st != 500 || !strings.Contains(body, "Server error: "+c.addrs(1)) {
+			t.Errorf("/stats with n2 killed: %d %s; want 500 naming %s", st, body, c.addrs(1))
+		}
 		// memcachier/mc fails over: every command is answered.
 		for i := 0; i < 300; i++ {
 			k, v := fmt.Sprintf("after-kill-%d", i), fmt.Sprintf("value-%d", i)
@@ -424,6 +484,13 @@ func TestClusterOfThree(t *testing.T) {
 		if err != nil || st != 503 {
 			t.Fatalf("creating a credential while etcd is away: status %d, %v; want 503", st, err)
 		}
+		// A node restarted meanwhile serves the logins it knew, from its
+		// copy on disk.
+		c.nodes[0].Stop()
+		c.nodes[0] = c.startNode(0)
+		if !c.canLogin(0, gm) {
+			t.Errorf("n1, restarted while etcd was away, refused a login it knew")
+		}
 		c.etcd.Restart()
 		restarted := time.Now()
 		pollUntil(t, 20*time.Second, "the change going through once etcd is back", func() bool {
@@ -435,7 +502,7 @@ func TestClusterOfThree(t *testing.T) {
 		c.waitLogin(made, true, time.Now(), 0, 1, 2)
 		for i, n := range c.nodes {
 			out := n.Output()
-			if got := strings.Count(out, "etcd unreachable"); got != 1 {
+			if got := strings.Count(out, "etcd unreachable; serving the last state seen"); got != 1 {
 				t.Errorf("n%d logged %d times that etcd was unreachable, want once:\n%s", i+1, got, out)
 			}
 			if got := strings.Count(out, "etcd reachable again"); got != 1 {
