@@ -135,7 +135,7 @@ func (c *CompareConfig) clusterNode(ctx context.Context, dir string) (Row, error
 	if err != nil {
 		return row, fmt.Errorf("creating the cluster's cache: %w", err)
 	}
-	single, singleHTTP, err := c.memhiveWithHTTP(filepath.Join(dir, "t11-single"), c.MemoryMiB, "--auth", "sasl", "--admin-token", clusterToken)
+	single, singleHTTP, err := c.memhiveWithHTTP(filepath.Join(dir, "t11-single"), c.MemoryMiB, "--auth", "sasl", "--admin-token", clusterToken, "--overcommit")
 	if err != nil {
 		return row, err
 	}
