@@ -695,10 +695,10 @@ func TestEtcdDeleteBigCache(t *testing.T) {
 	bLog := watchLog(b)
 
 	// b reads all of the cache's credentials or none, throughout.
-	polled := make(chan int)
+	polled := make(chan int, 1)
 	go func() {
 		reads := 0
-		for ; ; reads++ {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); reads++ {
 			got, _ := b.Credentials(big.ID)
 			if len(got) == 0 {
 				break
