@@ -808,3 +808,55 @@ func TestEtcdDeleteCacheCrash(t *testing.T) {
 	}
 	checkDeliveredOnce(t, b, bLog, big, keep, "sentinel")
 }
+
+// TestEtcdOrphansSweptOnReload: a running node that reloads the state (its
+// watch fell behind a compaction) removes the orphans a crashed node left.
+func TestEtcdOrphansSweptOnReload(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := openNode(t, etcd.Endpoints(), "/sweep", "", Policy{})
+	b := openNode(t, etcd.Endpoints(), "/sweep", "", Policy{})
+	big, creds, _, kept := bigCache(t, a.Etcd, "big", 10)
+	waitUntil(t, 5*time.Second, "b to see every credential", func() bool { got, _ := b.Credentials(big.ID); return len(got) == len(creds) })
+
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	b.beforeWatch.Store(&hold)
+	b.cut()
+	a.stopAfterCacheDelete.Store(true)
+	if err := a.DeleteCache(big.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.crash()
+	if stray := onlyCreds(credKeys(t, etcd.Endpoints(), "/sweep"), kept.ID); len(stray) < len(creds) {
+		t.Fatalf("the crash left %d keys of the deleted credentials, want at least %d", len(stray), len(creds))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Writes elsewhere, so that the compaction passes b's next revision.
+	for range 2 {
+		if _, err := cli.Put(ctx, "/elsewhere", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := cli.Get(ctx, "/sweep/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	b.beforeWatch.Store(nil)
+	close(gate)
+	waitUntil(t, 10*time.Second, "b to reload and remove the orphans", func() bool {
+		return len(onlyCreds(credKeys(t, etcd.Endpoints(), "/sweep"), kept.ID)) == 0
+	})
+	checkGone(t, b, big, creds, kept.ID)
+	if n := b.log.count("revision was compacted"); n != 1 {
+		t.Errorf("b reloaded %d times, want once", n)
+	}
+}
