@@ -122,38 +122,101 @@ func (e *Etcd) UpdateCache(id uint32, u CacheUpdate) (Cache, error) {
 	return c, nil
 }
 
-// DeleteCache implements Store. It is one transaction, so a cache with
-// more credentials than etcd takes writes in one (about 25 with bound
-// certificates, 40 without) cannot be deleted before some of them are.
+// DeleteCache implements Store, for a cache of any size. etcd takes at
+// most --max-txn-ops writes in a transaction (128 by default), too few
+// for a cache's every credential and index key, so the deletion is two
+// steps. The first is one transaction of a fixed size that removes the
+// cache record, its name, primary and activity keys and its share of the
+// limits sum: from its revision on, the cache and all its credentials
+// are gone for every node (reads hide the credentials of a missing cache,
+// and watchers get the one CacheDeleted). The second removes those
+// orphaned credentials in batches that fit a transaction
+// (removeOrphans); a crash in between leaves orphans that no one sees,
+// removed when a node next loads the state. An error of the second step
+// is only logged: the cache is deleted all the same.
 func (e *Etcd) DeleteCache(id uint32) error {
 	_, err := e.change(func(s *etcdState, p *txnPlan) error {
 		c, ok := s.caches[id]
 		if !ok {
 			return fmt.Errorf("cache %d: %w", id, ErrNotFound)
 		}
-		cacheKey, primaryKey := idKey(keyCaches, id), idKey(keyPrimary, id)
+		cacheKey := idKey(keyCaches, id)
 		sum, sumMod := s.counter(keyLimits)
+		// The credentials need no compare: a change to one compares
+		// the cache's record (creation, update) or its primary key
+		// (promotion, deletion), both of which this deletes, so none
+		// commits after it; those committed before are in the copy the
+		// second step plans from.
 		p.same(e.key(cacheKey), s.mod(cacheKey))
-		p.same(e.key(primaryKey), s.mod(primaryKey))
 		p.same(e.key(keyLimits), sumMod)
-		for _, cr := range s.credsOf(id) {
-			p.del(e.key(idKey(keyCreds, cr.ID)))
-			p.del(e.key(keyUsernames + cr.Username))
-			if cr.Cert.SHA256 != "" {
-				p.del(e.key(keyCertSHA + cr.Cert.SHA256))
-			}
-			if cr.Cert.CN != "" {
-				p.del(e.key(keyCertCN + cr.Cert.CN))
-			}
-		}
 		p.del(e.key(keyNames + c.Name))
-		p.del(e.key(primaryKey))
+		p.del(e.key(idKey(keyPrimary, id)))
 		p.del(e.key(idKey(keyActive, id)))
 		p.del(e.key(cacheKey))
 		p.put(e.key(keyLimits), itoa(sum-c.LimitBytes))
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if e.stopAfterCacheDelete.Load() {
+		return nil // a test plays a crash between the two steps
+	}
+	if err := e.removeOrphans(); err != nil {
+		e.log.Warn("etcd store: removing a deleted cache's credentials; the next load of the state will", "cache", id, "err", err)
+	}
+	return nil
+}
+
+// removeOrphans removes the credentials whose cache is gone, with their
+// username and certificate index keys, in transactions that fit etcd's
+// limit, until the copy holds none. Each transaction compares every key
+// it deletes with the copy's revision of it and the cache record's
+// absence, so that it deletes only what is still orphaned: an index key
+// another credential claimed meanwhile is left alone. It delivers no
+// Change (changesSince). Nodes may run it at once: the loser of a
+// conflict plans again from a fresher copy.
+func (e *Etcd) removeOrphans() error {
+	for {
+		n := 0
+		_, err := e.change(func(s *etcdState, p *txnPlan) error {
+			n = 0
+			for _, cr := range s.orphans() {
+				// At most four deletes and five compares a credential.
+				if len(p.ops)+4 > maxTxnOps || len(p.cmps)+5 > maxTxnOps {
+					break
+				}
+				e.planOrphan(s, p, cr)
+				n++
+			}
+			return nil
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// planOrphan plans deleting orphan cr's record and the index keys that
+// still point at it.
+func (e *Etcd) planOrphan(s *etcdState, p *txnPlan, cr Credential) {
+	p.same(e.key(idKey(keyCaches, cr.CacheID)), 0)
+	k := idKey(keyCreds, cr.ID)
+	p.same(e.key(k), s.mod(k))
+	p.del(e.key(k))
+	idx := []string{keyUsernames + cr.Username}
+	if cr.Cert.SHA256 != "" {
+		idx = append(idx, keyCertSHA+cr.Cert.SHA256)
+	}
+	if cr.Cert.CN != "" {
+		idx = append(idx, keyCertCN+cr.Cert.CN)
+	}
+	for _, rel := range idx {
+		if id, mod, ok := s.index(rel); ok && id == cr.ID {
+			p.same(e.key(rel), mod)
+			p.del(e.key(rel))
+		}
+	}
 }
 
 // Cache implements Store. LastActive is the latest of every node's.
@@ -295,13 +358,15 @@ func (e *Etcd) demote(s *etcdState, p *txnPlan, old Credential) {
 }
 
 // certFree checks that no credential but self holds b's fingerprint or
-// CN, and plans compares on the index keys that say so.
+// CN, and plans compares on the index keys that say so. An index key
+// that points at an orphan (or at no credential) is free: the binding
+// that claims it overwrites it in the same transaction (bindCert), and
+// removeOrphans leaves a key that no longer points at its orphan.
 func (e *Etcd) certFree(s *etcdState, p *txnPlan, self uint32, b CertBinding) error {
 	check := func(rel, what string) error {
 		id, mod, ok := s.index(rel)
-		if ok && id != self {
-			holder := s.creds[id].Username
-			return fmt.Errorf("certificate %s is bound to credential %s: %w", what, holder, ErrExists)
+		if ok && id != self && !s.released(id) {
+			return fmt.Errorf("certificate %s is bound to credential %s: %w", what, s.creds[id].Username, ErrExists)
 		}
 		p.same(e.key(rel), mod)
 		return nil
@@ -341,10 +406,14 @@ func (e *Etcd) bindCert(p *txnPlan, id uint32, old, new CertBinding) {
 func (e *Etcd) UpdateCredential(id uint32, u CredentialUpdate) (Credential, error) {
 	var cr Credential
 	_, err := e.change(func(s *etcdState, p *txnPlan) error {
-		old, ok := s.creds[id]
+		old, ok := s.cred(id)
 		if !ok {
 			return fmt.Errorf("credential %d: %w", id, ErrNotFound)
 		}
+		// The cache must still exist, or the update would write to an
+		// orphan; its updates do not matter.
+		ck := idKey(keyCaches, old.CacheID)
+		p.cmps = append(p.cmps, clientv3.Compare(clientv3.CreateRevision(e.key(ck)), "=", s.kv[ck].Create))
 		cr = old
 		if u.Caps != nil {
 			cr.Caps = *u.Caps & CapAll
@@ -379,7 +448,7 @@ func (e *Etcd) Promote(id uint32) (Credential, error) {
 	var cr Credential
 	_, err := e.change(func(s *etcdState, p *txnPlan) error {
 		var ok bool
-		if cr, ok = s.creds[id]; !ok {
+		if cr, ok = s.cred(id); !ok {
 			return fmt.Errorf("credential %d: %w", id, ErrNotFound)
 		}
 		if cr.Primary {
@@ -406,7 +475,7 @@ func (e *Etcd) Promote(id uint32) (Credential, error) {
 // DeleteCredential implements Store.
 func (e *Etcd) DeleteCredential(id uint32) error {
 	_, err := e.change(func(s *etcdState, p *txnPlan) error {
-		cr, ok := s.creds[id]
+		cr, ok := s.cred(id)
 		if !ok {
 			return fmt.Errorf("credential %d: %w", id, ErrNotFound)
 		}
@@ -434,7 +503,7 @@ func (e *Etcd) DeleteCredential(id uint32) error {
 func (e *Etcd) Credential(id uint32) (Credential, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	cr, ok := e.st.creds[id]
+	cr, ok := e.st.cred(id)
 	if !ok {
 		return Credential{}, fmt.Errorf("credential %d: %w", id, ErrNotFound)
 	}
@@ -446,7 +515,7 @@ func (e *Etcd) CredentialByUsername(username string) (Credential, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if id, _, ok := e.st.index(keyUsernames + username); ok {
-		if cr, ok := e.st.creds[id]; ok {
+		if cr, ok := e.st.cred(id); ok {
 			return cr, nil
 		}
 	}

@@ -162,11 +162,59 @@ func (s *etcdState) cache(id uint32) (Cache, bool) {
 	return c, true
 }
 
-// credsOf lists a cache's credentials (0: every cache's) by ID.
+// cacheGone reports whether cache id's record is absent. A credential of
+// such a cache is an orphan: DeleteCache removes the cache record first,
+// in one bounded transaction (the moment the cache and all its
+// credentials are gone for every reader), and the credentials' keys in
+// batches after; a crash in between leaves orphans until a node cleans
+// them (removeOrphans). Absence of the key, not of the decoded record,
+// is what counts, so that a cache record written by a newer node that
+// this one cannot decode never makes live credentials look orphaned.
+// Cache IDs are never reused, so an orphan stays one.
+func (s *etcdState) cacheGone(id uint32) bool {
+	_, ok := s.kv[idKey(keyCaches, id)]
+	return !ok
+}
+
+// cred returns credential id unless it is missing or an orphan: every
+// read and every change sees only credentials whose cache exists.
+func (s *etcdState) cred(id uint32) (Credential, bool) {
+	c, ok := s.creds[id]
+	if !ok || s.cacheGone(c.CacheID) {
+		return Credential{}, false
+	}
+	return c, true
+}
+
+// credsOf lists a cache's credentials (0: every cache's) by ID, orphans
+// left out.
 func (s *etcdState) credsOf(cacheID uint32) []Credential {
 	var out []Credential
 	for _, c := range s.creds {
-		if cacheID == 0 || c.CacheID == cacheID {
+		if (cacheID == 0 || c.CacheID == cacheID) && !s.cacheGone(c.CacheID) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b Credential) int { return int(int64(a.ID) - int64(b.ID)) })
+	return out
+}
+
+// released reports whether credential id no longer holds the index keys
+// that point at it: its record is gone, or it is an orphan. A record
+// this node cannot decode (a newer node's) still holds them.
+func (s *etcdState) released(id uint32) bool {
+	if _, ok := s.kv[idKey(keyCreds, id)]; !ok {
+		return true
+	}
+	c, ok := s.creds[id]
+	return ok && s.cacheGone(c.CacheID)
+}
+
+// orphans lists the credentials whose cache is gone, by ID.
+func (s *etcdState) orphans() []Credential {
+	var out []Credential
+	for _, c := range s.creds {
+		if s.cacheGone(c.CacheID) {
 			out = append(out, c)
 		}
 	}
@@ -194,9 +242,12 @@ type prior struct {
 // it) into Changes, in the order the Store documents: caches created or
 // updated, then demoted credentials, then other credentials changed,
 // credentials deleted, and caches deleted (one CacheDeleted standing for
-// its credentials). It also says whether the member list changed. A key
-// counts as touched when etcd wrote it, even with the same value: an
-// update that changes nothing is still delivered, as bolt does.
+// its credentials). Orphans (credentials of a cache already gone) were
+// stood for by their cache's CacheDeleted, so neither writes to them nor
+// their removal deliver anything. It also says whether the member list
+// changed. A key counts as touched when etcd wrote it, even with the
+// same value: an update that changes nothing is still delivered, as
+// bolt does.
 func (s *etcdState) changesSince(before map[string]prior) (out []Change, members bool) {
 	var cachesChanged, cachesDeleted []uint32
 	var demoted, credsChanged []Credential
@@ -224,7 +275,13 @@ func (s *etcdState) changesSince(before map[string]prior) (out []Change, members
 			}
 			var old Credential
 			hadOld := p.present && json.Unmarshal(p.e.Value, &old) == nil
+			if hadOld && s.cacheGone(old.CacheID) {
+				continue // an orphan removed, or its cache deleted in this batch
+			}
 			if c, ok := s.creds[id]; ok {
+				if s.cacheGone(c.CacheID) {
+					continue // an orphan: invisible (a reload found it)
+				}
 				if hadOld && old.Primary && !c.Primary {
 					demoted = append(demoted, c)
 				} else {
@@ -251,9 +308,6 @@ func (s *etcdState) changesSince(before map[string]prior) (out []Change, members
 		out = append(out, Change{Kind: CredentialChanged, CacheID: c.CacheID, CredentialID: c.ID, Credential: c})
 	}
 	for _, c := range credsDeleted {
-		if slices.Contains(cachesDeleted, c.CacheID) {
-			continue // stood for by its cache's CacheDeleted
-		}
 		out = append(out, Change{Kind: CredentialDeleted, CacheID: c.CacheID, CredentialID: c.ID})
 	}
 	for _, id := range cachesDeleted {

@@ -77,6 +77,14 @@ type Etcd struct {
 	cutWatch context.CancelFunc
 	// beforeWatch, if set (by tests), is called before each watch starts.
 	beforeWatch atomic.Pointer[func()]
+	// stopAfterCacheDelete, if set (by tests), makes DeleteCache return
+	// after its first transaction, as a process killed there would.
+	stopAfterCacheDelete atomic.Bool
+
+	// sweepSignal asks the sweeper to remove orphans; swept is closed
+	// when it returns.
+	sweepSignal chan struct{}
+	swept       chan struct{}
 
 	saveSignal chan struct{}
 	saved      chan struct{} // closed when the saver returns
@@ -177,6 +185,7 @@ func OpenEtcd(cfg EtcdConfig, p Policy) (*Etcd, error) {
 		qSignal: make(chan struct{}, 1), delivered: make(chan struct{}),
 		watchers: map[int]watcher[Change]{}, memberWatchers: map[int]watcher[[]Member]{},
 		saveSignal: make(chan struct{}, 1), saved: make(chan struct{}),
+		sweepSignal: make(chan struct{}, 1), swept: make(chan struct{}),
 	}
 	e.mem.rejoin = make(chan struct{}, 1)
 	if err := e.reload(); err != nil {
@@ -192,10 +201,12 @@ func OpenEtcd(cfg EtcdConfig, p Policy) (*Etcd, error) {
 		e.log.Warn("etcd unreachable; serving the last state seen", "revision", st.rev, "err", err)
 	} else {
 		e.online.Store(true)
+		e.askSweep()
 	}
 	go e.follow()
 	go e.deliver()
 	go e.saver()
+	go e.sweeper()
 	if e.online.Load() {
 		if err := e.ensureSecret(); err != nil {
 			e.log.Warn("etcd store: creating the cluster secret", "err", err)
@@ -227,6 +238,8 @@ func (e *Etcd) Close() error {
 func (e *Etcd) shutdown() error {
 	e.stop()
 	<-e.done
+	close(e.sweepSignal) // the follower, which asks for sweeps, is done
+	<-e.swept
 	e.stopKeepAlive()
 	e.cli.Close()
 	close(e.qSignal)
@@ -388,12 +401,15 @@ func (e *Etcd) follow() {
 				continue
 			}
 			e.setOnline(true, nil)
+			e.askSweep()
 			go e.reconnected()
 		}
 		switch e.watch() {
 		case watchCompacted:
 			if err := e.reload(); err != nil {
 				e.setOnline(false, err)
+			} else {
+				e.askSweep()
 			}
 		case watchOffline:
 			// Reloaded once reachable.
@@ -482,6 +498,28 @@ func (e *Etcd) probe() error {
 	defer cancel()
 	_, err := e.cli.Get(ctx, e.key(keySecret), clientv3.WithCountOnly())
 	return err
+}
+
+// askSweep asks the sweeper to remove orphans: after each load of the
+// state, which may hold those of a node that crashed in DeleteCache.
+// Only the follower (and OpenEtcd before it starts) asks, so that the
+// signal is never sent once shutdown has closed it.
+func (e *Etcd) askSweep() {
+	select {
+	case e.sweepSignal <- struct{}{}:
+	default:
+	}
+}
+
+// sweeper is the goroutine that removes orphans when asked, apart from
+// the follower: a change waits for the follower to apply it.
+func (e *Etcd) sweeper() {
+	defer close(e.swept)
+	for range e.sweepSignal {
+		if err := e.removeOrphans(); err != nil && e.ctx.Err() == nil {
+			e.log.Warn("etcd store: removing the credentials of deleted caches", "err", err)
+		}
+	}
 }
 
 // reconnected runs once etcd answers again after an outage.

@@ -547,3 +547,316 @@ func TestEtcdKillNineLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d acknowledged changes survived 4 kills", total)
 }
+
+// credKeys reads etcd afresh and returns, for each credential record or
+// username and certificate index key under prefix, the credential ID it
+// holds or points at, by key.
+func credKeys(t *testing.T, endpoints []string, prefix string) map[string]uint32 {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out := map[string]uint32{}
+	for _, rel := range []string{keyCreds, keyUsernames, keyCertSHA, keyCertCN} {
+		resp, err := cli.Get(ctx, prefix+"/"+rel, clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			k := string(kv.Key)
+			if rel == keyCreds {
+				id, _ := parseID(strings.TrimPrefix(k, prefix+"/"+keyCreds))
+				out[k] = id
+			} else {
+				id, _ := parseID(string(kv.Value))
+				out[k] = id
+			}
+		}
+	}
+	return out
+}
+
+// onlyCreds reports the keys of credKeys that hold or point at a
+// credential outside ids.
+func onlyCreds(keys map[string]uint32, ids ...uint32) []string {
+	var stray []string
+	for k, id := range keys {
+		if !slices.Contains(ids, id) {
+			stray = append(stray, k)
+		}
+	}
+	slices.Sort(stray)
+	return stray
+}
+
+// bigCache creates a cache of n credentials on s, a third of them bound
+// to a fingerprint and a fifth to a CN, after one credential of another
+// cache (keep) bound to a certificate of its own.
+func bigCache(t *testing.T, s *Etcd, name string, n int) (big Cache, creds []Credential, keep Cache, kept Credential) {
+	t.Helper()
+	var err error
+	if keep, err = s.CreateCache(Cache{Name: name + "-keep", LimitBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _, err = s.CreateCredential(keep.ID, NewCredential{Cert: CertBinding{SHA256: strings.Repeat("ee", 32), CN: "kept"}}); err != nil {
+		t.Fatal(err)
+	}
+	if big, err = s.CreateCache(Cache{Name: name, LimitBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range n {
+		var b CertBinding
+		if i%3 == 0 {
+			b.SHA256 = fmt.Sprintf("%064x", i+1)
+		}
+		if i%5 == 0 {
+			b.CN = fmt.Sprintf("app-%d", i)
+		}
+		cr, _, err := s.CreateCredential(big.ID, NewCredential{Caps: CapAll, Cert: b})
+		if err != nil {
+			t.Fatalf("credential %d: %v", i, err)
+		}
+		creds = append(creds, cr)
+	}
+	t.Logf("%d credentials created in %v", n, time.Since(start))
+	return big, creds, keep, kept
+}
+
+// checkGone checks that none of creds, nor their cache, can be read on n.
+func checkGone(t *testing.T, n etcdNode, cache Cache, creds []Credential, live ...uint32) {
+	t.Helper()
+	if _, err := n.Cache(cache.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the deleted cache: %v", err)
+	}
+	for _, cr := range creds {
+		if got, err := n.Credential(cr.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("credential %d of the deleted cache: %+v, %v", cr.ID, got, err)
+		}
+		if got, err := n.CredentialByUsername(cr.Username); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("username %s of the deleted cache: %+v, %v", cr.Username, got, err)
+		}
+	}
+	if got, _ := n.Credentials(cache.ID); len(got) != 0 {
+		t.Errorf("the deleted cache lists %d credentials", len(got))
+	}
+	all, _ := n.Credentials(0)
+	var ids []uint32
+	for _, cr := range all {
+		ids = append(ids, cr.ID)
+	}
+	if !slices.Equal(ids, live) {
+		t.Errorf("every credential: %v, want %v", ids, live)
+	}
+}
+
+// checkDeliveredOnce waits for a change made after the deletion to reach
+// l, then checks that l got exactly one CacheDeleted for cache and nothing
+// about its credentials.
+func checkDeliveredOnce(t *testing.T, writer etcdNode, l *changeLog, cache, other Cache, sentinel string) {
+	t.Helper()
+	if _, err := writer.UpdateCache(other.ID, CacheUpdate{Plan: &sentinel}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "the watcher to get the sentinel", func() bool {
+		return l.has(func(ch Change) bool { return ch.Kind == CacheChanged && ch.Cache.Plan == sentinel })
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	deleted := 0
+	for _, ch := range l.got {
+		switch {
+		case ch.Kind == CacheDeleted && ch.CacheID == cache.ID:
+			deleted++
+		case ch.CacheID == cache.ID:
+			t.Errorf("a watcher was given %+v", ch)
+		}
+	}
+	if deleted != 1 {
+		t.Errorf("a watcher got %d CacheDeleted, want 1", deleted)
+	}
+}
+
+// TestEtcdDeleteBigCache: a cache of more credentials than etcd takes
+// writes in a transaction is deleted at once for every reader of another
+// node (never some of its credentials, always all or none), its watchers
+// get one CacheDeleted, and etcd keeps none of the credentials' keys.
+func TestEtcdDeleteBigCache(t *testing.T) {
+	const n = 300
+	etcd := etcdtest.Start(t)
+	a := openNode(t, etcd.Endpoints(), "/big", "", Policy{})
+	b := openNode(t, etcd.Endpoints(), "/big", "", Policy{})
+	big, creds, keep, kept := bigCache(t, a.Etcd, "big", n)
+	waitUntil(t, 10*time.Second, "b to see every credential", func() bool { got, _ := b.Credentials(big.ID); return len(got) == n })
+	bLog := watchLog(b)
+
+	// b reads all of the cache's credentials or none, throughout.
+	polled := make(chan int, 1)
+	go func() {
+		reads := 0
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); reads++ {
+			got, _ := b.Credentials(big.ID)
+			if len(got) == 0 {
+				break
+			}
+			if len(got) != n {
+				t.Errorf("b read %d of the deleted cache's %d credentials", len(got), n)
+				break
+			}
+		}
+		polled <- reads
+	}()
+	start := time.Now()
+	if err := a.DeleteCache(big.ID); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a cache of %d credentials deleted in %v; b read it %d times meanwhile", n, time.Since(start), <-polled)
+	checkGone(t, a, big, creds, kept.ID)
+	checkGone(t, b, big, creds, kept.ID)
+	checkDeliveredOnce(t, a, bLog, big, keep, "sentinel")
+	if stray := onlyCreds(credKeys(t, etcd.Endpoints(), "/big"), kept.ID); len(stray) > 0 {
+		t.Errorf("etcd keeps %d keys of the deleted credentials: %v", len(stray), stray[:min(len(stray), 5)])
+	}
+	// The certificates are free again, and the other cache's still bound.
+	if _, _, err := b.CreateCredential(keep.ID, NewCredential{Cert: creds[0].Cert}); err != nil {
+		t.Errorf("binding a deleted credential's certificate: %v", err)
+	}
+	if _, _, err := b.CreateCredential(keep.ID, NewCredential{Cert: kept.Cert}); !errors.Is(err, ErrExists) {
+		t.Errorf("binding a live credential's certificate: %v", err)
+	}
+}
+
+// TestEtcdDeleteCacheCrash: a node that dies between DeleteCache's two
+// steps leaves orphaned credentials that no node shows, whose
+// certificates are free at once, and that the next node to load the
+// state removes.
+func TestEtcdDeleteCacheCrash(t *testing.T) {
+	const n = 60
+	etcd := etcdtest.Start(t)
+	a := openNode(t, etcd.Endpoints(), "/orphans", "", Policy{})
+	b := openNode(t, etcd.Endpoints(), "/orphans", "", Policy{})
+	big, creds, keep, kept := bigCache(t, a.Etcd, "big", n)
+	waitUntil(t, 10*time.Second, "b to see every credential", func() bool { got, _ := b.Credentials(big.ID); return len(got) == n })
+	bLog := watchLog(b)
+
+	a.stopAfterCacheDelete.Store(true)
+	if err := a.DeleteCache(big.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.crash()
+	keys := credKeys(t, etcd.Endpoints(), "/orphans")
+	if stray := onlyCreds(keys, kept.ID); len(stray) < n {
+		t.Fatalf("the crash left %d keys of the deleted credentials, want at least %d (one record each)", len(stray), n)
+	}
+	waitUntil(t, 5*time.Second, "b to see the deletion", func() bool { _, err := b.Cache(big.ID); return err != nil })
+	checkGone(t, b, big, creds, kept.ID)
+	orphan := creds[0]
+	if _, err := b.UpdateCredential(orphan.ID, CredentialUpdate{Caps: new(CapWrite)}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("updating an orphan: %v", err)
+	}
+	if _, err := b.Promote(orphan.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("promoting an orphan: %v", err)
+	}
+	if err := b.DeleteCredential(orphan.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleting an orphan: %v", err)
+	}
+
+	// An orphan's certificate is free at once: created bound to one
+	// orphan's, and another's bound by an update.
+	if orphan.Cert.SHA256 == "" || orphan.Cert.CN == "" || creds[3].Cert.SHA256 == "" {
+		t.Fatal("the test wants certificates on credentials 0 and 3")
+	}
+	nc, _, err := b.CreateCredential(keep.ID, NewCredential{Cert: orphan.Cert})
+	if err != nil {
+		t.Fatalf("binding an orphan's certificate: %v", err)
+	}
+	rebound, err := b.UpdateCredential(kept.ID, CredentialUpdate{CertSHA256: &creds[3].Cert.SHA256})
+	if err != nil {
+		t.Fatalf("binding an orphan's fingerprint by an update: %v", err)
+	}
+
+	// The next node to load the state removes the orphans, and only them.
+	c := openNode(t, etcd.Endpoints(), "/orphans", "", Policy{})
+	start := time.Now()
+	waitUntil(t, 10*time.Second, "the orphans to be removed", func() bool {
+		return len(onlyCreds(credKeys(t, etcd.Endpoints(), "/orphans"), kept.ID, nc.ID)) == 0
+	})
+	t.Logf("%d orphans removed in %v by a node loading the state", n, time.Since(start))
+	keys = credKeys(t, etcd.Endpoints(), "/orphans")
+	for k, want := range map[string]uint32{
+		"/orphans/" + keyCertSHA + orphan.Cert.SHA256:   nc.ID,
+		"/orphans/" + keyCertCN + orphan.Cert.CN:        nc.ID,
+		"/orphans/" + keyCertSHA + creds[3].Cert.SHA256: kept.ID,
+		"/orphans/" + keyCertCN + "kept":                kept.ID,
+	} {
+		if got, ok := keys[k]; !ok || got != want {
+			t.Errorf("%s: %d (present %v), want %d", k, got, ok, want)
+		}
+	}
+	for _, n := range []etcdNode{b, c} {
+		checkGone(t, n, big, creds, kept.ID, nc.ID)
+		if got, err := n.Credential(nc.ID); err != nil || got.Cert != orphan.Cert {
+			t.Errorf("the credential bound to an orphan's certificate: %+v, %v", got, err)
+		}
+		if got, err := n.Credential(kept.ID); err != nil || got.Cert != rebound.Cert {
+			t.Errorf("the credential rebound: %+v, %v", got, err)
+		}
+	}
+	checkDeliveredOnce(t, b, bLog, big, keep, "sentinel")
+}
+
+// TestEtcdOrphansSweptOnReload: a running node that reloads the state (its
+// watch fell behind a compaction) removes the orphans a crashed node left.
+func TestEtcdOrphansSweptOnReload(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := openNode(t, etcd.Endpoints(), "/sweep", "", Policy{})
+	b := openNode(t, etcd.Endpoints(), "/sweep", "", Policy{})
+	big, creds, _, kept := bigCache(t, a.Etcd, "big", 10)
+	waitUntil(t, 5*time.Second, "b to see every credential", func() bool { got, _ := b.Credentials(big.ID); return len(got) == len(creds) })
+
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	b.beforeWatch.Store(&hold)
+	b.cut()
+	a.stopAfterCacheDelete.Store(true)
+	if err := a.DeleteCache(big.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.crash()
+	if stray := onlyCreds(credKeys(t, etcd.Endpoints(), "/sweep"), kept.ID); len(stray) < len(creds) {
+		t.Fatalf("the crash left %d keys of the deleted credentials, want at least %d", len(stray), len(creds))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Writes elsewhere, so that the compaction passes b's next revision.
+	for range 2 {
+		if _, err := cli.Put(ctx, "/elsewhere", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := cli.Get(ctx, "/sweep/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	b.beforeWatch.Store(nil)
+	close(gate)
+	waitUntil(t, 10*time.Second, "b to reload and remove the orphans", func() bool {
+		return len(onlyCreds(credKeys(t, etcd.Endpoints(), "/sweep"), kept.ID)) == 0
+	})
+	checkGone(t, b, big, creds, kept.ID)
+	if n := b.log.count("revision was compacted"); n != 1 {
+		t.Errorf("b reloaded %d times, want once", n)
+	}
+}

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T, p control.Policy) control.Store) 
 		{"CreateCacheRefused", testCreateCacheRefused},
 		{"UpdateCache", testUpdateCache},
 		{"DeleteCache", testDeleteCache},
+		{"DeleteLargeCache", testDeleteLargeCache},
 		{"NoMemoryBound", testNoMemoryBound},
 		{"ConcurrentCreationsKeepTheBound", testConcurrentCreations},
 		{"MarkActive", testMarkActive},
@@ -281,6 +282,42 @@ func testDeleteCache(t *testing.T, open func(*testing.T, control.Policy) control
 	if _, _, err := s.CreateCredential(again.ID, control.NewCredential{Cert: control.CertBinding{SHA256: fp, CN: "gone-app"}}); err != nil {
 		t.Errorf("binding a deleted credential's certificate: %v", err)
 	}
+}
+
+// testDeleteLargeCache deletes a cache of more credentials, some bound
+// to certificates, than etcd takes writes in one transaction (128 by
+// default): a deletion works whatever the cache's size, and is one
+// CacheDeleted to watchers.
+func testDeleteLargeCache(t *testing.T, open func(*testing.T, control.Policy) control.Store) {
+	const n = 150
+	s := open(t, control.Policy{})
+	keep := newCache(t, s, "keep", mib)
+	big := newCache(t, s, "big", mib)
+	var creds []control.Credential
+	for i := range n {
+		var b control.CertBinding
+		if i%4 == 0 {
+			b = control.CertBinding{SHA256: fmt.Sprintf("%064x", i+1), CN: fmt.Sprintf("app-%d", i)}
+		}
+		creds = append(creds, newCred(t, s, big.ID, control.NewCredential{Caps: control.CapAll, Cert: b}))
+	}
+	rec := record(s)
+	defer rec.cancel()
+	noErr(t, s.DeleteCache(big.ID))
+	if got := must(s.Credentials(0)).get(t); len(got) != 0 {
+		t.Errorf("%d credentials remain", len(got))
+	}
+	for _, cr := range creds {
+		if _, err := s.CredentialByUsername(cr.Username); !errors.Is(err, control.ErrNotFound) {
+			t.Fatalf("username %s of the deleted cache: %v", cr.Username, err)
+		}
+	}
+	must(s.UpdateCache(keep.ID, control.CacheUpdate{Plan: new("sentinel")})).get(t)
+	seen := rec.waitFor(t, func(ch control.Change) bool { return ch.Cache.Plan == "sentinel" })
+	if len(seen) != 2 || seen[0].Kind != control.CacheDeleted || seen[0].CacheID != big.ID {
+		t.Errorf("watchers saw %s; want the deletion of cache %d then the sentinel", describe(seen), big.ID)
+	}
+	newCred(t, s, keep.ID, control.NewCredential{Cert: creds[0].Cert})
 }
 
 func testNoMemoryBound(t *testing.T, open func(*testing.T, control.Policy) control.Store) {
