@@ -409,6 +409,9 @@ func Table(rows []Row) string {
 			_, qb, _ := stats(r.Memc.P999)
 			name += fmt.Sprintf(" (p99.9: %.0f µs vs %.0f µs, **%.2f**; %s)", qa, qb, qa/qb, r.Note)
 		}
+		if w.ID == "T11" {
+			name += " (" + r.Note + ")"
+		}
 		if w.Idle > 0 {
 			name += fmt.Sprintf(" (memory per idle connection: memhive %.1f KiB, memcached %.1f KiB)", r.Memhive.IdleKiB, r.Memc.IdleKiB)
 		}
