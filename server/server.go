@@ -45,8 +45,29 @@ type Config struct {
 	// with TLS (which must then be set).
 	TLSListen string
 	TLS       *tls.Config
-	Logger    *slog.Logger
+	// Route, if set, has requests for keys that another node of the
+	// cluster owns forwarded to it (--route server); nil serves every
+	// request here (--route client, and a single node).
+	Route  *RouteConfig
+	Logger *slog.Logger
 }
+
+// RouteConfig is server-side routing between the nodes of a cluster.
+type RouteConfig struct {
+	// Owners says which node owns each key; the caller keeps it in step
+	// with the cluster's members.
+	Owners *tenancy.Owners
+	// Secret is the cluster secret: a peer presents it when it opens a
+	// connection for forwarded requests, and this node presents it to
+	// its peers.
+	Secret func() string
+	// Timeout bounds how long a forwarded request waits for its owner
+	// (--forward-timeout); 0 means DefaultForwardTimeout.
+	Timeout time.Duration
+}
+
+// DefaultForwardTimeout is --forward-timeout's default.
+const DefaultForwardTimeout = 100 * time.Millisecond
 
 // Server serves the memcache protocols for the caches of a
 // tenancy.Tenants. Start it with Run; stop it with Stop. Safe for
