@@ -105,6 +105,14 @@ const maxRelativeExptime = 60 * 60 * 24 * 30
 // value never overwrites a newer one. The header's CAS is 0 (store
 // unconditionally) and the owner issues the item a CAS of its own;
 // opaque is echoed in the owner's reply, for matching it to the request.
+// An owner that already holds the key answers "key exists" (status 0x02),
+// even to ADDQ: the expected outcome when it holds a newer value, not a
+// failure to count as one.
+//
+// What ADD cannot tell apart: a key deleted on its new owner after this
+// node's copy was taken and before the copy arrives is missing there, so
+// the copy stores the old value again. The window is the handover's
+// length; the copy then lives no longer than the item would have here.
 func AppendHandoff(dst []byte, it *engine.ExportedItem, now int64, quiet bool, opaque uint32) ([]byte, bool) {
 	exptime, live := HandoffExptime(it.Expires, now)
 	if !live {
