@@ -92,7 +92,9 @@ func (e *Engine) Export(fn func(it ExportedItem) bool) bool {
 // the table as it was when the walk began (n0, a power of two like every
 // size since) and, for each, visits every bucket of the current table
 // that holds its items: each item is looked at in exactly one lock hold,
-// whatever the growth.
+// whatever the growth. This relies on the index never shrinking, which
+// growLocked is the only one to resize; a shrink would need the walk
+// changed too.
 func (s *stripe) export(b *exportBatch, fn func(ExportedItem) bool) bool {
 	s.mu.Lock()
 	n0 := len(s.buckets)
