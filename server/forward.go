@@ -42,11 +42,11 @@ const (
 type slot struct {
 	state atomic.Uint32
 	refs  atomic.Int32
-	owner *conn             // the client connection, notified on completion
+	owner *conn              // the client connection, notified on completion
 	stats *tenancy.ConnShard // where a forward error counts
-	reply []byte            // the owner's reply, or fail when it failed
-	fail  []byte            // the answer if the owner does not give one: a miss or a server error
-	after []byte            // local replies that follow this one
+	reply []byte             // the owner's reply, or fail when it failed
+	fail  []byte             // the answer if the owner does not give one: a miss or a server error
+	after []byte             // local replies that follow this one
 	// stripEnd drops the reply's END line: one key of a text multi-get.
 	// discard drops the reply: a flush_all's copy for another node.
 	stripEnd, discard bool
