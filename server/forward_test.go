@@ -581,3 +581,61 @@ func firstDiffAt(a, b string) int {
 	}
 	return min(len(a), len(b))
 }
+
+// forwardBench runs get requests for key on node a through a connection
+// state of its own (woken like a TLS connection's), waiting for each
+// reply: the whole forwarding path, both nodes and their goroutines.
+func forwardBench(b *testing.B, a *testNode, key string, depth int) {
+	cs := newConn()
+	cs.fd = 1
+	cs.stats = &tenancy.ConnShard{}
+	a.s.bind(cs, a.ts.Cache(1), nil)
+	cs.wakeCh = make(chan struct{}, 1)
+	var in []byte
+	for i := 0; i < depth; i++ {
+		in = append(in, "get "+key+"\r\n"...)
+	}
+	want := strings.Repeat("VALUE "+key+" 0 100\r\n"+strings.Repeat("x", 100)+"\r\nEND\r\n", depth)
+	run := func() {
+		cs.proto = protoASCII
+		a.s.process(cs, in)
+		for {
+			cs.settle()
+			if cs.queue.n == 0 {
+				break
+			}
+			<-cs.wakeCh
+		}
+		if string(cs.out) != want {
+			b.Fatalf("got %q", cs.out)
+		}
+		cs.resetOut()
+	}
+	run()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/get")
+}
+
+// BenchmarkForwardedGet: a get of a key another node owns, forwarded and
+// answered, against one the node owns, at pipeline depths 1 and 16.
+func BenchmarkForwardedGet(b *testing.B) {
+	nodes := startCluster(b, 2, time.Second)
+	a := nodes[0]
+	c := dialText(b, a.addr, "alice", "ecila")
+	for _, owner := range []string{"n1", "n0"} {
+		key := keyOwnedBy(b, a.owners, owner, "bench")
+		c.roundTrip("set "+key+" 0 0 100\r\n"+strings.Repeat("x", 100)+"\r\n", "\r\n")
+		name := "forwarded"
+		if owner == "n0" {
+			name = "owned"
+		}
+		for _, depth := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/pipeline=%d", name, depth), func(b *testing.B) { forwardBench(b, a, key, depth) })
+		}
+	}
+}
