@@ -639,3 +639,56 @@ func BenchmarkForwardedGet(b *testing.B) {
 		}
 	}
 }
+
+// TestPeerFramesRunHere: a peer's frames run on this node whatever it
+// thinks of their keys' owners (a request is forwarded at most once),
+// one reply frame each, empty for noreply; a cache this node does not
+// serve answers the protocol's server error.
+func TestPeerFramesRunHere(t *testing.T) {
+	owners := &tenancy.Owners{}
+	owners.Set([]tenancy.Node{{Name: "self", Addr: "127.0.0.1:1"}, {Name: "other", Addr: "127.0.0.1:2"}}, "self")
+	s := New(Config{Listen: "127.0.0.1:0", Route: &RouteConfig{Owners: owners, Secret: func() string { return testSecret }}}, clusterTenants(t))
+	k := keyOwnedBy(t, owners, "other", "elsewhere")
+	var in []byte
+	in = codec.AppendPeerHello(in, testSecret)
+	in = codec.AppendPeerRequest(in, 1, 1, codec.PeerText, []byte("set "+k+" 0 0 1\r\nv\r\n"))
+	in = codec.AppendPeerRequest(in, 2, 1, codec.PeerText, []byte("set "+k+" 0 0 1 noreply\r\nw\r\n"))
+	in = codec.AppendPeerRequest(in, 3, 1, codec.PeerText, []byte("get "+k+"\r\n"))
+	in = codec.AppendPeerRequest(in, 4, 99, codec.PeerText, []byte("get "+k+"\r\n"))
+	in = codec.AppendPeerRequest(in, 5, 99, codec.PeerBinary, binReq(codec.OpGet, 7, nil, []byte(k), nil))
+	in = codec.AppendPeerRequest(in, 6, 1, codec.PeerBinary, binReq(codec.OpGetQ, 8, nil, []byte(k), nil))
+	// Cut anywhere, the same frames.
+	for _, chunk := range []int{len(in), 1, 5, 13} {
+		cs := newConn()
+		cs.stats = s.stats.Shard(0)
+		var buf, out []byte
+		for i := 0; i < len(in); i += chunk {
+			buf = append(buf, in[i:min(i+chunk, len(in))]...)
+			n, closed := s.process(cs, buf)
+			if closed {
+				t.Fatalf("chunk %d: closed", chunk)
+			}
+			buf = append(buf[:0], buf[n:]...)
+			out = append(out, cs.out...)
+			cs.out = cs.out[:0]
+		}
+		var want []byte
+		for i, body := range []string{
+			"STORED\r\n", "", "VALUE " + k + " 0 1\r\nw\r\nEND\r\n", codec.ReplyUnknownCache,
+			string(codec.AppendBinaryError(nil, codec.OpGet, codec.StatusTemporaryFailure, 7, binaryUnknownCache)),
+			"",
+		} {
+			want = append(codec.AppendPeerReplyHeader(want, uint32(i+1), len(body)), body...)
+		}
+		// The GETQ hit answers its value.
+		want = want[:len(want)-codec.PeerReplyHeaderLen]
+		hit := codec.AppendBinaryGet(nil, codec.OpGetQ, 8, 0, 0, nil, []byte("w"))
+		if len(out) > len(want)+24 {
+			copy(hit[16:24], out[len(want)+codec.PeerReplyHeaderLen+16:]) // its CAS
+		}
+		want = append(codec.AppendPeerReplyHeader(want, 6, len(hit)), hit...)
+		if !bytes.Equal(out, want) || cs.queue.n != 0 {
+			t.Fatalf("chunk %d:\n got %q\nwant %q", chunk, out, want)
+		}
+	}
+}
