@@ -87,6 +87,9 @@ type conn struct {
 	wakeCh     chan struct{}
 	wakeQueued atomic.Bool
 	closeAfter bool
+	// touched are the peer connections this wake-up queued frames on,
+	// written at its end (flushPeers).
+	touched []*peerConn
 
 	// On the owner, a peer's connection (peer.go): exec runs its frames'
 	// requests (nil until its hello is accepted), frame is the frame

@@ -255,7 +255,24 @@ func (s *Server) forwardKey(cs *conn, key []byte, proto uint8, failFn func(dst [
 func (s *Server) send(cs *conn, addr string, proto uint8, body []byte, sl *slot) {
 	cs.push(sl)
 	cs.stats.Forwarded.Add(1)
-	s.peer(addr).conn(cs.fd).enqueue(cs.tenant.ID(), proto, body, sl)
+	pc := s.peer(addr).conn(cs.fd)
+	pc.enqueue(cs.tenant.ID(), proto, body, sl)
+	for _, t := range cs.touched {
+		if t == pc {
+			return
+		}
+	}
+	cs.touched = append(cs.touched, pc)
+}
+
+// flushPeers writes the frames this wake-up queued, one write per peer
+// connection (see peerConn.flush).
+func (s *Server) flushPeers(cs *conn) {
+	for i, pc := range cs.touched {
+		pc.flush()
+		cs.touched[i] = nil
+	}
+	cs.touched = cs.touched[:0]
 }
 
 // forwardFlush sends the flush_all being run to every other node, its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/memhive/memhive/codec"
@@ -85,6 +86,7 @@ func (s *Server) peer(addr string) *peer {
 	p = &peer{addr: addr, conns: make([]*peerConn, n)}
 	for i := range p.conns {
 		pc := &peerConn{s: s, addr: addr, kick: make(chan struct{}, 1), down: t.stopped}
+		pc.rawFn = pc.rawWrite
 		p.conns[i] = pc
 		if !t.stopped {
 			t.wg.Add(2)
@@ -194,13 +196,23 @@ type peerConn struct {
 	addr string
 	kick chan struct{} // wakes the writer
 
-	mu    sync.Mutex
-	nc    net.Conn // nil while dialling or down
-	down  bool     // the last dial failed (or the server stops): fail at once
-	seq   uint32
-	pend  []byte // frames not yet written, in seq order
-	spare []byte // the writer's other buffer
-	fl    flightRing
+	mu      sync.Mutex
+	nc      net.Conn        // nil while dialling or down
+	raw     syscall.RawConn // nc's descriptor, for flush's non-blocking writes
+	down    bool            // the last dial failed (or the server stops): fail at once
+	writing bool            // the writer goroutine is writing (and holds nc's write lock)
+	seq     uint32
+	pend    []byte // frames not yet written, in seq order
+	spare   []byte // the writer's other buffer
+	fl      flightRing
+
+	// flush's non-blocking write: rawWrite (a method value made once, so
+	// that a write allocates nothing) writes rawBuf, leaving rawN and
+	// rawErr. Guarded by mu.
+	rawFn  func(fd uintptr) bool
+	rawBuf []byte
+	rawN   int
+	rawErr error
 }
 
 // enqueue queues a request frame for cache id carrying body and answered
@@ -216,14 +228,45 @@ func (pc *peerConn) enqueue(cacheID uint32, proto uint8, body []byte, sl *slot) 
 	pc.seq++
 	pc.pend = codec.AppendPeerRequest(pc.pend, pc.seq, cacheID, proto, body)
 	pc.fl.push(inflight{sl: sl, seq: pc.seq, deadline: deadline})
-	up := pc.nc != nil
 	pc.mu.Unlock()
-	if up {
+}
+
+// flush writes the queued frames at the end of an event loop's wake-up:
+// at once, with one non-blocking write, when the writer goroutine is idle
+// (a request then costs no goroutine switch on this side), and whatever
+// that write cannot take, or everything while the writer is busy, by the
+// writer goroutine. An event loop never waits on a peer's socket.
+func (pc *peerConn) flush() {
+	pc.mu.Lock()
+	if len(pc.pend) == 0 || pc.nc == nil {
+		pc.mu.Unlock()
+		return
+	}
+	if !pc.writing && pc.raw != nil {
+		pc.rawBuf, pc.rawN, pc.rawErr = pc.pend, 0, nil
+		pc.raw.Write(pc.rawFn)
+		if n := pc.rawN; n > 0 {
+			pc.pend = pc.pend[:copy(pc.pend, pc.pend[n:])]
+		}
+		pc.rawBuf = nil
+	}
+	rest := len(pc.pend) > 0
+	pc.mu.Unlock()
+	if rest {
 		select {
 		case pc.kick <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// rawWrite is flush's write: once, never waiting; an error (the socket is
+// full, or broken) leaves the bytes to the writer goroutine, whose
+// blocking write tells which.
+func (pc *peerConn) rawWrite(fd uintptr) bool {
+	n, err := syscall.Write(int(fd), pc.rawBuf)
+	pc.rawN, pc.rawErr = max(n, 0), err
+	return true
 }
 
 // failLocked completes every request in flight with its failure answer
@@ -244,7 +287,7 @@ func (pc *peerConn) fail(nc net.Conn) {
 		pc.mu.Unlock()
 		return
 	}
-	pc.nc = nil
+	pc.nc, pc.raw = nil, nil
 	pc.failLocked()
 	pc.mu.Unlock()
 	if nc != nil {
@@ -300,6 +343,10 @@ func (pc *peerConn) run() {
 		default:
 		}
 		pc.nc, pc.down = nc, false
+		pc.raw = nil
+		if tc, ok := nc.(*net.TCPConn); ok {
+			pc.raw, _ = tc.SyscallConn()
+		}
 		pc.mu.Unlock()
 		select {
 		case pc.kick <- struct{}{}:
@@ -344,11 +391,20 @@ func (pc *peerConn) writeLoop() {
 		}
 		buf := pc.pend
 		pc.pend, pc.spare = pc.spare[:0], nil
+		pc.writing = true
 		pc.mu.Unlock()
 		_, err := nc.Write(buf)
 		pc.mu.Lock()
+		pc.writing = false
 		if cap(buf) <= outKeep {
 			pc.spare = buf[:0]
+		}
+		if len(pc.pend) > 0 {
+			// Queued while this write ran, and flush left them here.
+			select {
+			case pc.kick <- struct{}{}:
+			default:
+			}
 		}
 		pc.mu.Unlock()
 		if err != nil {

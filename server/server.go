@@ -518,6 +518,15 @@ func closeWhenDrained(c gnet.Conn, cs *conn) {
 // process runs the requests in buf, appending replies to cs.out. It
 // returns how many bytes were consumed and whether to close.
 func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
+	consumed, closeConn = s.runRequests(cs, buf)
+	if len(cs.touched) > 0 {
+		s.flushPeers(cs)
+	}
+	return consumed, closeConn
+}
+
+// runRequests is process without the writes to peers.
+func (s *Server) runRequests(cs *conn, buf []byte) (consumed int, closeConn bool) {
 	if cs.proto == protoPeer || cs.proto == protoUnknown && s.route != nil && len(buf) > 0 && codec.IsPeerHello(buf[0]) {
 		cs.proto = protoPeer
 		return s.processPeer(cs, buf)
