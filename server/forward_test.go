@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -313,6 +314,13 @@ func TestForwardMultiGetOrder(t *testing.T) {
 	for _, n := range nodes {
 		if items := n.ts.Cache(1).Snapshot().CurrItems; items == 0 {
 			t.Errorf("node %s holds no item", n.name)
+		}
+	}
+	// A meta command with a base64 key goes where its decoded key lives.
+	for _, k := range keys[:3] {
+		b64 := base64.StdEncoding.EncodeToString([]byte(k))
+		if got := c.roundTrip("mg "+b64+" b v k\r\n", "\r\n"+k+"\r\n"); got != "VA 10 k"+k+"\r\n"+k+"\r\n" {
+			t.Fatalf("mg %s b: %q", b64, got)
 		}
 	}
 	// gets through one node, cas through another.
