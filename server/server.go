@@ -59,7 +59,10 @@ type RouteConfig struct {
 	Owners *tenancy.Owners
 	// Secret is the cluster secret: a peer presents it when it opens a
 	// connection for forwarded requests, and this node presents it to
-	// its peers.
+	// its peers. It is read at each such connection (so it may change
+	// while the server runs) and compared in constant time; nil means
+	// the empty secret, which only peers presenting the empty secret
+	// match.
 	Secret func() string
 	// Timeout bounds how long a forwarded request waits for its owner
 	// (--forward-timeout); 0 means DefaultForwardTimeout.
