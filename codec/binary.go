@@ -66,6 +66,10 @@ const (
 	StatusAuthContinue   uint16 = 0x21
 	StatusUnknownCommand uint16 = 0x81
 	StatusOutOfMemory    uint16 = 0x82
+	// StatusTemporaryFailure answers a forwarded request whose owner node
+	// did not answer in time or could not be reached (memhive's use of
+	// the spec's 0x86): the client may retry.
+	StatusTemporaryFailure uint16 = 0x86
 )
 
 // IsBinary reports whether a connection whose first byte is first speaks

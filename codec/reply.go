@@ -111,6 +111,15 @@ const (
 	ReplyCachedumpDenied  = "CLIENT_ERROR stats cachedump not allowed\r\n"
 )
 
+// memhive's answers in a cluster that routes keys to their owners: a
+// write whose owner node did not answer within the forward timeout (or
+// could not be reached), and a forwarded request for a cache the owner
+// does not serve (yet: the control plane's change has not reached it).
+const (
+	ReplyForwardFailed = "SERVER_ERROR owner node unavailable\r\n"
+	ReplyUnknownCache  = "SERVER_ERROR cache not served by this node\r\n"
+)
+
 // Binary response bodies other than BinaryStatusText's: memcached's for
 // SASL and for a store that finds no memory, then memhive's own beside
 // the ASCII answers above.
@@ -211,6 +220,8 @@ func BinaryStatusText(status uint16) string {
 		return "Unknown command"
 	case StatusOutOfMemory:
 		return "Out of memory"
+	case StatusTemporaryFailure:
+		return "Temporary failure"
 	}
 	return "UNHANDLED ERROR"
 }

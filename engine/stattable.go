@@ -86,6 +86,13 @@ var StatTable = []Stat{
 	{Name: "store_no_memory", Scope: PerCache, In: InStats, Value: func(s *StatSnapshot) uint64 { return s.StoreNoMemory }},
 	{Name: "auth_cmds", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.AuthCmds }},
 	{Name: "auth_errors", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.AuthErrors }},
+	// memhive's, in a cluster that routes keys to their owners.
+	{Name: "forwarded_requests", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.Forwarded },
+		Metric: &Metric{Name: "memhive_forwarded_requests_total", Type: Counter, Help: "Total number of requests forwarded to the node that owns their key."}},
+	{Name: "forward_errors", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.ForwardErrors },
+		Metric: &Metric{Name: "memhive_forward_errors_total", Type: Counter, Help: "Total number of forwarded requests whose owner did not answer in time."}},
+	{Name: "handed_over_items", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.HandedOver },
+		Metric: &Metric{Name: "memhive_handed_over_items_total", Type: Counter, Help: "Total number of items handed over to their new owner when this node left."}},
 	{Name: "bytes_read", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.BytesRead },
 		Metric: &Metric{Name: "memcached_read_bytes_total", Type: Counter, Help: "Total number of bytes read from clients."}},
 	{Name: "bytes_written", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.BytesWritten },
@@ -303,6 +310,10 @@ type ConnStats struct {
 	StoreTooLarge           uint64 // storage commands refused as too large, before the engine sees them
 	AuthCmds, AuthErrors    uint64
 	MetaCmds                uint64
+	// In a cluster routing keys to their owners (issue 15): requests
+	// forwarded to the owner of their key, those of them that failed, and
+	// items handed over to a new owner when this node left.
+	Forwarded, ForwardErrors, HandedOver uint64
 }
 
 // ProcessStats are the serving process's fields of memcached's "stats",

@@ -2,7 +2,11 @@
 
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/memhive/memhive/tenancy"
+)
 
 // The request path, parse to reply, allocates nothing for a get hit, a set
 // and a binary get hit once a connection's buffers have grown.
@@ -88,5 +92,40 @@ func BenchmarkProcessMetaSet(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		s.process(cs, in)
 		cs.out = cs.out[:0]
+	}
+}
+
+// A routing node serves the keys it owns on the same path: nothing more
+// is allocated for them.
+func TestOwnedKeysAllocateNothing(t *testing.T) {
+	owners := &tenancy.Owners{}
+	owners.Set([]tenancy.Node{{Name: "self", Addr: "127.0.0.1:1"}, {Name: "other", Addr: "127.0.0.1:2"}}, "self")
+	s := New(Config{Listen: "127.0.0.1:0", Route: &RouteConfig{Owners: owners}}, clusterTenants(t))
+	cs := newConn()
+	cs.stats = &tenancy.ConnShard{}
+	s.bind(cs, s.tenants.Cache(1), nil)
+	k := keyOwnedBy(t, owners, "self", "key")
+	k2 := keyOwnedBy(t, owners, "self", "other")
+	binGet := binReq(0x00, 0, nil, []byte(k), nil)
+	for _, in := range [][]byte{
+		[]byte("set " + k + " 0 0 5\r\nhello\r\n"),
+		[]byte("get " + k + "\r\n"),
+		[]byte("gets " + k + " " + k2 + "\r\n"),
+		binGet,
+		[]byte("mg " + k + " v f t c k\r\n"),
+		[]byte("ma " + k2 + " N0 J1 v\r\n"),
+	} {
+		run := func() {
+			cs.proto = protoUnknown
+			n, closed := s.process(cs, in)
+			if n != len(in) || closed || cs.queue.n != 0 {
+				t.Fatalf("%q: consumed %d, closed %v, forwarded %d", in, n, closed, cs.queue.n)
+			}
+			cs.out = cs.out[:0]
+		}
+		run()
+		if a := testing.AllocsPerRun(200, run); a != 0 {
+			t.Errorf("%q: %.1f allocations per request, want 0", in, a)
+		}
 	}
 }

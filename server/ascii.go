@@ -37,6 +37,13 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 		cs.out = out
 		return false
 	}
+	if s.routing(cs) {
+		if s.forwardASCII(cs, r) {
+			return false
+		}
+		// A flush_all sent to the other nodes queued their replies.
+		out = cs.out
+	}
 	switch r.Cmd {
 	case codec.CmdGet, codec.CmdGets, codec.CmdGat, codec.CmdGats:
 		out = asciiRetrieve(eng, out, r, s.replyBudget)

@@ -29,6 +29,13 @@ func (s *Server) execBinary(cs *conn, r *codec.Request) (closeConn bool) {
 		cs.out = out
 		return false
 	}
+	if s.routing(cs) {
+		if s.forwardBinary(cs, r) {
+			return false
+		}
+		// A FLUSH sent to the other nodes queued their replies.
+		out = cs.out
+	}
 	switch r.Cmd {
 	case codec.CmdGet, codec.CmdGets:
 		out = binaryGet(eng, out, r, false)

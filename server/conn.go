@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/memhive/memhive/codec"
 	"github.com/memhive/memhive/tenancy"
 )
@@ -13,6 +15,7 @@ const (
 	protoUnknown = iota
 	protoASCII
 	protoBinary
+	protoPeer // another node's forwarded requests (peer.go)
 )
 
 // outKeep is the largest output buffer a connection keeps between
@@ -69,6 +72,34 @@ type conn struct {
 	// Cyrus' doneflag (an exchange succeeded, so the next check fails).
 	saslStarted bool
 	saslDone    bool
+
+	// Server-side routing, on a client's connection (forward.go): raw is
+	// the request being run, as received (valid while it runs); scratch
+	// builds the one-key requests a multi-get is split into; queue holds
+	// the forwarded requests whose replies are awaited, in order. gc (a
+	// gnet connection) or wakeCh (a TLS one's goroutine) is how a peer's
+	// reader wakes the connection when a reply comes; wakeQueued merges
+	// wakes. closeAfter: the connection closes once the queue is written.
+	raw        []byte
+	scratch    []byte
+	queue      replyQueue
+	gc         gnet.Conn
+	wakeCh     chan struct{}
+	wakeQueued atomic.Bool
+	closeAfter bool
+	// touched are the peer connections this wake-up queued frames on,
+	// written at its end (flushPeers).
+	touched []*peerConn
+
+	// On the owner, a peer's connection (peer.go): exec runs its frames'
+	// requests (nil until its hello is accepted), frame is the frame
+	// being run, and peerLink exempts it from the login and idle
+	// timeouts. relay marks exec itself: its requests came from a peer,
+	// and are never forwarded again.
+	exec     *conn
+	frame    codec.PeerRequest
+	peerLink atomic.Bool
+	relay    bool
 }
 
 // newConn makes a connection's state. It is not pooled: gnet may close a
@@ -79,6 +110,7 @@ func newConn() *conn { return &conn{out: make([]byte, 0, 4096)} }
 // resetOut empties the output buffer after a write, dropping one that a
 // large reply grew past outKeep.
 func (c *conn) resetOut() {
+	c.queue.mark = 0
 	if cap(c.out) > outKeep {
 		c.out = make([]byte, 0, 4096)
 		return

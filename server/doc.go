@@ -41,10 +41,60 @@
 // No step allocates: conn.req, conn.out and conn.in are reused, and item
 // memory is never copied to the Go heap.
 //
+// # A forwarded get (Config.Route set, issue 15)
+//
+// The same "get k\r\n" on node A when node B owns k (tenancy.Owners):
+//
+//  1. As steps 1-4 above, up to execASCII's capability check: a denied
+//     request is answered here and never forwarded. process has kept
+//     the request's bytes as received in conn.raw.
+//  2. forward.go, forwardASCII and forwardRetrieve: Owners.Owner(cache,
+//     k) names B. newSlot takes a pooled slot, its fail answer set to
+//     the miss ("END\r\n"); send pushes it on the connection's queue
+//     (conn.push: from now on this connection's local replies go after
+//     it) and hands the request to one of the connections A keeps to B.
+//  3. peer.go, peerConn.enqueue: under the peer connection's mutex, a
+//     request frame (codec/peer.go: seq, cache id, protocol, the raw
+//     request) is appended to its pending bytes and the slot to its
+//     in-flight ring with a deadline; its writer goroutine is kicked.
+//     The event loop goes on with the next request: it never waits.
+//  4. writeLoop writes every frame pending, of every connection and
+//     loop, in one write.
+//  5. On B, the peer connection (protoPeer, opened by a hello with the
+//     cluster secret) runs the frame in processPeer and execFrame: the
+//     request is parsed as a client's and run by execASCII on the
+//     frame's cache with every capability, and never forwarded again
+//     (conn.relay). Its reply, exactly what a client of B would get,
+//     goes back in one reply frame; every frame of a wake-up in one
+//     write.
+//  6. On A, the peer connection's reader (peerConn.read) matches the
+//     reply frame to the oldest in-flight request by seq, copies the
+//     reply into the slot (slot.complete) and wakes the client's
+//     connection (conn.notify: gnet Conn.Wake, merged while one is
+//     queued; a TLS connection's goroutine waits on its wakeCh).
+//  7. OnTraffic runs for the wake; conn.settle moves into conn.out every
+//     slot at the head of the queue whose reply has come, each followed
+//     by the local replies that came after it, and the ready prefix is
+//     written. Slots go back to their pool: nothing is allocated per
+//     forwarded request.
+//
+// A multi-get over keys of several nodes asks each remote key alone and
+// merges in the client's order with one END; flush_all is sent to every
+// other node and answered once they all have. A peer that does not
+// answer within RouteConfig.Timeout (watchPeers), or cannot be dialled,
+// completes its slots with their fail answers (a miss, or a server
+// error), counted in forward_errors; its connection is closed, so a late
+// reply is dropped, and dialled again in the background.
+//
 // # A connection's states
 //
 //	state            what marks it                 how it is entered, and left
-//	protocol unknown cs.proto == protoUnknown      opened; left at the first byte (0x80: binary)
+//	protocol unknown cs.proto == protoUnknown      opened; left at the first byte (0x80: binary;
+//	                                               0xC1 on a routing node: a peer's, protoPeer)
+//	peer link        cs.proto == protoPeer          another node's forwarded requests: cs.exec set
+//	                                               once its hello carried the cluster secret (a
+//	                                               wrong one closes it); exempt from the login
+//	                                               and idle timeouts (cs.peerLink)
 //	unauthenticated  cs.tenant == nil (SASL mode)  opened, or a binary SASL command logged it out;
 //	                                               left by a login (text set, SASL, a bound TLS
 //	                                               client certificate: auth.go, tls.go), or
@@ -59,6 +109,14 @@
 //	                                               over outputHold): requests wait in cs.in;
 //	                                               wakeWhileHeld wakes the loop until they run;
 //	                                               over heldLimit it closes
+//	awaiting owners  cs.queue.n > 0                requests were forwarded and their replies have
+//	                                               not all come: later replies wait behind them;
+//	                                               left as settle writes them (each comes, or
+//	                                               fails, within the forward timeout); over
+//	                                               maxPending pending, requests are held
+//	closing after    cs.closeAfter                 a request that closes the connection (quit)
+//	forwarded                                      came while replies were awaited: nothing more
+//	                                               runs, and it closes once they are written
 //	closing          cs.closing                    a reply that ends the connection is still
 //	                                               being written; closeWhenDrained closes it once
 //	                                               written, or after drainLimit
@@ -80,7 +138,14 @@
 //  5. slab.Pool.mu (taken inside an allocator when a stripe needs a page).
 //
 // The server's own locks are leaves: throttle.mu guards the failed-login
-// counts, and sync.Map (Server.conns) takes none of the above. Clocks,
-// counters, and a connection's shared fields (sharedTenant, sharedUser,
-// loginCert, held, closing) are atomics read without locks.
+// counts, and sync.Map (Server.conns) takes none of the above. So are
+// routing's: peerTable.mu (the map of peers; watchPeers holds it for
+// reading while it takes each peerConn.mu) and peerConn.mu (one peer
+// connection's pending frames and in-flight ring). Completing a slot
+// under peerConn.mu takes no lock of ours: it stores the reply, queues a
+// gnet wake or sends on a buffered channel.
+//
+// Clocks, counters, a connection's shared fields (sharedTenant,
+// sharedUser, loginCert, held, closing, wakeQueued, peerLink) and a
+// slot's state and holds are atomics read without locks.
 package server

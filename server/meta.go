@@ -35,6 +35,9 @@ func (s *Server) execMeta(cs *conn, r *codec.Request) {
 		cs.out = append(cs.out, "\r\n"...)
 		return
 	}
+	if s.routing(cs) && s.forwardMeta(cs, r, m) {
+		return
+	}
 	switch r.Cmd {
 	case codec.CmdMetaGet:
 		cs.out = metaGet(cs.tenant.Engine(), cs.out, r, m)

@@ -59,11 +59,17 @@ type RouteConfig struct {
 	Owners *tenancy.Owners
 	// Secret is the cluster secret: a peer presents it when it opens a
 	// connection for forwarded requests, and this node presents it to
-	// its peers.
+	// its peers. It is read at each such connection (so it may change
+	// while the server runs) and compared in constant time; nil means
+	// the empty secret, which only peers presenting the empty secret
+	// match.
 	Secret func() string
 	// Timeout bounds how long a forwarded request waits for its owner
 	// (--forward-timeout); 0 means DefaultForwardTimeout.
 	Timeout time.Duration
+	// Conns is how many connections this node keeps open to each peer it
+	// forwards to; 0 means DefaultPeerConns.
+	Conns int
 }
 
 // DefaultForwardTimeout is --forward-timeout's default.
@@ -103,6 +109,12 @@ type Server struct {
 
 	tls      tlsListener
 	stopping atomic.Bool // Stop has begun: connections close once answered
+
+	// route is Config.Route when it routes (it has Owners), else nil;
+	// fwdTimeout its timeout; peers the connections to the other nodes.
+	route      *RouteConfig
+	fwdTimeout time.Duration
+	peers      peerTable
 }
 
 // New makes a server for the caches of t. It closes the connections a
@@ -139,6 +151,13 @@ func New(cfg Config, t *tenancy.Tenants) *Server {
 		replyBudget: max(minReplyBudget, 2*t.Memory().MaxItemSize()),
 	}
 	s.verbosity.Store(int32(cfg.Verbosity))
+	if cfg.Route != nil && cfg.Route.Owners != nil {
+		s.route = cfg.Route
+		s.fwdTimeout = cfg.Route.Timeout
+		if s.fwdTimeout <= 0 {
+			s.fwdTimeout = DefaultForwardTimeout
+		}
+	}
 	t.OnRevoke(s.closeRevoked)
 	return s
 }
@@ -157,6 +176,7 @@ const minReplyBudget = 64 << 20
 // Run listens and serves until Stop is called or a listener fails.
 func (s *Server) Run() error {
 	defer close(s.done)
+	defer s.stopPeers()
 	if _, _, err := net.SplitHostPort(s.cfg.Listen); err != nil {
 		return fmt.Errorf("server: listen address %q: %w", s.cfg.Listen, err)
 	}
@@ -206,6 +226,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	for s.stats.CurrConns.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Every client connection has had its forwarded replies: the
+	// connections to the peers may go.
+	s.stopPeers()
 	return s.gnetEng.Stop(ctx)
 }
 
@@ -227,6 +250,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		c.SetContext(nil)
 		return []byte(s.refusal()), gnet.Close
 	}
+	cs.gc = c
 	c.SetContext(cs)
 	return nil, gnet.None
 }
@@ -273,6 +297,7 @@ func (s *Server) closeConn(cs *conn) {
 	s.stats.CurrConns.Add(-1)
 	if cs != nil {
 		cs.closed.Store(true)
+		cs.dropQueue()
 		s.unbind(cs)
 		s.conns.Delete(cs.fd)
 	}
@@ -300,7 +325,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	clockNow := s.clock.Now()
 	s.conns.Range(func(_, v any) bool {
 		cs := v.(*conn)
-		if cs.closing.Load() {
+		if cs.closing.Load() || cs.peerLink.Load() {
 			return true
 		}
 		unauthenticated := checkAuth && cs.sharedTenant.Load() == nil && cs.unbound.Load() < authDeadline.UnixNano()
@@ -322,6 +347,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if !ok {
 		return gnet.Close
 	}
+	// Wakes asked for from now on are needed: this call may run before
+	// the reply that asked for one is settled.
+	cs.wakeQueued.Store(false)
 	buf, _ := c.Peek(-1)
 	n := len(buf)
 	if cs.closing.Load() {
@@ -336,15 +364,26 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	var closeConn bool
-	if c.OutboundBuffered() >= outputHold {
+	switch {
+	case cs.closeAfter:
+		// Closing once the forwarded replies it waits for are written:
+		// run nothing more.
+		cs.stats.BytesRead.Add(uint64(n))
+		closeConn = true
+	case c.OutboundBuffered() >= outputHold:
 		// The client is not reading its replies: run nothing more for it
 		// until it does, keeping what it sends within heldLimit.
 		closeConn = s.hold(cs, buf)
-	} else {
+	default:
 		closeConn = s.step(cs, buf)
 	}
 	if s.stopping.Load() {
 		closeConn = true
+	}
+	cs.settle()
+	if closeConn && cs.queue.n > 0 {
+		// Replies are still to come from other nodes: close after them.
+		cs.closeAfter, closeConn = true, false
 	}
 	if len(cs.out) > 0 {
 		c.Write(cs.out)
@@ -482,6 +521,19 @@ func closeWhenDrained(c gnet.Conn, cs *conn) {
 // process runs the requests in buf, appending replies to cs.out. It
 // returns how many bytes were consumed and whether to close.
 func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
+	consumed, closeConn = s.runRequests(cs, buf)
+	if len(cs.touched) > 0 {
+		s.flushPeers(cs)
+	}
+	return consumed, closeConn
+}
+
+// runRequests is process without the writes to peers.
+func (s *Server) runRequests(cs *conn, buf []byte) (consumed int, closeConn bool) {
+	if cs.proto == protoPeer || cs.proto == protoUnknown && s.route != nil && len(buf) > 0 && codec.IsPeerHello(buf[0]) {
+		cs.proto = protoPeer
+		return s.processPeer(cs, buf)
+	}
 	for {
 		if cs.swallow > 0 {
 			n := min(cs.swallow, len(buf)-consumed)
@@ -494,9 +546,10 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 		if consumed == len(buf) {
 			return consumed, false
 		}
-		if len(cs.out) >= outputHold {
-			// Enough replies for one write: run the rest once they are
-			// sent (OnTraffic keeps the connection woken meanwhile).
+		if len(cs.out) >= outputHold || cs.queue.n >= maxPending {
+			// Enough replies for one write, or awaited from other nodes:
+			// run the rest once they are sent (OnTraffic keeps the
+			// connection woken meanwhile).
 			cs.held.Store(true)
 			return consumed, false
 		}
@@ -520,6 +573,7 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 			}
 			return consumed, true
 		}
+		cs.raw = buf[consumed : consumed+n]
 		consumed += n
 		if cs.req.Cmd == codec.CmdError && cs.req.Abort {
 			// memcached hangs up, dropping the replies it has not written
@@ -538,6 +592,7 @@ func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 		if cs.req.Flush {
 			cs.flushed = len(cs.out)
 		}
+		cs.raw = nil
 		if quit {
 			return consumed, true
 		}

@@ -116,6 +116,7 @@ func (s *Server) serveTLS(tc *tls.Conn) {
 	tc.SetDeadline(time.Time{})
 	s.certificateLogin(cs, tc.ConnectionState())
 	buf := make([]byte, tlsReadSize)
+	cs.wakeCh = make(chan struct{}, 1)
 	for {
 		var closeConn bool
 		var readErr error
@@ -126,12 +127,22 @@ func (s *Server) serveTLS(tc *tls.Conn) {
 			n, readErr = tc.Read(buf)
 			closeConn = s.step(cs, buf[:n])
 		}
-		if len(cs.out) > 0 {
-			tc.SetWriteDeadline(time.Now().Add(drainLimit))
-			if _, err := tc.Write(cs.out); err != nil {
-				return
+		// Replies forwarded to other nodes: this goroutine is the
+		// connection's own, so it waits for them (each comes, or fails,
+		// within the forward timeout), writing each ready prefix.
+		for {
+			cs.settle()
+			if len(cs.out) > 0 {
+				tc.SetWriteDeadline(time.Now().Add(drainLimit))
+				if _, err := tc.Write(cs.out); err != nil {
+					return
+				}
+				cs.resetOut()
 			}
-			cs.resetOut()
+			if cs.queue.n == 0 {
+				break
+			}
+			<-cs.wakeCh
 		}
 		if closeConn || readErr != nil {
 			return

@@ -11,8 +11,15 @@ type ConnCounters struct {
 	CurrConns     atomic.Int64
 	TotalConns    atomic.Uint64
 	RejectedConns atomic.Uint64
-	shards        [32]ConnShard
+	// HandedOver counts the items this node handed over to their new
+	// owners when it left the cluster gracefully (issue 15's handover);
+	// add to it with AddHandedOver.
+	HandedOver atomic.Uint64
+	shards     [32]ConnShard
 }
+
+// AddHandedOver counts n items of the cache handed over to another node.
+func (c *ConnCounters) AddHandedOver(n uint64) { c.HandedOver.Add(n) }
 
 // ConnShard is one shard of a ConnCounters' per-connection counters: the
 // one a connection adds to, chosen by Shard.
@@ -23,7 +30,11 @@ type ConnShard struct {
 	AuthCmds      atomic.Uint64
 	AuthErrors    atomic.Uint64
 	MetaCmds      atomic.Uint64
-	_             [16]byte
+	// Forwarded counts requests sent to the node that owns their key;
+	// ForwardErrors those of them whose owner did not answer in time or
+	// could not be reached (answered with a miss or a server error).
+	Forwarded     atomic.Uint64
+	ForwardErrors atomic.Uint64
 }
 
 // Shard is the shard the connection on file descriptor fd adds to; it
@@ -33,6 +44,7 @@ func (c *ConnCounters) Shard(fd int) *ConnShard { return &c.shards[fd&31] }
 // ConnTotals are a ConnCounters' shards summed.
 type ConnTotals struct {
 	BytesRead, BytesWritten, StoreTooLarge, AuthCmds, AuthErrors, MetaCmds uint64
+	Forwarded, ForwardErrors                                               uint64
 }
 
 // Totals sums the shards.
@@ -46,6 +58,8 @@ func (c *ConnCounters) Totals() ConnTotals {
 		t.AuthCmds += s.AuthCmds.Load()
 		t.AuthErrors += s.AuthErrors.Load()
 		t.MetaCmds += s.MetaCmds.Load()
+		t.Forwarded += s.Forwarded.Load()
+		t.ForwardErrors += s.ForwardErrors.Load()
 	}
 	return t
 }
@@ -54,6 +68,7 @@ func (c *ConnCounters) Totals() ConnTotals {
 func (c *ConnCounters) Reset() {
 	c.TotalConns.Store(0)
 	c.RejectedConns.Store(0)
+	c.HandedOver.Store(0)
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.BytesRead.Store(0)
@@ -62,5 +77,7 @@ func (c *ConnCounters) Reset() {
 		s.AuthCmds.Store(0)
 		s.AuthErrors.Store(0)
 		s.MetaCmds.Store(0)
+		s.Forwarded.Store(0)
+		s.ForwardErrors.Store(0)
 	}
 }

@@ -23,5 +23,8 @@ func (c *ConnCounters) Snapshot() engine.ConnStats {
 		AuthCmds:      t.AuthCmds,
 		AuthErrors:    t.AuthErrors,
 		MetaCmds:      t.MetaCmds,
+		Forwarded:     t.Forwarded,
+		ForwardErrors: t.ForwardErrors,
+		HandedOver:    c.HandedOver.Load(),
 	}
 }

@@ -1029,7 +1029,8 @@ var settingsDiffer = map[string]bool{
 
 // memhiveOnly are fields memhive prints that memcached 1.6.18 does not:
 // allowed, and left out of the comparison.
-var memhiveOnly = map[string]bool{"gomaxprocs": true, "slab_page_size": true}
+var memhiveOnly = map[string]bool{"gomaxprocs": true, "slab_page_size": true,
+	"forwarded_requests": true, "forward_errors": true, "handed_over_items": true}
 
 // itemsSummed are the per-class "stats items" counters whose sums over the
 // classes the traffic determines: number (curr_items), and the eviction
