@@ -284,13 +284,13 @@ func (s *serving) joinCluster() error {
 		return fmt.Errorf("joining the cluster as %s: %w", self.Name, err)
 	}
 	cancel := e.WatchMembers(func(members []control.Member) {
-		members = withSelf(members, self)
-		s.tenants.SetNodes(len(members))
 		if s.owners != nil {
-			// Before the server list: clients that follow the list
-			// reach nodes that already agree on who owns what.
+			// Before the server list changes: clients that follow the
+			// list reach nodes that already agree on who owns what.
 			s.owners.Set(ownerNodes(members), self.Name)
 		}
+		members = withSelf(members, self)
+		s.tenants.SetNodes(len(members))
 		s.setServers(serverList(members))
 	})
 	var once sync.Once
@@ -322,26 +322,34 @@ func withSelf(members []control.Member, self control.Member) []control.Member {
 }
 
 // routeConfig is the memcache server's routing with --route server: the
-// key owners, as of the members last seen (with this node, as newTenants
-// counts them), which joinCluster's member watch then keeps in step; the
-// cluster secret the nodes present to each other; --forward-timeout. It
-// is nil with --route client and without --etcd: every request is served
-// here.
+// key owners, as of the members last seen, which joinCluster's member
+// watch then keeps in step; the cluster secret the nodes present to each
+// other; --forward-timeout. It is nil with --route client and without
+// --etcd: every request is served here.
 func (s *serving) routeConfig() *server.RouteConfig {
 	c := s.cfg
 	if s.etcd == nil || c.route != routeServer {
 		return nil
 	}
 	s.owners = new(tenancy.Owners)
-	s.owners.Set(ownerNodes(withSelf(s.etcd.Members(), s.selfMember())), c.node)
+	s.owners.Set(ownerNodes(s.etcd.Members()), c.node)
 	return &server.RouteConfig{Owners: s.owners, Secret: s.etcd.Secret, Timeout: c.forwardTimeout}
 }
 
-// ownerNodes is the members as key owners, in the order given (name
-// order): each named by its --node name, which seeds its share of the
-// keys, so that every node computes the same owners, and reached at its
+// ownerNodes is the members as key owners, in name order: each named by
+// its --node name, which seeds its share of the keys, and reached at its
 // --advertise address, the memcache port its peers forward to.
+//
+// Unlike the shares and the server list (withSelf), the owners are the
+// members exactly as etcd lists them, without adding this node: a key
+// must have the same owner on every node, and the others do not count
+// this one before its join is seen, nor once it has left on SIGTERM. So
+// until then, and from then on, it owns nothing and forwards every key to
+// the owners the others agree on. With no members at all (etcd never
+// seen), Owners has no nodes and this node serves every key itself.
 func ownerNodes(members []control.Member) []tenancy.Node {
+	members = slices.Clone(members)
+	slices.SortFunc(members, func(a, b control.Member) int { return strings.Compare(a.Name, b.Name) })
 	nodes := make([]tenancy.Node, 0, len(members))
 	for _, m := range members {
 		nodes = append(nodes, tenancy.Node{Name: m.Name, Addr: m.Advertise})

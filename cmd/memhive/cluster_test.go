@@ -227,32 +227,38 @@ func TestRouteFlags(t *testing.T) {
 	}
 }
 
-// TestOwnerNodes: every node makes the same owners from the member list
-// however it saw the members (its own join seen or not, in any order):
-// names and addresses are the members', in name order, so a key has one
-// owner cluster-wide, and each node knows itself among them.
+// TestOwnerNodes: every node makes the same owners from the member list,
+// in whatever order it lists them: names and addresses are the members',
+// in name order, so a key has one owner cluster-wide, and each node knows
+// itself among them. A node not in the list (its join not yet seen, or
+// left) owns nothing, as the others see it, and one that has seen no
+// member at all serves every key itself.
 func TestOwnerNodes(t *testing.T) {
 	n1 := control.Member{Name: "n1", Advertise: "10.0.0.1:11211", HTTP: "10.0.0.1:11280"}
 	n2 := control.Member{Name: "n2", Advertise: "10.0.0.2:11211", HTTP: "10.0.0.2:11280"}
 	n3 := control.Member{Name: "n3", Advertise: "10.0.0.3:11211", HTTP: "10.0.0.3:11280"}
 	want := []tenancy.Node{{Name: "n1", Addr: "10.0.0.1:11211"}, {Name: "n2", Addr: "10.0.0.2:11211"}, {Name: "n3", Addr: "10.0.0.3:11211"}}
 	views := []struct {
-		self    control.Member
+		self    string
 		members []control.Member
 	}{
-		{n1, []control.Member{n3, n2}}, // its own join not seen yet
-		{n2, []control.Member{n1, n2, n3}},
-		{n3, []control.Member{n2, n3, n1}},
+		{"n1", []control.Member{n3, n1, n2}},
+		{"n2", []control.Member{n1, n2, n3}},
+		{"n3", []control.Member{n2, n3, n1}},
 	}
 	owners := make([]*tenancy.Owners, len(views))
 	for i, v := range views {
-		nodes := ownerNodes(withSelf(v.members, v.self))
+		nodes := ownerNodes(v.members)
 		if !slices.Equal(nodes, want) {
-			t.Fatalf("%s: owners %v, want %v", v.self.Name, nodes, want)
+			t.Fatalf("%s: owners %v, want %v", v.self, nodes, want)
 		}
 		owners[i] = new(tenancy.Owners)
-		owners[i].Set(nodes, v.self.Name)
+		owners[i].Set(nodes, v.self)
 	}
+	joining := new(tenancy.Owners) // n4, its join not seen yet
+	joining.Set(ownerNodes([]control.Member{n2, n3, n1}), "n4")
+	alone := new(tenancy.Owners) // etcd never seen
+	alone.Set(ownerNodes(nil), "n1")
 	for k := 0; k < 3000; k++ {
 		key := []byte("key-" + strconv.Itoa(k))
 		owner, _ := owners[0].Owner(7, key)
@@ -264,13 +270,19 @@ func TestOwnerNodes(t *testing.T) {
 			}
 			if self {
 				selves++
-				if got.Name != views[i].self.Name {
+				if got.Name != views[i].self {
 					t.Fatalf("key %s: n%d claims it, owned by %v", key, i+1, got)
 				}
 			}
 		}
 		if selves != 1 {
 			t.Fatalf("key %s: %d nodes claim it, want exactly its owner", key, selves)
+		}
+		if got, self := joining.Owner(7, key); self || got != owner {
+			t.Fatalf("key %s: a node not yet a member says %v owns it (self %v), the members %v", key, got, self, owner)
+		}
+		if _, self := alone.Owner(7, key); !self {
+			t.Fatalf("key %s: a node that has seen no member does not serve it", key)
 		}
 	}
 }
