@@ -300,6 +300,10 @@ func TestClusterRouting(t *testing.T) {
 	}
 	// Logged in before the kill: what is timed is the requests alone.
 	survivors := []int{0, 2}
+	errsBefore := map[int]int{}
+	for _, i := range survivors {
+		errsBefore[i] = c.statNum(i, l, "forward_errors")
+	}
 	conns := map[int]*textConn{}
 	for _, i := range survivors {
 		conns[i] = dialText(t, c.nodes[i].Addr)
@@ -362,6 +366,13 @@ func TestClusterRouting(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests through the survivors in the %v after the kill, the slowest %v", len(replies), tried, slowest)
+	// Each survivor counted the get and the set of every dead owner's key
+	// it was asked for as a forward error.
+	for _, i := range survivors {
+		if got := c.statNum(i, l, "forward_errors") - errsBefore[i]; got < 2*tries {
+			t.Errorf("n%d counted %d forward errors for the %d requests of a dead owner's keys", i+1, got, 2*tries)
+		}
+	}
 	for _, i := range survivors {
 		c.waitServers(i, c.addrs(0, 2), clusterLeaseTTL+time.Second-time.Since(killed))
 	}
