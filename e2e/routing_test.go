@@ -114,7 +114,8 @@ func inParallel(n, workers int, do func(i int) error) (failed int, first []strin
 }
 
 // pylibmcRouting runs testdata/pylibmc_routing.py (ketama over servers)
-// in mode set or get over n keys with prefix, and returns what it printed.
+// in mode set or get over n keys with prefix, and returns the last line it
+// printed, its summary (a warning of the library's may come before).
 func pylibmcRouting(t *testing.T, servers string, l login, mode, prefix string, n int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -124,7 +125,8 @@ func pylibmcRouting(t *testing.T, servers string, l login, mode, prefix string, 
 	if err != nil {
 		t.Errorf("pylibmc %s %s: %v\n%s", mode, prefix, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
 }
 
 // timedReply is one request of the kill -9 part: which node it went to,
