@@ -57,8 +57,8 @@ fuzz:
 soak:
 	MEMHIVE_SOAK=10m $(GO) test ./e2e -run '^TestSoak$$' -count=1 -timeout 15m -v
 
-# Side-by-side with memcached (targets T1..T8 of the performance issue, T11
-# and T12 on a three-node cluster with Debian's etcd);
+# Side-by-side with memcached (targets T1..T8 of the performance issue, T11,
+# T12 and T13 (forwarded gets) on a three-node cluster with Debian's etcd);
 # rewrites the generated section of BENCHMARKS.md. Under 15 minutes.
 bench: deps build
 	$(GO) run ./cmd/memhive-bench compare --write BENCHMARKS.md

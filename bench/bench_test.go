@@ -57,3 +57,23 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("zipf run: %+v %v", r, err)
 	}
 }
+
+// TestKeyList: with KeyList, the prefill stores exactly the listed keys
+// and the load asks for them, not KeyPrefix-numbered ones.
+func TestKeyList(t *testing.T) {
+	s := testserver.StartMemhive(t, "--memory", "64")
+	listed := Config{Addr: s.Addr, Conns: 2, Pipeline: 4, KeyList: []string{"alpha", "beta", "gamma", "delta", "epsilon"}, GetRatio: 1, Requests: 2000}
+	if err := Prefill(context.Background(), listed); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(context.Background(), listed)
+	if err != nil || r.Gets != 2000 || r.Hits != 2000 {
+		t.Fatalf("gets of the listed keys: %+v %v; want 2000 hits", r, err)
+	}
+	// The numbered keys were never stored.
+	numbered := listed
+	numbered.KeyList, numbered.Keys = nil, 5
+	if r, err := Run(context.Background(), numbered); err != nil || r.Misses != 2000 {
+		t.Fatalf("gets of numbered keys after a listed prefill: %+v %v; want 2000 misses", r, err)
+	}
+}

@@ -233,6 +233,13 @@ func Compare(ctx context.Context, c CompareConfig) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
+	if len(c.Only) == 0 || contains(c.Only, "T13") || contains(c.Only, "T13b") {
+		both, err := c.routing(ctx, dir)
+		if err != nil {
+			return rows, fmt.Errorf("T13: %w", err)
+		}
+		rows = append(rows, both...)
+	}
 	if len(c.Only) == 0 || contains(c.Only, "T12") {
 		row, err := c.propagation(dir)
 		if err != nil {
@@ -409,7 +416,7 @@ func Table(rows []Row) string {
 			_, qb, _ := stats(r.Memc.P999)
 			name += fmt.Sprintf(" (p99.9: %.0f µs vs %.0f µs, **%.2f**; %s)", qa, qb, qa/qb, r.Note)
 		}
-		if w.ID == "T11" {
+		if w.ID == "T11" || w.ID == "T13" || w.ID == "T13b" {
 			name += " (" + r.Note + ")"
 		}
 		if w.Idle > 0 {

@@ -11,7 +11,8 @@
 #
 # Environment: MEMHIVE_BIN (bin/memhive), ETCD (/usr/bin/etcd), DATA
 # (./data/cluster), CACHE (app), CACHE_MB (96: a third on each node),
-# NODE_MB (256, each node's --memory), MEMCACHE_PORT (11211), HTTP_PORT
+# NODE_MB (256, each node's --memory), ROUTE (server: any node serves any
+# key; client: clients hash over the list), MEMCACHE_PORT (11211), HTTP_PORT
 # (11280), ETCD_PORT (12379, and the next for etcd's peer port: not 2379, where
 # Debian's etcd-server package may run a system etcd).
 set -euo pipefail
@@ -23,6 +24,7 @@ DATA=${DATA:-./data/cluster}
 CACHE=${CACHE:-app}
 CACHE_MB=${CACHE_MB:-96}
 NODE_MB=${NODE_MB:-256}
+ROUTE=${ROUTE:-server}
 MEMCACHE_PORT=${MEMCACHE_PORT:-11211}
 HTTP_PORT=${HTTP_PORT:-11280}
 ETCD_PORT=${ETCD_PORT:-12379}
@@ -151,7 +153,7 @@ for i in 0 1 2; do
 	echo "cluster: node $node: memcache $listen, http 127.0.0.1:$((HTTP_PORT + i)) (log $DATA/$node.log)" >&2
 	setsid "$BIN" serve --etcd "$ETCD_URL" --node "$node" --listen "$listen" \
 		--http "127.0.0.1:$((HTTP_PORT + i))" --data "$DATA/$node" --memory "$NODE_MB" \
-		--auth sasl --admin-token "$TOKEN" >"$DATA/$node.log" 2>&1 &
+		--auth sasl --admin-token "$TOKEN" --route "$ROUTE" >"$DATA/$node.log" 2>&1 &
 	started "$node" $!
 done
 

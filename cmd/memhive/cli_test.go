@@ -477,7 +477,8 @@ func TestHelp(t *testing.T) {
 	}
 	flags := map[string][]string{
 		"serve": {"-l, --listen string", "-m, --memory int", "-I, --max-item-size string", "--auth string", "--tls-listen string", "--admin-token string", "--crawl-interval duration", "  -p int", "  -v int",
-			"--etcd string", "--etcd-prefix string", "--etcd-ca string", "--etcd-cert string", "--etcd-key string", "--node string", "--advertise string"},
+			"--etcd string", "--etcd-prefix string", "--etcd-ca string", "--etcd-cert string", "--etcd-key string", "--node string", "--advertise string",
+			"--route string", "--forward-timeout duration"},
 		"cache": {"--memory int", "--dev", "--data string", "--json"},
 		"cred":  {"--caps string", "--primary", "--data string", "--cert string", "--cert-sha256 string", "--cert-cn string", "--no-cert", "--tls-ca"},
 		"env":   {"--data string", "--admin-token string"},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/server"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // registerClusterFlags adds the flags of a cluster node to serve's.
@@ -27,14 +28,20 @@ func registerClusterFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM private key of --etcd-cert")
 	fs.StringVar(&c.node, "node", "", "this node's name, unique in the cluster; the server list is in name order (default: the hostname)")
 	fs.StringVar(&c.advertise, "advertise", "", "host:port clients reach this node's memcache port at, as the server list gives it (default: --listen, which must then name a host, not 0.0.0.0)")
+	fs.StringVar(&c.route, "route", "", `"server": any node serves any key, forwarding it to the node that owns it (the default with --etcd); "client": each node serves the keys it receives, clients hash over the server list (the only mode without --etcd)`)
+	fs.DurationVar(&c.forwardTimeout, "forward-timeout", server.DefaultForwardTimeout, "with --route server, how long a forwarded request waits for its owner before a read misses and a write answers a server error")
 }
 
 // checkClusterFlags checks the cluster flags the command line set (set
 // holds their names) and fills in their defaults: --node the hostname,
-// --advertise the --listen address. Without --etcd, advertise is --listen
-// and the other cluster flags are refused, as --tls-cert is without
+// --advertise the --listen address, --route server. Without --etcd,
+// advertise is --listen, the route is client (a single node owns every
+// key) and the other cluster flags are refused, as --tls-cert is without
 // --tls-listen.
 func checkClusterFlags(c *serveConfig, set map[string]bool) error {
+	if err := checkRouteFlags(c, set); err != nil {
+		return err
+	}
 	if c.etcd == "" {
 		for _, name := range []string{"etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key", "node", "advertise"} {
 			if set[name] {
@@ -84,6 +91,41 @@ func checkClusterFlags(c *serveConfig, set map[string]bool) error {
 	}
 	return nil
 }
+
+// checkRouteFlags checks --route and --forward-timeout and fills in the
+// route's default: server in a cluster, where clients should not have to
+// agree on a hash, and client alone, where there is nobody to forward to.
+// A --forward-timeout the command line set without --route server would
+// be silently ignored, so it is refused instead.
+func checkRouteFlags(c *serveConfig, set map[string]bool) error {
+	switch c.route {
+	case "":
+		c.route = routeClient
+		if c.etcd != "" {
+			c.route = routeServer
+		}
+	case routeServer:
+		if c.etcd == "" {
+			return errors.New("--route server needs --etcd: a single node owns every key (--route client)")
+		}
+	case routeClient:
+	default:
+		return fmt.Errorf("--route %q: want server or client", c.route)
+	}
+	if c.forwardTimeout <= 0 {
+		return fmt.Errorf("--forward-timeout %v: must be positive", c.forwardTimeout)
+	}
+	if set["forward-timeout"] && c.route != routeServer {
+		return errors.New("--forward-timeout needs --route server (the default with --etcd): nothing is forwarded otherwise")
+	}
+	return nil
+}
+
+// The values of --route.
+const (
+	routeServer = "server"
+	routeClient = "client"
+)
 
 // etcdTLS is the TLS configuration to reach etcd with: its CA (--etcd-ca)
 // and this node's client certificate (--etcd-cert, --etcd-key); nil when
@@ -242,6 +284,11 @@ func (s *serving) joinCluster() error {
 		return fmt.Errorf("joining the cluster as %s: %w", self.Name, err)
 	}
 	cancel := e.WatchMembers(func(members []control.Member) {
+		if s.owners != nil {
+			// Before the server list changes: clients that follow the
+			// list reach nodes that already agree on who owns what.
+			s.owners.Set(ownerNodes(members), self.Name)
+		}
 		members = withSelf(members, self)
 		s.tenants.SetNodes(len(members))
 		s.setServers(serverList(members))
@@ -272,6 +319,42 @@ func withSelf(members []control.Member, self control.Member) []control.Member {
 	}
 	slices.SortFunc(members, func(a, b control.Member) int { return strings.Compare(a.Name, b.Name) })
 	return members
+}
+
+// routeConfig is the memcache server's routing with --route server: the
+// key owners, as of the members last seen, which joinCluster's member
+// watch then keeps in step; the cluster secret the nodes present to each
+// other; --forward-timeout. It is nil with --route client and without
+// --etcd: every request is served here.
+func (s *serving) routeConfig() *server.RouteConfig {
+	c := s.cfg
+	if s.etcd == nil || c.route != routeServer {
+		return nil
+	}
+	s.owners = new(tenancy.Owners)
+	s.owners.Set(ownerNodes(s.etcd.Members()), c.node)
+	return &server.RouteConfig{Owners: s.owners, Secret: s.etcd.Secret, Timeout: c.forwardTimeout}
+}
+
+// ownerNodes is the members as key owners, in name order: each named by
+// its --node name, which seeds its share of the keys, and reached at its
+// --advertise address, the memcache port its peers forward to.
+//
+// Unlike the shares and the server list (withSelf), the owners are the
+// members exactly as etcd lists them, without adding this node: a key
+// must have the same owner on every node, and the others do not count
+// this one before its join is seen, nor once it has left on SIGTERM. So
+// until then, and from then on, it owns nothing and forwards every key to
+// the owners the others agree on. With no members at all (etcd never
+// seen), Owners has no nodes and this node serves every key itself.
+func ownerNodes(members []control.Member) []tenancy.Node {
+	members = slices.Clone(members)
+	slices.SortFunc(members, func(a, b control.Member) int { return strings.Compare(a.Name, b.Name) })
+	nodes := make([]tenancy.Node, 0, len(members))
+	for _, m := range members {
+		nodes = append(nodes, tenancy.Node{Name: m.Name, Addr: m.Advertise})
+	}
+	return nodes
 }
 
 // serverList is the cluster's server list: the members' memcache

@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/memhive/memhive/analytics"
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/server"
+	"github.com/memhive/memhive/tenancy"
 )
 
 // TestClusterFlags: the cluster flags' defaults and the command lines
@@ -180,5 +184,105 @@ func TestDefaultCacheRace(t *testing.T) {
 	}
 	if c, err := store.CacheByName("default"); err != nil || c.LimitBytes != 64<<20 {
 		t.Fatalf("the default cache: %+v %v", c, err)
+	}
+}
+
+// TestRouteFlags: --route defaults to server in a cluster and client
+// alone, --forward-timeout to DefaultForwardTimeout; a route that cannot
+// work, and a timeout nothing would use, are refused naming the flag.
+func TestRouteFlags(t *testing.T) {
+	const etcd = "http://127.0.0.1:2379"
+	cases := []struct {
+		name    string
+		args    []string
+		wantErr string
+		route   string
+		timeout time.Duration
+	}{
+		{name: "alone: client", args: nil, route: "client", timeout: server.DefaultForwardTimeout},
+		{name: "alone, client said", args: []string{"--route", "client"}, route: "client", timeout: server.DefaultForwardTimeout},
+		{name: "alone, server refused", args: []string{"--route", "server"}, wantErr: "--route server needs --etcd"},
+		{name: "alone, a timeout refused", args: []string{"--forward-timeout", "50ms"}, wantErr: "--forward-timeout needs --route server"},
+		{name: "cluster: server", args: []string{"--etcd", etcd, "--node", "n1"}, route: "server", timeout: server.DefaultForwardTimeout},
+		{name: "cluster, a timeout", args: []string{"--etcd", etcd, "--node", "n1", "--forward-timeout", "250ms"}, route: "server", timeout: 250 * time.Millisecond},
+		{name: "cluster, server said", args: []string{"--etcd", etcd, "--node", "n1", "--route", "server", "--forward-timeout", "1s"}, route: "server", timeout: time.Second},
+		{name: "cluster, client", args: []string{"--etcd", etcd, "--node", "n1", "--route", "client"}, route: "client", timeout: server.DefaultForwardTimeout},
+		{name: "cluster, client with a timeout", args: []string{"--etcd", etcd, "--node", "n1", "--route", "client", "--forward-timeout", "1s"}, wantErr: "--forward-timeout needs --route server"},
+		{name: "unknown route", args: []string{"--etcd", etcd, "--node", "n1", "--route", "proxy"}, wantErr: `--route "proxy"`},
+		{name: "zero timeout", args: []string{"--etcd", etcd, "--node", "n1", "--forward-timeout", "0s"}, wantErr: "--forward-timeout 0s: must be positive"},
+		{name: "negative timeout", args: []string{"--etcd", etcd, "--node", "n1", "--forward-timeout", "-1ms"}, wantErr: "must be positive"},
+	}
+	for _, tc := range cases {
+		c, err := parseServeFlags(tc.args, io.Discard, io.Discard)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: error %v, want one with %q", tc.name, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case c.route != tc.route || c.forwardTimeout != tc.timeout:
+			t.Errorf("%s: --route %q --forward-timeout %v; want %q %v", tc.name, c.route, c.forwardTimeout, tc.route, tc.timeout)
+		}
+	}
+}
+
+// TestOwnerNodes: every node makes the same owners from the member list,
+// in whatever order it lists them: names and addresses are the members',
+// in name order, so a key has one owner cluster-wide, and each node knows
+// itself among them. A node not in the list (its join not yet seen, or
+// left) owns nothing, as the others see it, and one that has seen no
+// member at all serves every key itself.
+func TestOwnerNodes(t *testing.T) {
+	n1 := control.Member{Name: "n1", Advertise: "10.0.0.1:11211", HTTP: "10.0.0.1:11280"}
+	n2 := control.Member{Name: "n2", Advertise: "10.0.0.2:11211", HTTP: "10.0.0.2:11280"}
+	n3 := control.Member{Name: "n3", Advertise: "10.0.0.3:11211", HTTP: "10.0.0.3:11280"}
+	want := []tenancy.Node{{Name: "n1", Addr: "10.0.0.1:11211"}, {Name: "n2", Addr: "10.0.0.2:11211"}, {Name: "n3", Addr: "10.0.0.3:11211"}}
+	views := []struct {
+		self    string
+		members []control.Member
+	}{
+		{"n1", []control.Member{n3, n1, n2}},
+		{"n2", []control.Member{n1, n2, n3}},
+		{"n3", []control.Member{n2, n3, n1}},
+	}
+	owners := make([]*tenancy.Owners, len(views))
+	for i, v := range views {
+		nodes := ownerNodes(v.members)
+		if !slices.Equal(nodes, want) {
+			t.Fatalf("%s: owners %v, want %v", v.self, nodes, want)
+		}
+		owners[i] = new(tenancy.Owners)
+		owners[i].Set(nodes, v.self)
+	}
+	joining := new(tenancy.Owners) // n4, its join not seen yet
+	joining.Set(ownerNodes([]control.Member{n2, n3, n1}), "n4")
+	alone := new(tenancy.Owners) // etcd never seen
+	alone.Set(ownerNodes(nil), "n1")
+	for k := 0; k < 3000; k++ {
+		key := []byte("key-" + strconv.Itoa(k))
+		owner, _ := owners[0].Owner(7, key)
+		selves := 0
+		for i, o := range owners {
+			got, self := o.Owner(7, key)
+			if got != owner {
+				t.Fatalf("key %s: n%d says %v owns it, n1 says %v", key, i+1, got, owner)
+			}
+			if self {
+				selves++
+				if got.Name != views[i].self {
+					t.Fatalf("key %s: n%d claims it, owned by %v", key, i+1, got)
+				}
+			}
+		}
+		if selves != 1 {
+			t.Fatalf("key %s: %d nodes claim it, want exactly its owner", key, selves)
+		}
+		if got, self := joining.Owner(7, key); self || got != owner {
+			t.Fatalf("key %s: a node not yet a member says %v owns it (self %v), the members %v", key, got, self, owner)
+		}
+		if _, self := alone.Owner(7, key); !self {
+			t.Fatalf("key %s: a node that has seen no member does not serve it", key)
+		}
 	}
 }

@@ -151,6 +151,12 @@ type serveConfig struct {
 	etcdKey       string
 	node          string
 	advertise     string
+	// route is --route: "server" forwards each request whose key another
+	// node owns to that node (the cluster default), "client" serves what
+	// arrives (the only mode of a single node). forwardTimeout bounds each
+	// forwarded request's wait for its owner.
+	route          string
+	forwardTimeout time.Duration
 }
 
 func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) {
@@ -163,7 +169,9 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 		"cache \"default\" and prints its credentials. One-letter flags are memcached's.\n\n"+
 		"With --etcd it is one node of a cluster: caches and credentials live in etcd, each\n"+
 		"cache's limit is split over the live nodes, and the server list is every live\n"+
-		"node's --advertise address in --node name order.")
+		"node's --advertise address in --node name order. With --route server (the default\n"+
+		"there) any node serves any key, forwarding it to the node that owns it, so clients\n"+
+		"may hash keys however they like, or use one node; --route client serves what arrives.")
 	str := func(p *string, long, short, def, usage string) {
 		fs.StringVar(p, long, def, usage)
 		if short != "" {
@@ -371,6 +379,10 @@ type serving struct {
 	// leave takes this node out of the member list, once (joinCluster).
 	etcd  *control.Etcd
 	leave func()
+	// owners says which node owns each key with --route server, nil
+	// otherwise (routeConfig); the member watch keeps it in step
+	// (joinCluster). Safe for concurrent use.
+	owners *tenancy.Owners
 	// list is the server list clients use (see servers); stateOn says
 	// serve.json exists and follows it. Both are guarded by listMu: the
 	// cluster's member watch sets them from its own goroutine.
@@ -528,6 +540,7 @@ func (s *serving) newServer() error {
 		AuthFailWindow: c.authFailWindow,
 		TLSListen:      c.tlsListen,
 		TLS:            tlsConfig,
+		Route:          s.routeConfig(),
 		Logger:         s.log,
 	}, s.tenants)
 	return nil
@@ -662,8 +675,8 @@ func (s *serving) announce() {
 	}
 	fmt.Fprintf(out, "memhive %s listening on %s (auth %s, %d MiB)\n", server.Version, c.listen, mode, c.memoryMiB)
 	if s.etcd != nil {
-		fmt.Fprintf(out, "node %s of the cluster in etcd %s (prefix %s), advertised as %s; servers: %s\n",
-			c.node, c.etcd, c.etcdPrefix, c.advertise, s.servers())
+		fmt.Fprintf(out, "node %s of the cluster in etcd %s (prefix %s), advertised as %s, --route %s; servers: %s\n",
+			c.node, c.etcd, c.etcdPrefix, c.advertise, c.route, s.servers())
 	}
 	if c.tlsListen != "" {
 		fmt.Fprintf(out, "TLS on %s\n", s.srv.TLSAddr())
