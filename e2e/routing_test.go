@@ -413,3 +413,88 @@ func TestClusterRouting(t *testing.T) {
 		t.Errorf("%d of the survivors' %d keys were lost, first: %s", failed, len(live), strings.Join(first, "; "))
 	}
 }
+
+// TestGracefulStopHandsItemsOver is issue 15's rolling restart: under a
+// steady read load of the keys one node owns, through the other two, that
+// node is stopped with SIGTERM. It leaves the member list, hands its
+// items to their new owners and stops; the reads' hit ratio stays above
+// 99%.
+func TestGracefulStopHandsItemsOver(t *testing.T) {
+	const keys = 3000
+	c := startCluster(t, 3, "--route", "server")
+	created := time.Now()
+	l := c.spreadCache(0, "rolling", 96)
+	c.waitLogin(l, true, created, 0, 1, 2)
+	viaA := routedClient(c.nodes[0].Addr, l)
+	all := c.owners(0, 1, 2)
+	var leaving []string // the keys n2 owns
+	for i := 0; i < keys; i++ {
+		k := routeKey("roll", i)
+		if err := viaA.Set(&memcache.Item{Key: k, Value: []byte(routeValue("roll", i))}); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+		if c.ownerOf(all, l.CacheID, k) == 1 {
+			leaving = append(leaving, k)
+		}
+	}
+	var hits, misses, errs atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := routedClient(c.nodes[[]int{0, 2}[w%2]].Addr, l)
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := leaving[i%len(leaving)]
+				it, err := client.Get(k)
+				switch {
+				case err == memcache.ErrCacheMiss:
+					misses.Add(1)
+				case err != nil:
+					errs.Add(1)
+				case string(it.Value) != routeValue("roll", mustIndex(k)):
+					errs.Add(1)
+				default:
+					hits.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	before := hits.Load() + misses.Load()
+	stopped := time.Now()
+	c.nodes[1].Stop() // SIGTERM
+	t.Logf("n2 stopped in %v; it logged: %s", time.Since(stopped).Round(time.Millisecond), handOverLine(c.nodes[1].Output()))
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	h, m, e := hits.Load(), misses.Load(), errs.Load()
+	ratio := float64(h) / float64(h+m+e)
+	t.Logf("reads of n2's %d keys: %d hits, %d misses, %d errors (%d reads before the stop): hit ratio %.4f", len(leaving), h, m, e, before, ratio)
+	if ratio <= 0.99 {
+		t.Errorf("hit ratio %.4f through a graceful stop, want above 0.99", ratio)
+	}
+}
+
+// mustIndex is the number at the end of a routeKey.
+func mustIndex(key string) int {
+	n, _ := strconv.Atoi(key[strings.LastIndexByte(key, '-')+1:])
+	return n
+}
+
+// handOverLine is the line a node logs about its handover, or a note
+// that it logged none.
+func handOverLine(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "handed items over") {
+			return line
+		}
+	}
+	return "(no handover line)"
+}

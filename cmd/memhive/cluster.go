@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -366,4 +367,35 @@ func serverList(members []control.Member) string {
 		addrs = append(addrs, m.Advertise)
 	}
 	return strings.Join(addrs, ",")
+}
+
+// handOver, on a graceful stop with --route server, sends this node's
+// items to the nodes that own them once it is gone, within ctx (the
+// --stop-timeout), so that a rolling restart costs no misses. It runs
+// after the node has left the member list: the others already route its
+// keys to their new owners, and this node forwards every key meanwhile.
+func (s *serving) handOver(ctx context.Context) {
+	if s.owners == nil || s.etcd == nil {
+		return
+	}
+	var rest []control.Member
+	for _, m := range s.etcd.Members() {
+		if m.Name != s.cfg.node {
+			rest = append(rest, m)
+		}
+	}
+	if len(rest) == 0 {
+		return // the last node: nobody to hand over to
+	}
+	after := new(tenancy.Owners)
+	after.Set(ownerNodes(rest), s.cfg.node)
+	s.owners.Set(ownerNodes(rest), s.cfg.node)
+	start := time.Now()
+	res, err := s.srv.HandOver(ctx, after)
+	log := s.log.Info
+	if err != nil || res.Failed > 0 {
+		log = s.log.Warn
+	}
+	log("handed items over to their new owners", "sent", res.Sent, "stored", res.Stored,
+		"already_there", res.Present, "failed", res.Failed, "took", time.Since(start).Round(time.Millisecond), "err", err)
 }

@@ -716,6 +716,7 @@ func (s *serving) waitForSignals() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.stopTimeout)
 	defer cancel()
+	s.handOver(ctx)
 	if err := s.srv.Stop(ctx); err != nil {
 		s.log.Warn("stopping server", "err", err)
 	}
