@@ -251,6 +251,10 @@ z
 mn
 `
 
+// refusedScript stores K, then sends a set and an ms too large for the
+// cache: memcached drops K's value where it lives.
+const refusedScript = "set K 0 0 1\r\nv\r\nset K 0 0 2000000\r\n" + "\x00" + "\r\nget K\r\nms K 1\r\nw\r\nms K 2000000 T0\r\n" + "\x00" + "\r\nmg K v\r\nmn\r\n"
+
 func scriptFor(key string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(textScript, "\n", "\r\n"), "K", key)
 }
@@ -269,6 +273,13 @@ func TestForwardTextSameBytes(t *testing.T) {
 		got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(script, "MN\r\n")
 		if got != want {
 			t.Errorf("key owned by %s:\n got %q\nwant %q", owner, got, want)
+		}
+		big := strings.Repeat("x", 2000000)
+		refused := strings.ReplaceAll(strings.ReplaceAll(refusedScript, "\x00", big), "K", key)
+		want = dialText(t, ref.addr, "alice", "ecila").roundTrip(refused, "MN\r\n")
+		got = dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(refused, "MN\r\n")
+		if got != want || !strings.HasPrefix(got, "STORED\r\n"+codec.ReplyTooLarge+"END\r\n") {
+			t.Errorf("too large, key owned by %s:\n got %q\nwant %q", owner, got, want)
 		}
 		// A request at a time, as a client waiting for each reply.
 		c := dialText(t, nodes[0].addr, "alice", "ecila")
