@@ -84,7 +84,8 @@
 // answer within RouteConfig.Timeout (watchPeers), or cannot be dialled,
 // completes its slots with their fail answers (a miss, or a server
 // error), counted in forward_errors; its connection is closed, so a late
-// reply is dropped, and dialled again in the background.
+// reply is dropped, and dialled again in the background. The pool of a
+// node that has left the membership is retired (retirePeer).
 //
 // # A connection's states
 //

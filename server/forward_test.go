@@ -251,6 +251,10 @@ z
 mn
 `
 
+// refusedScript stores K, then sends a set and an ms too large for the
+// cache: memcached drops K's value where it lives.
+const refusedScript = "set K 0 0 1\r\nv\r\nset K 0 0 2000000\r\n" + "\x00" + "\r\nget K\r\nms K 1\r\nw\r\nms K 2000000 T0\r\n" + "\x00" + "\r\nmg K v\r\nmn\r\n"
+
 func scriptFor(key string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(textScript, "\n", "\r\n"), "K", key)
 }
@@ -269,6 +273,13 @@ func TestForwardTextSameBytes(t *testing.T) {
 		got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(script, "MN\r\n")
 		if got != want {
 			t.Errorf("key owned by %s:\n got %q\nwant %q", owner, got, want)
+		}
+		big := strings.Repeat("x", 2000000)
+		refused := strings.ReplaceAll(strings.ReplaceAll(refusedScript, "\x00", big), "K", key)
+		want = dialText(t, ref.addr, "alice", "ecila").roundTrip(refused, "MN\r\n")
+		got = dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(refused, "MN\r\n")
+		if got != want || !strings.HasPrefix(got, "STORED\r\n"+codec.ReplyTooLarge+"END\r\n") {
+			t.Errorf("too large, key owned by %s:\n got %q\nwant %q", owner, got, want)
 		}
 		// A request at a time, as a client waiting for each reply.
 		c := dialText(t, nodes[0].addr, "alice", "ecila")
@@ -698,5 +709,70 @@ func TestPeerFramesRunHere(t *testing.T) {
 		if !bytes.Equal(out, want) || cs.queue.n != 0 {
 			t.Fatalf("chunk %d:\n got %q\nwant %q", chunk, out, want)
 		}
+	}
+}
+
+// TestForwardThenQuit: a quit after forwarded requests closes the
+// connection once their replies are written.
+func TestForwardThenQuit(t *testing.T) {
+	nodes := startCluster(t, 2, time.Second)
+	k := keyOwnedBy(t, nodes[0].owners, "n1", "q")
+	c := dialText(t, nodes[0].addr, "alice", "ecila")
+	c.nc.Write([]byte("set " + k + " 0 0 1\r\nv\r\nget " + k + "\r\nquit\r\nget " + k + "\r\n"))
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.nc.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if want := "STORED\r\nVALUE " + k + " 0 1\r\nv\r\nEND\r\n"; string(got) != want {
+		t.Fatalf("got %q, want %q and a close", got, want)
+	}
+	b := dialBinary(t, nodes[0].addr)
+	var in []byte
+	in = append(in, binReq(codec.OpGet, 1, nil, []byte(k), nil)...)
+	in = append(in, binReq(codec.OpQuit, 2, nil, nil, nil)...)
+	b.nc.Write(in)
+	if got := b.readBinary(codec.OpQuit); binStatus(t, got) != 0 || len(got) != 24+4+1+24 {
+		t.Fatalf("GET, QUIT: %q", got)
+	}
+}
+
+// TestPeerLeftIsForgotten: once a node has left the membership and cannot
+// be reached, the pool of connections to it goes.
+func TestPeerLeftIsForgotten(t *testing.T) {
+	members := []tenancy.Node{{Name: "a", Addr: freeAddr(t)}, {Name: "b", Addr: freeAddr(t)}}
+	oa, ob := &tenancy.Owners{}, &tenancy.Owners{}
+	oa.Set(members, "a")
+	ob.Set(members, "b")
+	a := startNode(t, "a", members[0].Addr, oa, testSecret, 200*time.Millisecond)
+	b := startNode(t, "b", members[1].Addr, ob, testSecret, 200*time.Millisecond)
+	kB := keyOwnedBy(t, oa, "b", "k")
+	c := dialText(t, a.addr, "alice", "ecila")
+	if got := c.roundTrip("set "+kB+" 0 0 1\r\nv\r\n", "\r\n"); got != "STORED\r\n" {
+		t.Fatalf("set: %q", got)
+	}
+	b.stop()
+	oa.Set(members[:1], "a")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.s.peers.mu.RLock()
+		n := len(a.s.peers.m)
+		a.s.peers.mu.RUnlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool of a node that left is still there")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Its keys are this node's now.
+	if got := c.roundTrip("set "+kB+" 0 0 1\r\nw\r\nget "+kB+"\r\n", "END\r\n"); got != "STORED\r\nVALUE "+kB+" 0 1\r\nw\r\nEND\r\n" {
+		t.Fatalf("after the leave: %q", got)
 	}
 }

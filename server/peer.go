@@ -37,6 +37,10 @@ const DefaultPeerConns = 2
 // memory without bound behind a peer that does not read.
 const maxPeerPending = 64 << 20
 
+// memberCheck is how often the watchdog looks for pools of nodes that
+// have left the cluster.
+const memberCheck = time.Second
+
 // Redial backoff after a failed dial.
 const (
 	minRedial = 10 * time.Millisecond
@@ -47,6 +51,10 @@ const (
 type peer struct {
 	addr  string
 	conns []*peerConn
+	// quit is closed when the node has left the cluster (retirePeer):
+	// the pool's goroutines end.
+	quit   chan struct{}
+	retire sync.Once
 }
 
 // peerTable holds the peers of a routing Server, made as they are first
@@ -54,9 +62,20 @@ type peer struct {
 type peerTable struct {
 	mu      sync.RWMutex
 	m       map[string]*peer
+	all     []*peer // every pool made, retired ones too, for stopPeers
 	stop    chan struct{}
 	stopped bool
 	wg      sync.WaitGroup
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // peer returns the pool for addr, starting it on first use.
@@ -83,9 +102,9 @@ func (s *Server) peer(addr string) *peer {
 	if n <= 0 {
 		n = DefaultPeerConns
 	}
-	p = &peer{addr: addr, conns: make([]*peerConn, n)}
+	p = &peer{addr: addr, conns: make([]*peerConn, n), quit: make(chan struct{})}
 	for i := range p.conns {
-		pc := &peerConn{s: s, addr: addr, kick: make(chan struct{}, 1), down: t.stopped}
+		pc := &peerConn{s: s, p: p, addr: addr, kick: make(chan struct{}, 1), down: t.stopped}
 		pc.rawFn = pc.rawWrite
 		p.conns[i] = pc
 		if !t.stopped {
@@ -95,6 +114,7 @@ func (s *Server) peer(addr string) *peer {
 		}
 	}
 	t.m[addr] = p
+	t.all = append(t.all, p)
 	return p
 }
 
@@ -114,10 +134,7 @@ func (s *Server) stopPeers() {
 	if t.stop != nil {
 		close(t.stop)
 	}
-	peers := make([]*peer, 0, len(t.m))
-	for _, p := range t.m {
-		peers = append(peers, p)
-	}
+	peers := t.all
 	t.mu.Unlock()
 	for _, p := range peers {
 		for _, pc := range p.conns {
@@ -137,18 +154,34 @@ func (s *Server) watchPeers() {
 	defer s.peers.wg.Done()
 	tick := time.NewTicker(max(s.fwdTimeout/8, time.Millisecond))
 	defer tick.Stop()
+	var lastMembers time.Time
+	var gone []*peer
 	for {
 		select {
 		case <-s.peers.stop:
 			return
 		case now := <-tick.C:
+			checkMembers := now.Sub(lastMembers) >= memberCheck
+			if checkMembers {
+				lastMembers = now
+			}
 			s.peers.mu.RLock()
 			for _, p := range s.peers.m {
 				for _, pc := range p.conns {
 					pc.expire(now.UnixNano())
 				}
+				if checkMembers && !s.isMember(p.addr) {
+					gone = append(gone, p)
+				}
 			}
 			s.peers.mu.RUnlock()
+			// A node that left may still accept connections (it is
+			// stopping, or its address is reused): its pool goes anyway.
+			for i, p := range gone {
+				s.retirePeer(p)
+				gone[i] = nil
+			}
+			gone = gone[:0]
 		}
 	}
 }
@@ -193,6 +226,7 @@ func (r *flightRing) pop() inflight {
 // leaf lock (completing a slot under it only wakes an event loop).
 type peerConn struct {
 	s    *Server
+	p    *peer
 	addr string
 	kick chan struct{} // wakes the writer
 
@@ -311,11 +345,13 @@ func (pc *peerConn) expire(now int64) {
 // again, until the server stops.
 func (pc *peerConn) run() {
 	defer pc.s.peers.wg.Done()
-	stop := pc.s.peers.stop
+	stop, quit := pc.s.peers.stop, pc.p.quit
 	backoff := minRedial
 	for {
 		select {
 		case <-stop:
+			return
+		case <-quit:
 			return
 		default:
 		}
@@ -325,8 +361,14 @@ func (pc *peerConn) run() {
 			pc.down = true
 			pc.failLocked()
 			pc.mu.Unlock()
+			if !pc.s.isMember(pc.addr) {
+				pc.s.retirePeer(pc.p)
+				return
+			}
 			select {
 			case <-stop:
+				return
+			case <-quit:
 				return
 			case <-time.After(backoff):
 			}
@@ -334,13 +376,13 @@ func (pc *peerConn) run() {
 			continue
 		}
 		backoff = minRedial
+		// Checked under pc.mu: stopPeers and retirePeer close their
+		// channel before they take it to fail the connection.
 		pc.mu.Lock()
-		select {
-		case <-stop:
+		if isClosed(stop) || isClosed(quit) {
 			pc.mu.Unlock()
 			nc.Close()
 			return
-		default:
 		}
 		pc.nc, pc.down = nc, false
 		pc.raw = nil
@@ -356,6 +398,38 @@ func (pc *peerConn) run() {
 		pc.s.log.Debug("peer connection ended", "peer", pc.addr, "err", err)
 		pc.fail(nc)
 	}
+}
+
+// isMember reports whether a node of the cluster has address addr.
+func (s *Server) isMember(addr string) bool {
+	for _, n := range s.route.Owners.Nodes() {
+		if n.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// retirePeer ends the pool of a node that has left the cluster: its
+// goroutines end, requests still routed to it fail at once, and it leaves
+// the table (a node that comes back at the address gets a new pool).
+func (s *Server) retirePeer(p *peer) {
+	p.retire.Do(func() {
+		close(p.quit)
+		t := &s.peers
+		t.mu.Lock()
+		if t.m[p.addr] == p {
+			delete(t.m, p.addr)
+		}
+		t.mu.Unlock()
+		for _, pc := range p.conns {
+			pc.mu.Lock()
+			pc.down = true
+			nc := pc.nc
+			pc.mu.Unlock()
+			pc.fail(nc)
+		}
+	})
 }
 
 // dial opens a connection to the peer and says hello.
@@ -380,6 +454,8 @@ func (pc *peerConn) writeLoop() {
 	for {
 		select {
 		case <-pc.s.peers.stop:
+			return
+		case <-pc.p.quit:
 			return
 		case <-pc.kick:
 		}
