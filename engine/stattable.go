@@ -87,11 +87,11 @@ var StatTable = []Stat{
 	{Name: "auth_cmds", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.AuthCmds }},
 	{Name: "auth_errors", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.AuthErrors }},
 	// memhive's, in a cluster that routes keys to their owners.
-	{Name: "forwarded_requests", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.Forwarded },
+	{Name: "forwarded_requests", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.Forwarded }, When: routed,
 		Metric: &Metric{Name: "memhive_forwarded_requests_total", Type: Counter, Help: "Total number of requests forwarded to the node that owns their key."}},
-	{Name: "forward_errors", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.ForwardErrors },
+	{Name: "forward_errors", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.ForwardErrors }, When: routed,
 		Metric: &Metric{Name: "memhive_forward_errors_total", Type: Counter, Help: "Total number of forwarded requests whose owner did not answer in time."}},
-	{Name: "handed_over_items", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.HandedOver },
+	{Name: "handed_over_items", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.HandedOver }, When: routed,
 		Metric: &Metric{Name: "memhive_handed_over_items_total", Type: Counter, Help: "Total number of items handed over to their new owner when this node left."}},
 	{Name: "bytes_read", Scope: PerCache, In: InStats | InAPI, Value: func(s *StatSnapshot) uint64 { return s.Conns.BytesRead },
 		Metric: &Metric{Name: "memcached_read_bytes_total", Type: Counter, Help: "Total number of bytes read from clients."}},
@@ -251,6 +251,10 @@ func zero(*StatSnapshot) uint64 { return 0 }
 
 func crawling(s *StatSnapshot) bool { return s.Crawling }
 
+// routed shows the routing counters only on a node that routes keys to
+// their owners: a single node's stats stay memcached's, field for field.
+func routed(s *StatSnapshot) bool { return s.Routed }
+
 func log2(n uint64) uint64 {
 	p := uint64(0)
 	for n > 1 {
@@ -295,6 +299,9 @@ type StatSnapshot struct {
 	Time uint64
 	// Crawling reports whether the cache's crawler runs.
 	Crawling bool
+	// Routed reports whether the node forwards requests to the owners of
+	// their keys (server-side routing), whose counters then show.
+	Routed bool
 	// Conns are the server's counters of the cache's connections.
 	Conns ConnStats
 	// Process is the serving process's; zero where only PerCache fields

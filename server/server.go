@@ -120,6 +120,7 @@ type Server struct {
 // New makes a server for the caches of t. It closes the connections a
 // change to t cuts off.
 func New(cfg Config, t *tenancy.Tenants) *Server {
+	t.SetRouting(cfg.Route != nil && cfg.Route.Owners != nil)
 	if cfg.Threads <= 0 {
 		cfg.Threads = runtime.GOMAXPROCS(0)
 	}

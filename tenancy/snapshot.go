@@ -6,7 +6,9 @@ import "github.com/memhive/memhive/engine"
 // and those of its connections. Both "stats" and the analytics API
 // (Tenants.CacheStats) read a cache through it.
 func (tn *Cache) Snapshot() engine.StatSnapshot {
-	return tn.eng.StatSnapshot(tn.Conns.Snapshot())
+	snap := tn.eng.StatSnapshot(tn.Conns.Snapshot())
+	snap.Routed = tn.routing != nil && tn.routing.Load()
+	return snap
 }
 
 // Snapshot sums the connection counters for engine.StatTable.

@@ -43,6 +43,9 @@ type Cache struct {
 	// Conns counts the cache's connections and their traffic: the server
 	// adds to it, CacheStats sums it. It lives as long as the Cache.
 	Conns ConnCounters
+	// routing is its Tenants' (SetRouting): whether its stats show the
+	// routing counters. Nil for a cache made outside a Tenants' maps.
+	routing *atomic.Bool
 }
 
 // ID is the cache's id in the control store.
@@ -161,6 +164,9 @@ type Tenants struct {
 	// revoke closes the connections cut off by a change; set by the
 	// server that serves these tenants (OnRevoke), called by the applier.
 	revoke atomic.Pointer[func()]
+	// routing: the server forwards requests to their keys' owners
+	// (SetRouting), so the caches' stats show its counters.
+	routing atomic.Bool
 
 	applier applier
 
@@ -317,6 +323,12 @@ func (t *Tenants) Close() {
 		}
 	})
 }
+
+// SetRouting says whether the server forwards requests to the nodes that
+// own their keys: the caches' stats then show the routing counters
+// (forwarded_requests, forward_errors, handed_over_items), which a single
+// node leaves out to answer as memcached does.
+func (t *Tenants) SetRouting(on bool) { t.routing.Store(on) }
 
 // Local reports whether every connection uses the default cache.
 func (t *Tenants) Local() bool { return t.cfg.Local }
@@ -562,6 +574,7 @@ func (t *Tenants) addCache(c control.Cache) error {
 		return fmt.Errorf("cache %d (%s): %w", c.ID, c.Name, err)
 	}
 	tn := newCache(c, eng)
+	tn.routing = &t.routing
 	t.mu.Lock()
 	if old := t.byID[c.ID]; old != nil {
 		t.mu.Unlock()
