@@ -300,8 +300,34 @@ func (s *Server) forwardASCII(cs *conn, r *codec.Request) bool {
 		return s.forwardKey(cs, r.Key, codec.PeerText, appendForwardFailed)
 	case codec.CmdFlushAll:
 		s.forwardFlush(cs, codec.PeerText)
+	case codec.CmdError:
+		return s.forwardRefused(cs, r, codec.PeerText, r.ErrReply)
 	}
 	return false
+}
+
+// forwardRefused forwards a storage command the parser refused as too
+// large (r.Refused: text, meta or binary) to the owner of its key, so
+// that the owner drops the key's old value as memcached does (see
+// Server.refused): dropping it here would leave the stale value where
+// every later read of the key goes. cs.raw is the command line, or the
+// header, extras and key, without the data: the owner refuses it in turn
+// and answers memcached's error, which fail (the same error, as this node
+// would answer it) replaces if the owner does not answer. The data is
+// swallowed here, as it would be without routing.
+func (s *Server) forwardRefused(cs *conn, r *codec.Request, proto uint8, fail []byte) bool {
+	if r.Refused == codec.CmdNone || !cs.caps().CanWrite() {
+		return false // without write capability nothing is dropped
+	}
+	node, self := s.route.Owners.Owner(cs.tenant.ID(), r.Key)
+	if self {
+		return false
+	}
+	sl := newSlot(cs)
+	sl.fail = append(sl.fail[:0], fail...)
+	cs.swallow = r.Swallow
+	s.send(cs, node.Addr, proto, cs.raw, sl)
+	return true
 }
 
 func appendForwardFailed(dst []byte) []byte { return append(dst, codec.ReplyForwardFailed...) }
@@ -440,6 +466,11 @@ func (s *Server) forwardBinary(cs *conn, r *codec.Request) bool {
 		return true
 	case codec.CmdFlushAll:
 		s.forwardFlush(cs, codec.PeerBinary)
+	case codec.CmdError:
+		if r.Refused != codec.CmdNone {
+			cs.scratch = codec.AppendBinaryStatus(cs.scratch[:0], r.Opcode, r.Status, r.Opaque)
+			return s.forwardRefused(cs, r, codec.PeerBinary, cs.scratch)
+		}
 	}
 	return false
 }
