@@ -340,8 +340,11 @@ func appendEnd(dst []byte) []byte { return append(dst, codec.ReplyEnd...) }
 // alone ("get k"), each owned one is looked up here, in the client's
 // order, the replies without their END, and one END closes the whole.
 func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
-	if len(r.Keys) == 0 || len(r.ErrReply) > 0 {
+	if len(r.Keys) == 0 {
 		return false
+	}
+	if len(r.ErrReply) > 0 {
+		return s.forwardTouchBeforeError(cs, r)
 	}
 	id := cs.tenant.ID()
 	owners := s.route.Owners
@@ -387,6 +390,50 @@ func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
 		s.send(cs, node.Addr, codec.PeerText, b, sl)
 	}
 	cs.out = append(cs.out, codec.ReplyEnd...)
+	return true
+}
+
+// forwardTouchBeforeError routes a gat or gats that carries an error (a
+// key too long after the keys in r.Keys): memcached answers only the
+// error, but has touched the keys before it, so each of those another
+// node owns is touched there ("gat" of that key alone, its reply
+// dropped) and each owned here is touched here; the error goes out after
+// the owners' replies. A get or gets changes nothing, so it takes the
+// local path, as does a gat whose keys are all owned here.
+func (s *Server) forwardTouchBeforeError(cs *conn, r *codec.Request) bool {
+	if r.Cmd != codec.CmdGat && r.Cmd != codec.CmdGats {
+		return false
+	}
+	id := cs.tenant.ID()
+	owners := s.route.Owners
+	remote := false
+	for _, k := range r.Keys {
+		if _, self := owners.Owner(id, k); !self {
+			remote = true
+			break
+		}
+	}
+	if !remote {
+		return false
+	}
+	eng := cs.tenant.Engine()
+	for _, k := range r.Keys {
+		node, self := owners.Owner(id, k)
+		if self {
+			if ref, ok := eng.GetAndTouch(k, r.Exptime); ok {
+				ref.Release()
+			}
+			continue
+		}
+		b := append(cs.scratch[:0], r.Cmd.String()...)
+		b = strconv.AppendInt(append(b, ' '), r.Exptime, 10)
+		b = append(append(append(b, ' '), k...), "\r\n"...)
+		cs.scratch = b
+		sl := newSlot(cs)
+		sl.discard = true
+		s.send(cs, node.Addr, codec.PeerText, b, sl)
+	}
+	cs.out = append(cs.out, r.ErrReply...)
 	return true
 }
 

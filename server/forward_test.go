@@ -740,3 +740,33 @@ func TestForwardRefusedSetDropsStale(t *testing.T) {
 		t.Errorf("the owner holds %d items after the refused sets, want 0", items)
 	}
 }
+
+// TestForwardGatTouchesBeforeError: a gat or gats whose keys end in one
+// too long answers only the error, as memcached does, but memcached has
+// touched the keys before it: so must their owners. Here the touch
+// expires them (-1); a node that owns none of the keys answers as a node
+// serving everything. (Found by TestDifferentialCluster, seed
+// 1796310173678518498: a gats with a long key left a key alive on its
+// owner that memcached had expired.)
+func TestForwardGatTouchesBeforeError(t *testing.T) {
+	nodes := startCluster(t, 3, time.Second)
+	ref := startNode(t, "ref", freeAddr(t), nil, "", 0)
+	k1 := keyOwnedBy(t, nodes[0].owners, "n1", "gt")
+	k2 := keyOwnedBy(t, nodes[0].owners, "n2", "gt")
+	k0 := keyOwnedBy(t, nodes[0].owners, "n0", "gt")
+	long := strings.Repeat("L", 251)
+	var script strings.Builder
+	for _, k := range []string{k1, k2, k0} {
+		fmt.Fprintf(&script, "set %s 0 0 1\r\nv\r\n", k)
+	}
+	fmt.Fprintf(&script, "gats -1 %s %s %s %s\r\nget %s %s %s\r\n", k1, k0, k2, long, k1, k2, k0)
+	fmt.Fprintf(&script, "set %s 0 0 1\r\nv\r\ngat -1 %s %s\r\nget %s\r\nmn\r\n", k1, k1, long, k1)
+	want := dialText(t, ref.addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if strings.Contains(want, "VALUE") {
+		t.Fatalf("the reference kept touched keys alive: %q", want)
+	}
+	got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
