@@ -1,9 +1,11 @@
 package difftest
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +18,14 @@ import (
 
 // clusterNodes is the number of memhive nodes of TestDifferentialCluster.
 const clusterNodes = 3
+
+// clusterForwardTimeout is the nodes' --forward-timeout. The run tests
+// what forwarding answers, not how fast: a forwarded request that times
+// out is answered as a miss or a server error, which a cache may answer
+// but memcached did not, and on a loaded, shared machine a large
+// multi-get's forwarded values can take longer than the default 100 ms.
+// forward_errors, reported after the run, says whether any did.
+const clusterForwardTimeout = 10 * time.Second
 
 // clusterToken is the admin token of the cluster's nodes, whose admin API
 // the test asks for the server list each node sees.
@@ -42,6 +52,7 @@ func TestDifferentialCluster(t *testing.T) {
 		p := pair{ref: testserver.StartMemcached(t, memcachedArgs...)}
 		p.others = startCluster(t)
 		p.a, p.b = Target{Name: "memcached", Addr: p.ref.Addr}, Target{Name: "memhive-cluster", Addr: p.others[0].Addr}
+		p.report = func() string { return forwardCounters(p.others) }
 		return p
 	})
 }
@@ -59,7 +70,7 @@ func startCluster(t *testing.T) []*testserver.Server {
 	for i := 0; i < clusterNodes; i++ {
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
 		args := append([]string{"--etcd", etcd.Endpoint(), "--node", fmt.Sprintf("n%d", i+1), "--route", "server",
-			"--http", httpAddr, "--admin-token", clusterToken}, memhiveArgs...)
+			"--forward-timeout", clusterForwardTimeout.String(), "--http", httpAddr, "--admin-token", clusterToken}, memhiveArgs...)
 		s := testserver.StartMemhive(t, args...)
 		nodes, https, addrs = append(nodes, s), append(https, httpAddr), append(addrs, s.Addr)
 	}
@@ -121,4 +132,46 @@ func nodeCaches(httpAddr string) ([]cacheInfo, error) {
 	}
 	var info []cacheInfo
 	return info, json.Unmarshal(raw, &info)
+}
+
+// forwardCounters reads each node's forwarded_requests and forward_errors
+// from its "stats", for the run's summary: how much of the traffic was
+// forwarded, and whether a forwarded request failed (an answer that is
+// not the owner's). Both count since the traffic's last "stats reset".
+func forwardCounters(nodes []*testserver.Server) string {
+	var parts []string
+	for i, n := range nodes {
+		st, err := textStats(n.Addr)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("n%d: %v", i+1, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("n%d forwarded_requests %s forward_errors %s", i+1, st["forwarded_requests"], st["forward_errors"]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// textStats is the "stats" of the server at addr, as name to value.
+func textStats(addr string) (map[string]string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("stats\r\n")); err != nil {
+		return nil, err
+	}
+	st := map[string]string{}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "END" {
+			return st, nil
+		}
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" {
+			st[f[1]] = f[2]
+		}
+	}
+	return nil, fmt.Errorf("stats: %v", sc.Err())
 }

@@ -53,6 +53,9 @@ type pair struct {
 	a, b   Target
 	ref    *testserver.Server
 	others []*testserver.Server
+	// report, when set, describes b's state after a run (a cluster's
+	// forwarding counters), for the summary and any mismatch.
+	report func() string
 }
 
 // stop stops every process of the pair.
@@ -122,6 +125,12 @@ func differential(t *testing.T, test string, base Options, start func() pair) {
 	opts.CheckState = os.Getenv("DIFF_CHECK_STATE") != ""
 	sum, err := Run(p.a, p.b, opts)
 	gone := p.died()
+	state := ""
+	if p.report != nil && gone == "" {
+		state = p.report()
+		t.Logf("difftest: %s", state)
+		state = "\n" + state
+	}
 	p.stop()
 	if err == nil {
 		t.Logf("difftest: seed %d: %d requests in %d batches (%d MB per server) identical in %v",
@@ -137,7 +146,7 @@ func differential(t *testing.T, test string, base Options, start func() pair) {
 	if !errors.As(err, &m) {
 		t.Fatalf("difftest seed %d: %v%s\nseed %d: %s", seed, err, gone, seed, replay)
 	}
-	msg := err.Error() + gone
+	msg := err.Error() + gone + state
 	if m.FirstRequest != m.LastRequest && gone == "" {
 		// Replay the same traffic on fresh servers with a marker after
 		// every request, to name the request whose reply differs.
