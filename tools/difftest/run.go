@@ -1015,12 +1015,17 @@ var exactStats = map[string]bool{
 // and the items it holds, as each server of a memcached pool counts its
 // own. A node forwards the requests for the keys another node owns, and
 // the owner runs and counts them, so the client's node counts only its
-// share; these are compared by name, as are the per-class sums that
-// count the same per slab class (statsEnd): "stats items"' number and
-// "stats slabs"' slabsSummed. Whatever every node does alike keeps its value: cmd_flush
-// (a flush runs on every node), limit_maxbytes (each node has its whole
-// --memory), the eviction and reclaim counters (zero on every node: no
-// memory pressure, no background reclaim).
+// share; these are compared by name, as are the per-class sums that count
+// the same per slab class (statsEnd): "stats items"' number and "stats
+// slabs"' slabsSummed. Whatever every node does alike keeps its value:
+// cmd_flush (a flush runs on every node), limit_maxbytes (each node has
+// its whole --memory), the eviction and reclaim counters (zero on every
+// node: no memory pressure, no background reclaim).
+//
+// Per-node counts are the right answer for a client: one that asks every
+// server of its list for stats and sums them (Dalli's stats,
+// libmemcached's memcached_stat) gets the cluster's totals only if each
+// node answers for itself; the analytics API answers for the whole cache.
 var perNodeStats = map[string]bool{
 	"cmd_get": true, "get_hits": true, "get_misses": true, "get_expired": true, "get_flushed": true,
 	"cmd_set": true, "cmd_touch": true, "cmd_meta": true, "touch_hits": true, "touch_misses": true,
