@@ -300,8 +300,34 @@ func (s *Server) forwardASCII(cs *conn, r *codec.Request) bool {
 		return s.forwardKey(cs, r.Key, codec.PeerText, appendForwardFailed)
 	case codec.CmdFlushAll:
 		s.forwardFlush(cs, codec.PeerText)
+	case codec.CmdError:
+		return s.forwardRefused(cs, r, codec.PeerText, r.ErrReply)
 	}
 	return false
+}
+
+// forwardRefused forwards a storage command the parser refused as too
+// large (r.Refused: text, meta or binary) to the owner of its key, so
+// that the owner drops the key's old value as memcached does (see
+// Server.refused): dropping it here would leave the stale value where
+// every later read of the key goes. cs.raw is the command line, or the
+// header, extras and key, without the data: the owner refuses it in turn
+// and answers memcached's error, which fail (the same error, as this node
+// would answer it) replaces if the owner does not answer. The data is
+// swallowed here, as it would be without routing.
+func (s *Server) forwardRefused(cs *conn, r *codec.Request, proto uint8, fail []byte) bool {
+	if r.Refused == codec.CmdNone || !cs.caps().CanWrite() {
+		return false // without write capability nothing is dropped
+	}
+	node, self := s.route.Owners.Owner(cs.tenant.ID(), r.Key)
+	if self {
+		return false
+	}
+	sl := newSlot(cs)
+	sl.fail = append(sl.fail[:0], fail...)
+	cs.swallow = r.Swallow
+	s.send(cs, node.Addr, proto, cs.raw, sl)
+	return true
 }
 
 func appendForwardFailed(dst []byte) []byte { return append(dst, codec.ReplyForwardFailed...) }
@@ -314,8 +340,11 @@ func appendEnd(dst []byte) []byte { return append(dst, codec.ReplyEnd...) }
 // alone ("get k"), each owned one is looked up here, in the client's
 // order, the replies without their END, and one END closes the whole.
 func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
-	if len(r.Keys) == 0 || len(r.ErrReply) > 0 {
+	if len(r.Keys) == 0 {
 		return false
+	}
+	if len(r.ErrReply) > 0 {
+		return s.forwardTouchBeforeError(cs, r)
 	}
 	id := cs.tenant.ID()
 	owners := s.route.Owners
@@ -361,6 +390,50 @@ func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
 		s.send(cs, node.Addr, codec.PeerText, b, sl)
 	}
 	cs.out = append(cs.out, codec.ReplyEnd...)
+	return true
+}
+
+// forwardTouchBeforeError routes a gat or gats that carries an error (a
+// key too long after the keys in r.Keys): memcached answers only the
+// error, but has touched the keys before it, so each of those another
+// node owns is touched there ("gat" of that key alone, its reply
+// dropped) and each owned here is touched here; the error goes out after
+// the owners' replies. A get or gets changes nothing, so it takes the
+// local path, as does a gat whose keys are all owned here.
+func (s *Server) forwardTouchBeforeError(cs *conn, r *codec.Request) bool {
+	if r.Cmd != codec.CmdGat && r.Cmd != codec.CmdGats {
+		return false
+	}
+	id := cs.tenant.ID()
+	owners := s.route.Owners
+	remote := false
+	for _, k := range r.Keys {
+		if _, self := owners.Owner(id, k); !self {
+			remote = true
+			break
+		}
+	}
+	if !remote {
+		return false
+	}
+	eng := cs.tenant.Engine()
+	for _, k := range r.Keys {
+		node, self := owners.Owner(id, k)
+		if self {
+			if ref, ok := eng.GetAndTouch(k, r.Exptime); ok {
+				ref.Release()
+			}
+			continue
+		}
+		b := append(cs.scratch[:0], r.Cmd.String()...)
+		b = strconv.AppendInt(append(b, ' '), r.Exptime, 10)
+		b = append(append(append(b, ' '), k...), "\r\n"...)
+		cs.scratch = b
+		sl := newSlot(cs)
+		sl.discard = true
+		s.send(cs, node.Addr, codec.PeerText, b, sl)
+	}
+	cs.out = append(cs.out, r.ErrReply...)
 	return true
 }
 
@@ -440,6 +513,11 @@ func (s *Server) forwardBinary(cs *conn, r *codec.Request) bool {
 		return true
 	case codec.CmdFlushAll:
 		s.forwardFlush(cs, codec.PeerBinary)
+	case codec.CmdError:
+		if r.Refused != codec.CmdNone {
+			cs.scratch = codec.AppendBinaryStatus(cs.scratch[:0], r.Opcode, r.Status, r.Opaque)
+			return s.forwardRefused(cs, r, codec.PeerBinary, cs.scratch)
+		}
 	}
 	return false
 }

@@ -776,3 +776,73 @@ func TestPeerLeftIsForgotten(t *testing.T) {
 		t.Fatalf("after the leave: %q", got)
 	}
 }
+
+// TestForwardRefusedSetDropsStale: a set refused as too large drops the
+// key's old value, as memcached does (Server.refused), on the node that
+// owns the key, not on the node the client talks to: there the stale value
+// would outlive the failed write. Text, meta and binary, each through a
+// node that does not own the key, answer as a node serving everything.
+// (Found by TestDifferentialCluster, seed 1: a too-large binary SET of a
+// key another node owned left its old value readable.)
+func TestForwardRefusedSetDropsStale(t *testing.T) {
+	nodes := startCluster(t, 2, time.Second)
+	ref := startNode(t, "ref", freeAddr(t), nil, "", 0)
+	key := keyOwnedBy(t, nodes[0].owners, "n1", "big")
+	big := strings.Repeat("v", 2<<20)
+	text := fmt.Sprintf("set %s 0 0 3\r\nold\r\nset %s 0 0 %d\r\n%s\r\nget %s\r\n", key, key, len(big), big, key) +
+		fmt.Sprintf("set %s 0 0 3\r\nold\r\nms %s %d T0\r\n%s\r\nmg %s v\r\nmn\r\n", key, key, len(big), big, key)
+	want := dialText(t, ref.addr, "alice", "ecila").roundTrip(text, "MN\r\n")
+	got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(text, "MN\r\n")
+	if got != want {
+		t.Errorf("text and meta:\n got %q\nwant %q", got, want)
+	}
+	if !strings.Contains(want, "cache\r\nEND\r\n") || !strings.HasSuffix(want, "cache\r\nEN\r\nMN\r\n") {
+		t.Errorf("the reference kept the old value: %q", want)
+	}
+
+	bin := binSet(key, "old")
+	bin = append(bin, binReq(codec.OpSet, 7, make([]byte, 8), []byte(key), []byte(big))...)
+	bin = append(bin, binReq(codec.OpGet, 8, nil, []byte(key), nil)...)
+	bin = append(bin, binReq(codec.OpNoop, 9, nil, nil, nil)...)
+	rc := dialBinary(t, ref.addr)
+	rc.nc.Write(bin)
+	wantBin := rc.readBinary(codec.OpNoop)
+	c := dialBinary(t, nodes[0].addr)
+	c.nc.Write(bin)
+	if gotBin := c.readBinary(codec.OpNoop); gotBin != wantBin {
+		t.Errorf("binary:\n got %q\nwant %q", gotBin, wantBin)
+	}
+	if items := nodes[1].ts.Cache(1).Snapshot().CurrItems; items != 0 {
+		t.Errorf("the owner holds %d items after the refused sets, want 0", items)
+	}
+}
+
+// TestForwardGatTouchesBeforeError: a gat or gats whose keys end in one
+// too long answers only the error, as memcached does, but memcached has
+// touched the keys before it: so must their owners. Here the touch
+// expires them (-1); a node that owns none of the keys answers as a node
+// serving everything. (Found by TestDifferentialCluster, seed
+// 1796310173678518498: a gats with a long key left a key alive on its
+// owner that memcached had expired.)
+func TestForwardGatTouchesBeforeError(t *testing.T) {
+	nodes := startCluster(t, 3, time.Second)
+	ref := startNode(t, "ref", freeAddr(t), nil, "", 0)
+	k1 := keyOwnedBy(t, nodes[0].owners, "n1", "gt")
+	k2 := keyOwnedBy(t, nodes[0].owners, "n2", "gt")
+	k0 := keyOwnedBy(t, nodes[0].owners, "n0", "gt")
+	long := strings.Repeat("L", 251)
+	var script strings.Builder
+	for _, k := range []string{k1, k2, k0} {
+		fmt.Fprintf(&script, "set %s 0 0 1\r\nv\r\n", k)
+	}
+	fmt.Fprintf(&script, "gats -1 %s %s %s %s\r\nget %s %s %s\r\n", k1, k0, k2, long, k1, k2, k0)
+	fmt.Fprintf(&script, "set %s 0 0 1\r\nv\r\ngat -1 %s %s\r\nget %s\r\nmn\r\n", k1, k1, long, k1)
+	want := dialText(t, ref.addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if strings.Contains(want, "VALUE") {
+		t.Fatalf("the reference kept touched keys alive: %q", want)
+	}
+	got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

@@ -60,9 +60,6 @@ func checkClusterFlags(c *serveConfig, set map[string]bool) error {
 	if len(c.etcdEndpoints) == 0 {
 		return fmt.Errorf("--etcd %q: want etcd's client URLs, comma-separated", c.etcd)
 	}
-	if c.auth == "none" {
-		return errors.New("--etcd needs --auth sasl: local mode (--auth none) serves one cache of the whole memory on one process")
-	}
 	if (c.etcdCert == "") != (c.etcdKey == "") {
 		return errors.New("--etcd-cert and --etcd-key go together")
 	}
@@ -189,7 +186,11 @@ func (s *serving) openEtcd(policy control.Policy) error {
 	}
 	s.store, s.etcd = store, store
 	s.onStop(func() { store.Close() })
-	s.created, s.password, err = ensureDefaultCache(store, s.memoryBytes, policy.MinLimitBytes, false)
+	// With --auth none every node serves the cache "default" with its
+	// whole --memory (tenancy's local mode): a cluster of plain
+	// memcacheds in which any node serves any key. The cache must exist
+	// in etcd all the same, since its id is what peers forward under.
+	s.created, s.password, err = ensureDefaultCache(store, s.memoryBytes, policy.MinLimitBytes, c.auth == "none")
 	if errors.Is(err, control.ErrUnavailable) {
 		// Serving a saved state while etcd is away: a node that reaches
 		// etcd makes the default cache if it is still needed.

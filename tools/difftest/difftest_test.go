@@ -20,13 +20,89 @@ import (
 //	DIFF_AGAINST=memcached  compare memcached with a second memcached, which
 //	                     validates the harness itself
 func TestDifferential(t *testing.T) {
+	against := envAgainst(t, "DIFF_AGAINST")
+	differential(t, "TestDifferential", Options{}, func() pair {
+		// Neither server frees dead items in the background (see
+		// anchors.go); -t 2 is also what the anchors' keys assume.
+		p := pair{ref: testserver.StartMemcached(t, memcachedArgs...)}
+		name := "memhive"
+		if against == "memcached" {
+			name = "memcached-2"
+			p.others = []*testserver.Server{testserver.StartMemcached(t, memcachedArgs...)}
+		} else {
+			p.others = []*testserver.Server{testserver.StartMemhive(t, memhiveArgs...)}
+		}
+		p.a, p.b = Target{Name: "memcached", Addr: p.ref.Addr}, Target{Name: name, Addr: p.others[0].Addr}
+		return p
+	})
+}
+
+// memcachedArgs and memhiveArgs are the reference memcached's and
+// memhive's settings in a differential run: neither frees dead items in
+// the background (see anchors.go); -t 2 is also what the anchors' keys
+// assume.
+var (
+	memcachedArgs = []string{"-m", "1024", "-t", "2", "-o", "no_lru_crawler,no_lru_maintainer"}
+	memhiveArgs   = []string{"--memory", "1024", "--threads", "2", "--crawl-interval", "0"}
+)
+
+// pair is the two sides of a differential run: a is the reference
+// memcached (ref), b the server compared with it, served by others (one
+// process, or the nodes of a cluster, b's the first).
+type pair struct {
+	a, b   Target
+	ref    *testserver.Server
+	others []*testserver.Server
+	// report, when set, describes b's state after a run (a cluster's
+	// forwarding counters), for the summary and any mismatch.
+	report func() string
+}
+
+// stop stops every process of the pair.
+func (p pair) stop() {
+	p.ref.Stop()
+	for _, s := range p.others {
+		s.Stop()
+	}
+}
+
+// died describes the processes of p that are no longer running, with
+// their output.
+func (p pair) died() string {
+	msg := ""
+	check := func(name string, s *testserver.Server) {
+		if s.Exited() {
+			out := s.Output()
+			if len(out) > 4000 {
+				out = "..." + out[len(out)-4000:]
+			}
+			msg += fmt.Sprintf("\n%s exited; its output:\n%s", name, out)
+		}
+	}
+	check(p.a.Name, p.ref)
+	for i, s := range p.others {
+		name := p.b.Name
+		if len(p.others) > 1 {
+			name = fmt.Sprintf("%s (process %d of %d)", p.b.Name, i+1, len(p.others))
+		}
+		check(name, s)
+	}
+	return msg
+}
+
+// differential is a differential run of test (its name, for the replay
+// line) on the servers start starts, with base's options as well: it
+// replays DIFF_SEED's traffic (or a fresh seed's), and on a mismatch
+// replays it again on fresh servers with a marker after every request to
+// name the request whose reply differs.
+func differential(t *testing.T, test string, base Options, start func() pair) {
 	seed := envSeed(t, "DIFF_SEED")
 	requests := envRequests(t, "DIFF_REQUESTS")
-	against := envAgainst(t, "DIFF_AGAINST")
+	replay := fmt.Sprintf("replay with DIFF_SEED=%d go test ./tools/difftest/ -run '^%s$'", seed, test)
 	// The seed goes out first, to stderr as well: if the package runs out
 	// of time, go test prints only a panic, and t.Logf output may be lost.
-	fmt.Fprintf(os.Stderr, "difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)\n", seed, requests, seed)
-	t.Logf("difftest: seed %d, %d requests (replay with DIFF_SEED=%d go test ./tools/difftest/)", seed, requests, seed)
+	fmt.Fprintf(os.Stderr, "difftest: seed %d, %d requests (%s)\n", seed, requests, replay)
+	t.Logf("difftest: seed %d, %d requests (%s)", seed, requests, replay)
 	// The run's own limit stays well inside go test's -timeout, so a slow
 	// run stops cleanly with a summary instead of losing its seed.
 	budget := func() time.Duration {
@@ -42,50 +118,20 @@ func TestDifferential(t *testing.T) {
 		t.Fatalf("difftest seed %d: only %v left before the test deadline", seed, maxDur)
 	}
 
-	type pair struct {
-		a, b       Target
-		ref, other *testserver.Server
-	}
-	start := func() pair {
-		// Neither server frees dead items in the background (see
-		// anchors.go); -t 2 is also what the anchors' keys assume.
-		mc := []string{"-m", "1024", "-t", "2", "-o", "no_lru_crawler,no_lru_maintainer"}
-		p := pair{ref: testserver.StartMemcached(t, mc...)}
-		name := "memhive"
-		if against == "memcached" {
-			name = "memcached-2"
-			p.other = testserver.StartMemcached(t, mc...)
-		} else {
-			p.other = testserver.StartMemhive(t, "--memory", "1024", "--threads", "2", "--crawl-interval", "0")
-		}
-		p.a, p.b = Target{Name: "memcached", Addr: p.ref.Addr}, Target{Name: name, Addr: p.other.Addr}
-		return p
-	}
-	// died describes a server that is no longer running, with its output.
-	died := func(p pair) string {
-		msg := ""
-		for _, x := range []struct {
-			t Target
-			s *testserver.Server
-		}{{p.a, p.ref}, {p.b, p.other}} {
-			if x.s.Exited() {
-				out := x.s.Output()
-				if len(out) > 4000 {
-					out = "..." + out[len(out)-4000:]
-				}
-				msg += fmt.Sprintf("\n%s exited; its output:\n%s", x.t.Name, out)
-			}
-		}
-		return msg
-	}
-
 	p := start()
 	now := time.Now()
-	check := os.Getenv("DIFF_CHECK_STATE") != ""
-	sum, err := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Logf: t.Logf, CheckState: check, MaxDuration: maxDur})
-	gone := died(p)
-	p.ref.Stop()
-	p.other.Stop()
+	opts := base
+	opts.Seed, opts.Requests, opts.Now, opts.Logf, opts.MaxDuration = seed, requests, now, t.Logf, maxDur
+	opts.CheckState = os.Getenv("DIFF_CHECK_STATE") != ""
+	sum, err := Run(p.a, p.b, opts)
+	gone := p.died()
+	state := ""
+	if p.report != nil && gone == "" {
+		state = p.report()
+		t.Logf("difftest: %s", state)
+		state = "\n" + state
+	}
+	p.stop()
 	if err == nil {
 		t.Logf("difftest: seed %d: %d requests in %d batches (%d MB per server) identical in %v",
 			seed, sum.Requests, sum.Batches, sum.Bytes>>20, sum.Elapsed.Round(time.Millisecond))
@@ -98,16 +144,18 @@ func TestDifferential(t *testing.T) {
 	}
 	var m *Mismatch
 	if !errors.As(err, &m) {
-		t.Fatalf("difftest seed %d: %v%s\nseed %d: replay with DIFF_SEED=%d go test ./tools/difftest/", seed, err, gone, seed, seed)
+		t.Fatalf("difftest seed %d: %v%s\nseed %d: %s", seed, err, gone, seed, replay)
 	}
-	msg := err.Error() + gone
+	msg := err.Error() + gone + state
 	if m.FirstRequest != m.LastRequest && gone == "" {
 		// Replay the same traffic on fresh servers with a marker after
 		// every request, to name the request whose reply differs.
 		p := start()
-		_, err2 := Run(p.a, p.b, Options{Seed: seed, Requests: requests, Now: now, Markers: true, MaxBatches: m.Batch + 1, MaxDuration: max(budget(), time.Second)})
-		p.ref.Stop()
-		p.other.Stop()
+		opts := base
+		opts.Seed, opts.Requests, opts.Now, opts.Markers, opts.MaxBatches = seed, requests, now, true, m.Batch+1
+		opts.MaxDuration = max(budget(), time.Second)
+		_, err2 := Run(p.a, p.b, opts)
+		p.stop()
 		var m2 *Mismatch
 		switch {
 		case errors.As(err2, &m2):
@@ -118,7 +166,7 @@ func TestDifferential(t *testing.T) {
 			msg += "\n(replayed with a marker after each request: no difference, so it depends on pipelining)"
 		}
 	}
-	t.Fatalf("%s\nseed %d: replay with DIFF_SEED=%d go test ./tools/difftest/", msg, seed, seed)
+	t.Fatalf("%s\nseed %d: %s", msg, seed, replay)
 }
 
 // TestGeneratorDeterministic checks that a seed always yields the same
@@ -186,6 +234,22 @@ func TestNormaliseStats(t *testing.T) {
 	want = "STAT active_slabs *\r\nSTAT fields-of-each-class chunk_size,get_hits\r\nSTAT sum-over-classes:get_hits 5\r\nEND\r\n"
 	if string(out) != want {
 		t.Errorf("normalised stats slabs:\n%q\nwant\n%q", out, want)
+	}
+	// A node of a cluster: its own work and items by name only; what
+	// every node does alike keeps its value.
+	s.perNode = true
+	out = nil
+	for _, l := range []string{
+		"STAT get_hits 7\r\n", "STAT curr_items 5\r\n", "STAT cmd_flush 2\r\n", "STAT limit_maxbytes 64\r\n",
+		"STAT items:1:number 3\r\n", "STAT items:1:evicted 0\r\n", "END\r\n",
+	} {
+		out = append(out, s.normText([]byte(l))...)
+	}
+	want = "STAT get_hits *\r\nSTAT curr_items *\r\nSTAT cmd_flush 2\r\nSTAT limit_maxbytes 64\r\n" +
+		"STAT fields-of-each-items-class number,evicted\r\n" +
+		"STAT sum-over-classes:evicted 0\r\nSTAT sum-over-classes:number *\r\nEND\r\n"
+	if string(out) != want {
+		t.Errorf("normalised per-node stats:\n%q\nwant\n%q", out, want)
 	}
 }
 

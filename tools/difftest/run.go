@@ -45,6 +45,10 @@ type Options struct {
 	// it): a slow debugging aid that finds the batch whose effects differ
 	// before any reply shows it.
 	CheckState bool
+	// PerNodeStats says that b is one node of a cluster, whose stats
+	// count its own work and items only: the counters of its stats
+	// replies are compared by name, not value (see perNodeStat).
+	PerNodeStats bool
 }
 
 // Summary describes a run that found no difference.
@@ -211,6 +215,7 @@ func Run(a, b Target, opt Options) (Summary, error) {
 		logf = func(string, ...any) {}
 	}
 	sa, sb := newSide(a), newSide(b)
+	sa.perNode, sb.perNode = opt.PerNodeStats, opt.PerNodeStats
 	defer sa.close()
 	defer sb.close()
 	g := NewGenerator(opt.Seed, opt.Now)
@@ -333,6 +338,8 @@ type side struct {
 	ord map[string]map[uint64]int
 	// acc collects the stats reply being read (see stat).
 	acc statsAcc
+	// perNode is Options.PerNodeStats: see perNodeStats.
+	perNode bool
 	// clocks are the clock-dependent meta values (t, l, me's exp and la)
 	// of the reply segment being read, in order; the segment's text has
 	// "~" in their place. Both servers' values must be within 2 s.
@@ -1003,6 +1010,31 @@ var exactStats = map[string]bool{
 	"reclaimed": true, "expired_unfetched": true, "crawler_reclaimed": true,
 }
 
+// perNodeStats are the exactStats counters whose values, on a node of a
+// cluster (Options.PerNodeStats), are that node's own: the commands it ran
+// and the items it holds, as each server of a memcached pool counts its
+// own. A node forwards the requests for the keys another node owns, and
+// the owner runs and counts them, so the client's node counts only its
+// share; these are compared by name, as are the per-class sums that count
+// the same per slab class (statsEnd): "stats items"' number and "stats
+// slabs"' slabsSummed. Whatever every node does alike keeps its value:
+// cmd_flush (a flush runs on every node), limit_maxbytes (each node has
+// its whole --memory), the eviction and reclaim counters (zero on every
+// node: no memory pressure, no background reclaim).
+//
+// Per-node counts are the right answer for a client: one that asks every
+// server of its list for stats and sums them (Dalli's stats,
+// libmemcached's memcached_stat) gets the cluster's totals only if each
+// node answers for itself; the analytics API answers for the whole cache.
+var perNodeStats = map[string]bool{
+	"cmd_get": true, "get_hits": true, "get_misses": true, "get_expired": true, "get_flushed": true,
+	"cmd_set": true, "cmd_touch": true, "cmd_meta": true, "touch_hits": true, "touch_misses": true,
+	"delete_hits": true, "delete_misses": true,
+	"incr_hits": true, "incr_misses": true, "decr_hits": true, "decr_misses": true,
+	"cas_hits": true, "cas_misses": true, "cas_badval": true,
+	"total_items": true, "curr_items": true, "store_too_large": true,
+}
+
 // maintainerStats are the fields memcached lists only with its LRU
 // maintainer thread, which the test runs without (see anchors.go):
 // memhive lists them whatever its configuration, as memcached does by
@@ -1106,6 +1138,8 @@ func (s *side) stat(name, value string) (string, bool) {
 	switch {
 	case maintainerStats[name]:
 		return "", false
+	case s.perNode && perNodeStats[name]:
+		return "*", true
 	case exactStats[name]:
 		return value, true
 	case settingsValue(name):
@@ -1191,7 +1225,11 @@ func (s *side) statsEnd() [][2]string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		out = append(out, [2]string{"sum-over-classes:" + n, strconv.FormatUint(a.sums[n], 10)})
+		v := strconv.FormatUint(a.sums[n], 10)
+		if s.perNode && (n == "number" || slabsSummed[n]) {
+			v = "*" // this node's items and work: see perNodeStats
+		}
+		out = append(out, [2]string{"sum-over-classes:" + n, v})
 	}
 	if len(a.states) > 0 {
 		st := append([]string(nil), a.states...)
