@@ -76,6 +76,7 @@ func (c *CompareConfig) routing(ctx context.Context, dir string) ([]Row, error) 
 		m    *Measurement
 		keys []string
 		cpu  time.Duration // n1's, and with forwarding n2's and n3's, over every round
+		own  time.Duration // n1's alone: what bounds a node on a machine of its own
 		ops  float64
 		miss int64 // gets that missed: every key was stored on its owner
 	}
@@ -94,12 +95,13 @@ func (c *CompareConfig) routing(ctx context.Context, dir string) ([]Row, error) 
 				if s.m == &rows[i].Memhive {
 					cpus = append(cpus, owners...)
 				}
-				cpu0 := cpuOf(cpus...)
+				cpu0, own0 := cpuOf(cpus...), cpuOf(serving)
 				r, err := Run(ctx, load)
 				if err != nil {
 					return rows, fmt.Errorf("%s %s round %d: %w", row.Workload.ID, s.m.Server, round+1, err)
 				}
 				s.cpu += cpuOf(cpus...) - cpu0
+				s.own += cpuOf(serving) - own0
 				s.ops += float64(r.Ops)
 				s.miss += r.Misses
 				s.m.Ops = append(s.m.Ops, r.OpsSec)
@@ -116,8 +118,9 @@ func (c *CompareConfig) routing(ctx context.Context, dir string) ([]Row, error) 
 		_, oOps, _ := stats(ow.m.Ops)
 		_, fP99, _ := stats(fw.m.P99)
 		_, oP99, _ := stats(ow.m.P99)
-		rows[i].Note = fmt.Sprintf("forwarded/owned: throughput **%.2f**, p99 **%.2f**; CPU per get: forwarded %.2f µs (n1 plus the owners n2, n3), owned %.2f µs (n1), **%.2f**",
-			fOps/oOps, fP99/oP99, perOp(fw.cpu, fw.ops), perOp(ow.cpu, ow.ops), perOp(fw.cpu, fw.ops)/perOp(ow.cpu, ow.ops))
+		rows[i].Note = fmt.Sprintf("forwarded/owned: throughput **%.2f**, p99 **%.2f**; CPU per get: forwarded %.2f µs (n1 plus the owners n2, n3), owned %.2f µs (n1), **%.2f**; n1's own CPU per forwarded get %.2f µs, **%.2f** of an owned one",
+			fOps/oOps, fP99/oP99, perOp(fw.cpu, fw.ops), perOp(ow.cpu, ow.ops), perOp(fw.cpu, fw.ops)/perOp(ow.cpu, ow.ops),
+			perOp(fw.own, fw.ops), perOp(fw.own, fw.ops)/perOp(ow.own, ow.ops))
 		for _, s := range []side{fw, ow} {
 			if s.miss > 0 {
 				// Stored on their owners, every key should hit: a miss is
