@@ -379,12 +379,7 @@ func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
 			cs.out = retrieveOne(eng, cs.out, k, touch, withCAS, r.Exptime)
 			continue
 		}
-		b := append(cs.scratch[:0], r.Cmd.String()...)
-		if touch {
-			b = strconv.AppendInt(append(b, ' '), r.Exptime, 10)
-		}
-		b = append(append(append(b, ' '), k...), "\r\n"...)
-		cs.scratch = b
+		b := cs.oneKeyRetrieval(r, k, touch)
 		sl := newSlot(cs)
 		sl.stripEnd = true
 		s.send(cs, node.Addr, codec.PeerText, b, sl)
@@ -425,16 +420,25 @@ func (s *Server) forwardTouchBeforeError(cs *conn, r *codec.Request) bool {
 			}
 			continue
 		}
-		b := append(cs.scratch[:0], r.Cmd.String()...)
-		b = strconv.AppendInt(append(b, ' '), r.Exptime, 10)
-		b = append(append(append(b, ' '), k...), "\r\n"...)
-		cs.scratch = b
+		b := cs.oneKeyRetrieval(r, k, true)
 		sl := newSlot(cs)
 		sl.discard = true
 		s.send(cs, node.Addr, codec.PeerText, b, sl)
 	}
 	cs.out = append(cs.out, r.ErrReply...)
 	return true
+}
+
+// oneKeyRetrieval builds, in cs.scratch, the retrieval r for key k alone
+// ("get k", or "gat <exptime> k" when touch), which a multi-key request
+// is split into for the key's owner.
+func (cs *conn) oneKeyRetrieval(r *codec.Request, k []byte, touch bool) []byte {
+	b := append(cs.scratch[:0], r.Cmd.String()...)
+	if touch {
+		b = strconv.AppendInt(append(b, ' '), r.Exptime, 10)
+	}
+	cs.scratch = append(append(append(b, ' '), k...), "\r\n"...)
+	return cs.scratch
 }
 
 // retrieveOne appends one key's part of a text retrieval reply: its

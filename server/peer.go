@@ -119,6 +119,18 @@ func (s *Server) peer(addr string) *peer {
 }
 
 // conn picks the pool's connection for a client connection.
+// takeDown stops the peer's connections for good: each fails what it
+// carries and dials no more.
+func (p *peer) takeDown() {
+	for _, pc := range p.conns {
+		pc.mu.Lock()
+		pc.down = true
+		nc := pc.nc
+		pc.mu.Unlock()
+		pc.fail(nc)
+	}
+}
+
 func (p *peer) conn(fd int) *peerConn { return p.conns[uint(fd)%uint(len(p.conns))] }
 
 // stopPeers closes every peer connection, failing what is in flight, and
@@ -137,13 +149,7 @@ func (s *Server) stopPeers() {
 	peers := t.all
 	t.mu.Unlock()
 	for _, p := range peers {
-		for _, pc := range p.conns {
-			pc.mu.Lock()
-			pc.down = true
-			nc := pc.nc
-			pc.mu.Unlock()
-			pc.fail(nc)
-		}
+		p.takeDown()
 	}
 	t.wg.Wait()
 }
@@ -422,13 +428,7 @@ func (s *Server) retirePeer(p *peer) {
 			delete(t.m, p.addr)
 		}
 		t.mu.Unlock()
-		for _, pc := range p.conns {
-			pc.mu.Lock()
-			pc.down = true
-			nc := pc.nc
-			pc.mu.Unlock()
-			pc.fail(nc)
-		}
+		p.takeDown()
 	})
 }
 
