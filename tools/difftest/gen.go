@@ -1702,6 +1702,20 @@ func (g *Generator) metaFlags(cands []string, p float64) []string {
 	return out
 }
 
+// metaFlagsRefused reports whether flags hold one that metaFlags adds to
+// provoke an error (an unknown flag, v on ms, or one repeated): the
+// command then answers CLIENT_ERROR and changes nothing.
+func metaFlagsRefused(flags []string) bool {
+	seen := map[string]bool{}
+	for _, f := range flags {
+		if f == "Z" || f == "x" || f == "v" || seen[f] {
+			return true
+		}
+		seen[f] = true
+	}
+	return false
+}
+
 // metaStart begins a meta command on key: the command, the key (maybe
 // base64), the tokens of args (ms's length), and b if the key is encoded.
 func (g *Generator) metaStart(cmd, key string, args ...string) *tb {
@@ -1750,7 +1764,10 @@ func (g *Generator) metaSet() *Request {
 		val = g.smallValue()
 	} else {
 		val = g.valueFor(key, flagsSet)
-		g.setBig(key, len(val), replaces && !withCAS)
+		if !metaFlagsRefused(flags) {
+			// A refused ms stores nothing: a big value under key stays.
+			g.setBig(key, len(val), replaces && !withCAS)
+		}
 	}
 	t := g.metaStart("ms", key, strconv.Itoa(len(val)))
 	t.tok(flags...)
