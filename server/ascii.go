@@ -108,22 +108,6 @@ func (s *Server) execASCII(cs *conn, r *codec.Request) (closeConn bool) {
 	case codec.CmdQuit:
 		closeConn = true
 	case codec.CmdError:
-		if r.Refused != codec.CmdNone && s.routing(cs) {
-			// A storage command refused as too large drops its key's
-			// value where the key lives: its line goes to the owner,
-			// which answers (and counts) the refusal; its data is
-			// swallowed here.
-			if node, self := s.route.Owners.Owner(cs.tenant.ID(), r.Key); !self {
-				cs.swallow = r.Swallow
-				sl := newSlot(cs)
-				sl.fail = append(sl.fail[:0], r.ErrReply...)
-				cs.out = out
-				s.send(cs, node.Addr, codec.PeerText, cs.raw, sl)
-				out = cs.out
-				closeConn = r.Close
-				break
-			}
-		}
 		out = append(out, r.ErrReply...)
 		cs.swallow = r.Swallow
 		s.refused(cs, r)

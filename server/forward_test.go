@@ -815,6 +815,19 @@ func TestForwardRefusedSetDropsStale(t *testing.T) {
 	if items := nodes[1].ts.Cache(1).Snapshot().CurrItems; items != 0 {
 		t.Errorf("the owner holds %d items after the refused sets, want 0", items)
 	}
+
+	// Without write capability a refused set drops nothing, here or on
+	// the owner: a read-only credential must not delete a key by sending
+	// one too large.
+	alice := dialText(t, nodes[0].addr, "alice", "ecila")
+	if got := alice.roundTrip(fmt.Sprintf("set %s 0 0 3\r\nold\r\n", key), "\r\n"); got != "STORED\r\n" {
+		t.Fatalf("set: %q", got)
+	}
+	reader := dialText(t, nodes[0].addr, "reader", "redaer")
+	reader.roundTrip(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\nmn\r\n", key, len(big), big), "MN\r\n")
+	if got := alice.roundTrip("get "+key+"\r\n", "END\r\n"); got != "VALUE "+key+" 0 3\r\nold\r\nEND\r\n" {
+		t.Errorf("a read-only credential's refused set dropped the owner's value: get answers %q", got)
+	}
 }
 
 // TestForwardGatTouchesBeforeError: a gat or gats whose keys end in one
