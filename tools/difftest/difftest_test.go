@@ -251,6 +251,21 @@ func TestNormaliseStats(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("normalised per-node stats:\n%q\nwant\n%q", out, want)
 	}
+	// stats conns: a connection between wake-ups, or still finishing the
+	// write of replies already read, is idle.
+	s.perNode = false
+	out = nil
+	for _, l := range []string{
+		"STAT 5:state conn_listening\r\n", "STAT 7:state conn_mwrite\r\n", "STAT 8:state conn_parse_cmd\r\n",
+		"STAT 9:state conn_new_cmd\r\n", "STAT 10:state conn_read\r\n", "END\r\n",
+	} {
+		out = append(out, s.normText([]byte(l))...)
+	}
+	want = "STAT fields-of-each-class state\r\n" +
+		"STAT connection-states conn_listening,conn_parse_cmd,conn_read,conn_read,conn_read\r\nEND\r\n"
+	if string(out) != want {
+		t.Errorf("normalised stats conns:\n%q\nwant\n%q", out, want)
+	}
 }
 
 // TestClockTolerance checks the ±2 s rule for meta t, l and me's exp, la.
