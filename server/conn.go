@@ -87,9 +87,14 @@ type conn struct {
 	wakeCh     chan struct{}
 	wakeQueued atomic.Bool
 	closeAfter bool
-	// touched are the peer connections this wake-up queued frames on,
-	// written at its end (flushPeers).
-	touched []*peerConn
+	// ls is the connection's event loop, whose links carry its
+	// forwarded requests; nil for a TLS connection, which uses the
+	// shared links, touched being those a wake-up queued frames on,
+	// written at its end by flushPeers. ready marks the connection on a
+	// link's list of those to write after a read of replies.
+	ls      *loopState
+	touched []*peerLink
+	ready   bool
 
 	// On the owner, a peer's connection (peer.go): exec runs its frames'
 	// requests (nil until its hello is accepted), frame is the frame

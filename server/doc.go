@@ -52,14 +52,18 @@
 //     k) names B. newSlot takes a pooled slot, its fail answer set to
 //     the miss ("END\r\n"); send pushes it on the connection's queue
 //     (conn.push: from now on this connection's local replies go after
-//     it) and hands the request to one of the connections A keeps to B.
-//  3. peer.go, peerConn.enqueue: under the peer connection's mutex, a
-//     request frame (codec/peer.go: seq, cache id, protocol, the raw
-//     request) is appended to its pending bytes and the slot to its
-//     in-flight ring with a deadline; its writer goroutine is kicked.
-//     The event loop goes on with the next request: it never waits.
-//  4. writeLoop writes every frame pending, of every connection and
-//     loop, in one write.
+//     it) and hands the request to the link A keeps to B on this
+//     connection's event loop (peer.go: one gnet client connection per
+//     peer and loop).
+//  3. peer.go, peerLink.enqueue: under the link's mutex, a request
+//     frame (codec/peer.go: seq, cache id, protocol, the raw request) is
+//     appended to its pending bytes and the slot to its in-flight ring
+//     with a deadline; the link is marked dirty on the loop's loopState,
+//     whose trigger (trigger.go) is pulled once per pass. The event loop
+//     goes on with the next request: it never waits.
+//  4. Once the loop has served every connection ready in its pass, the
+//     trigger runs loopState.flush: each dirty link writes the frames of
+//     all those connections in one gnet write.
 //  5. On B, the peer connection (protoPeer, opened by a hello with the
 //     cluster secret) runs the frame in processPeer and execFrame: the
 //     request is parsed as a client's and run by execASCII on the
@@ -67,16 +71,21 @@
 //     (conn.relay). Its reply, exactly what a client of B would get,
 //     goes back in one reply frame; every frame of a wake-up in one
 //     write.
-//  6. On A, the peer connection's reader (peerConn.read) matches the
-//     reply frame to the oldest in-flight request by seq, copies the
-//     reply into the slot (slot.complete) and wakes the client's
-//     connection (conn.notify: gnet Conn.Wake, merged while one is
-//     queued; a TLS connection's goroutine waits on its wakeCh).
-//  7. OnTraffic runs for the wake; conn.settle moves into conn.out every
+//  6. On A, the same event loop reads the reply frames (OnTraffic,
+//     peerLink.traffic), matches each to the oldest in-flight request by
+//     seq and copies the reply into its slot (completeHere).
+//  7. Once the read is done, writeReady runs OnTraffic for each client
+//     connection it completed slots of, unless its last forwarded
+//     request is still unanswered: conn.settle moves into conn.out every
 //     slot at the head of the queue whose reply has come, each followed
 //     by the local replies that came after it, and the ready prefix is
 //     written. Slots go back to their pool: nothing is allocated per
 //     forwarded request.
+//
+// A TLS connection, on a goroutine of its own, queues its frames on the
+// peer's shared link (on a loop gnet picked), pulls that link's trigger
+// to have them written, and is woken on its wakeCh when a reply
+// completes one of its slots.
 //
 // A multi-get over keys of several nodes asks each remote key alone and
 // merges in the client's order with one END; flush_all is sent to every
@@ -145,12 +154,16 @@
 // The server's own locks are leaves: throttle.mu guards the failed-login
 // counts, and sync.Map (Server.conns) takes none of the above. So are
 // routing's: peerTable.mu (the map of peers; watchPeers holds it for
-// reading while it takes each peerConn.mu) and peerConn.mu (one peer
-// connection's pending frames and in-flight ring). Completing a slot
-// under peerConn.mu takes no lock of ours: it stores the reply, queues a
-// gnet wake or sends on a buffered channel.
+// reading while it takes each peerLink.mu), peerTable.loopsMu (the
+// loops seen), triggers.mu, and peerLink.mu (one link's pending frames
+// and in-flight ring). Completing a slot under peerLink.mu takes no lock
+// of ours: it stores the reply, queues a gnet wake or sends on a
+// buffered channel. Nothing writes to a socket under peerLink.mu: gnet
+// may close the connection inside the write and run OnClose, which
+// takes it.
 //
 // Clocks, counters, a connection's shared fields (sharedTenant,
-// sharedUser, loginCert, held, closing, wakeQueued, peerLink) and a
-// slot's state and holds are atomics read without locks.
+// sharedUser, loginCert, held, closing, wakeQueued, peerLink), a
+// slot's state and holds, and a trigger's queued flag and write end are
+// atomics read without locks.
 package server

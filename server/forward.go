@@ -14,8 +14,7 @@ import (
 // Server-side routing, the origin's half (issue 15): a request whose key
 // another node owns is sent there as one peer frame (codec/peer.go), and
 // its reply takes its place among the connection's replies when it comes
-// back. The owner's half, and the pool of connections to each peer, are
-// in peer.go.
+// back. The owner's half, and the links to each peer, are in peer.go.
 //
 // Each client connection keeps its replies in request order with a queue
 // of slots, one per forwarded request still to be written. Local replies
@@ -23,9 +22,12 @@ import (
 // follow it belong after it, and move to its after buffer (push, settle).
 // settle, run by the connection's event loop after every wake-up, writes
 // out every slot at the head of the queue whose reply has come, with the
-// replies that followed it; a peer's reader goroutine fills a slot and
-// wakes the connection's loop (conn.notify). Slots and their buffers are
-// pooled: matching a reply to its request allocates nothing.
+// replies that followed it. The link's loop, which is the connection's,
+// fills a slot when its reply comes and then writes the connection's
+// ready replies (peerLink.traffic); a slot failed by another goroutine
+// (the watchdog), or one of a TLS connection, wakes the connection
+// instead (conn.notify). Slots and their buffers are pooled: matching a
+// reply to its request allocates nothing.
 
 // slot states.
 const (
@@ -255,21 +257,29 @@ func (s *Server) forwardKey(cs *conn, key []byte, proto uint8, failFn func(dst [
 func (s *Server) send(cs *conn, addr string, proto uint8, body []byte, sl *slot) {
 	cs.push(sl)
 	cs.stats.Forwarded.Add(1)
-	pc := s.peer(addr).conn(cs.fd)
-	pc.enqueue(cs.tenant.ID(), proto, body, sl)
+	p := s.peer(addr)
+	if cs.ls != nil {
+		l := s.link(p, cs.ls.index)
+		l.enqueue(cs.tenant.ID(), proto, body, sl)
+		cs.ls.mark(l)
+		return
+	}
+	l := s.link(p, s.sharedLink())
+	l.enqueue(cs.tenant.ID(), proto, body, sl)
 	for _, t := range cs.touched {
-		if t == pc {
+		if t == l {
 			return
 		}
 	}
-	cs.touched = append(cs.touched, pc)
+	cs.touched = append(cs.touched, l)
 }
 
-// flushPeers writes the frames this wake-up queued, one write per peer
-// connection (see peerConn.flush).
+// flushPeers has the links' loops write the frames a TLS connection's
+// requests queued (a gnet connection's are written at the end of its
+// loop's pass: loopState).
 func (s *Server) flushPeers(cs *conn) {
-	for i, pc := range cs.touched {
-		pc.flush()
+	for i, l := range cs.touched {
+		l.flushFrom()
 		cs.touched[i] = nil
 	}
 	cs.touched = cs.touched[:0]

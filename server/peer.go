@@ -1,40 +1,46 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"net"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/memhive/memhive/codec"
 )
 
-// Server-side routing, the peers' half (issue 15). An origin node keeps a
-// small pool of persistent connections to each peer it forwards to
-// (peerConn): each has a writer goroutine that writes every frame queued
-// since its last write in one write (so the forwarded requests of a
-// wake-up, of every connection of every loop, are coalesced), and a
-// reader goroutine that matches replies to requests in order by sequence
-// number and completes their slots. A watchdog fails a connection whose
-// oldest request has waited longer than the forward timeout: every
-// request on it is answered with its miss or server error, the
-// connection is closed (a late reply has nowhere to go) and dialled again
-// in the background. While a peer cannot be dialled, its requests fail at
-// once.
+// Server-side routing, the peers' half (issue 15). An origin node keeps,
+// for each peer it forwards to, one persistent connection per event loop
+// (peerLink), registered on that loop as a gnet client connection: the
+// loop's client connections queue their forwarded requests on it, the
+// frames of a wake-up leave in one write at its end, and the replies are
+// read by the same loop, which matches them to requests in order by
+// sequence number, completes their slots and writes the client
+// connections' ready replies at once. No goroutine switch, no wake-up and
+// no lock contention stand between a reply and its client. TLS client
+// connections, which run on goroutines of their own, share one more link
+// per peer, registered on a loop gnet picks, and are woken on their
+// channel.
+//
+// A watchdog fails a link whose oldest request has waited longer than the
+// forward timeout: every request on it is answered with its miss or
+// server error, the connection is closed (a late reply has nowhere to go)
+// and dialled again in the background. While a peer cannot be dialled,
+// its requests fail at once.
 //
 // On the owner, a peer connection is an ordinary connection of its port
 // whose first bytes are a hello (protoPeer): it runs each frame's request
 // on the frame's cache through execASCII and execBinary, as a client's,
 // and writes one reply frame per request frame.
 
-// DefaultPeerConns is RouteConfig.Conns' default.
-const DefaultPeerConns = 2
-
-// maxPeerPending bounds the frames queued for one peer connection and not
-// yet written; past it, forwarded requests fail at once rather than grow
-// memory without bound behind a peer that does not read.
+// maxPeerPending bounds the frames queued on one link and not yet
+// written; past it, forwarded requests fail at once rather than grow
+// memory without bound behind a peer that is not connected.
 const maxPeerPending = 64 << 20
 
 // memberCheck is how often the watchdog looks for pools of nodes that
@@ -47,18 +53,19 @@ const (
 	maxRedial = time.Second
 )
 
-// peer is the pool of connections to one node.
+// peer is the links to one node: one per event loop, and the shared one
+// (the last) for connections on no loop of ours.
 type peer struct {
 	addr  string
-	conns []*peerConn
+	links []atomic.Pointer[peerLink]
 	// quit is closed when the node has left the cluster (retirePeer):
-	// the pool's goroutines end.
+	// the pool's dialers end.
 	quit   chan struct{}
 	retire sync.Once
 }
 
 // peerTable holds the peers of a routing Server, made as they are first
-// needed and kept until it stops.
+// needed and kept until it stops, and the event loops their links are on.
 type peerTable struct {
 	mu      sync.RWMutex
 	m       map[string]*peer
@@ -66,6 +73,86 @@ type peerTable struct {
 	stop    chan struct{}
 	stopped bool
 	wg      sync.WaitGroup
+
+	// loops are the event loops seen so far, in the order first seen: a
+	// client connection's link index is its loop's place here.
+	loopsMu sync.Mutex
+	loops   []*loopState
+}
+
+// loopState is routing's state for one event loop: the links its client
+// connections queued frames on during the loop's current pass, which its
+// trigger has the loop write once it has served every connection ready
+// in the pass. The frames of all of them thus leave in one write per
+// peer, and the owner reads and answers them as one batch. Used by the
+// loop only.
+type loopState struct {
+	el    gnet.EventLoop
+	index int // the loop's link index
+	dirty []*peerLink
+	trig  *trigger
+}
+
+// sharedLink is the link index of connections on no known event loop
+// (TLS ones): the last of a peer's links.
+func (s *Server) sharedLink() int { return s.cfg.Threads }
+
+// loopOf returns el's state, made when el is first seen; nil when there
+// are more loops than configured (never: such a connection would use the
+// shared link).
+func (s *Server) loopOf(el gnet.EventLoop) *loopState {
+	t := &s.peers
+	t.loopsMu.Lock()
+	defer t.loopsMu.Unlock()
+	for _, ls := range t.loops {
+		if ls.el == el {
+			return ls
+		}
+	}
+	if len(t.loops) >= s.sharedLink() {
+		return nil
+	}
+	ls := &loopState{el: el, index: len(t.loops)}
+	ls.trig = s.newTrigger(el, ls.flush)
+	t.loops = append(t.loops, ls)
+	return ls
+}
+
+// loopAt returns the event loop of link index i (nil: the shared link).
+func (s *Server) loopAt(i int) gnet.EventLoop {
+	t := &s.peers
+	t.loopsMu.Lock()
+	defer t.loopsMu.Unlock()
+	if i < len(t.loops) {
+		return t.loops[i].el
+	}
+	return nil
+}
+
+// mark records that l has frames to write at the end of the pass.
+func (ls *loopState) mark(l *peerLink) {
+	if !l.dirty {
+		l.dirty = true
+		ls.dirty = append(ls.dirty, l)
+	}
+}
+
+// schedule has the dirty links written at the end of the loop's pass,
+// or now if the loop has no trigger yet.
+func (ls *loopState) schedule() {
+	if len(ls.dirty) > 0 && !ls.trig.pull() {
+		ls.flush()
+	}
+}
+
+// flush writes every dirty link.
+func (ls *loopState) flush() {
+	for i, l := range ls.dirty {
+		l.dirty = false
+		l.flush()
+		ls.dirty[i] = nil
+	}
+	ls.dirty = ls.dirty[:0]
 }
 
 // isClosed reports whether ch is closed.
@@ -98,43 +185,48 @@ func (s *Server) peer(addr string) *peer {
 		t.wg.Add(1)
 		go s.watchPeers()
 	}
-	n := s.route.Conns
-	if n <= 0 {
-		n = DefaultPeerConns
-	}
-	p = &peer{addr: addr, conns: make([]*peerConn, n), quit: make(chan struct{})}
-	for i := range p.conns {
-		pc := &peerConn{s: s, p: p, addr: addr, kick: make(chan struct{}, 1), down: t.stopped}
-		pc.rawFn = pc.rawWrite
-		p.conns[i] = pc
-		if !t.stopped {
-			t.wg.Add(2)
-			go pc.run()
-			go pc.writeLoop()
-		}
-	}
+	p = &peer{addr: addr, links: make([]atomic.Pointer[peerLink], s.sharedLink()+1), quit: make(chan struct{})}
 	t.m[addr] = p
 	t.all = append(t.all, p)
 	return p
 }
 
-// conn picks the pool's connection for a client connection.
-// takeDown stops the peer's connections for good: each fails what it
-// carries and dials no more.
+// link returns the pool's link for link index i, making it (and starting
+// its dialer) on first use.
+func (s *Server) link(p *peer, i int) *peerLink {
+	if l := p.links[i].Load(); l != nil {
+		return l
+	}
+	l := &peerLink{s: s, p: p, addr: p.addr, index: i, shared: i == s.sharedLink()}
+	if !p.links[i].CompareAndSwap(nil, l) {
+		return p.links[i].Load()
+	}
+	l.mu.Lock()
+	l.startDialLocked()
+	l.mu.Unlock()
+	return l
+}
+
+// takeDown stops the peer's links for good: each fails what it carries
+// and dials no more.
 func (p *peer) takeDown() {
-	for _, pc := range p.conns {
-		pc.mu.Lock()
-		pc.down = true
-		nc := pc.nc
-		pc.mu.Unlock()
-		pc.fail(nc)
+	for i := range p.links {
+		if l := p.links[i].Load(); l != nil {
+			l.mu.Lock()
+			l.down = true
+			gc := l.gc
+			l.gc = nil
+			l.failLocked()
+			l.mu.Unlock()
+			if gc != nil {
+				gc.Close()
+			}
+		}
 	}
 }
 
-func (p *peer) conn(fd int) *peerConn { return p.conns[uint(fd)%uint(len(p.conns))] }
-
-// stopPeers closes every peer connection, failing what is in flight, and
-// waits for their goroutines.
+// stopPeers closes every link, failing what is in flight, and waits for
+// the dialers and the watchdog.
 func (s *Server) stopPeers() {
 	t := &s.peers
 	t.mu.Lock()
@@ -154,8 +246,8 @@ func (s *Server) stopPeers() {
 	t.wg.Wait()
 }
 
-// watchPeers fails the peer connections whose oldest request has waited
-// past the forward timeout, checking a few times per timeout.
+// watchPeers fails the links whose oldest request has waited past the
+// forward timeout, checking a few times per timeout.
 func (s *Server) watchPeers() {
 	defer s.peers.wg.Done()
 	tick := time.NewTicker(max(s.fwdTimeout/8, time.Millisecond))
@@ -173,8 +265,10 @@ func (s *Server) watchPeers() {
 			}
 			s.peers.mu.RLock()
 			for _, p := range s.peers.m {
-				for _, pc := range p.conns {
-					pc.expire(now.UnixNano())
+				for i := range p.links {
+					if l := p.links[i].Load(); l != nil {
+						l.expire(now.UnixNano())
+					}
 				}
 				if checkMembers && !s.isMember(p.addr) {
 					gone = append(gone, p)
@@ -192,16 +286,15 @@ func (s *Server) watchPeers() {
 	}
 }
 
-// inflight is a request sent (or queued) on a peer connection, awaiting
-// its reply.
+// inflight is a request sent (or queued) on a link, awaiting its reply.
 type inflight struct {
 	sl       *slot
 	seq      uint32
 	deadline int64 // unix nanoseconds
 }
 
-// flightRing is a peer connection's requests in the order sent, which is
-// the order their replies come in.
+// flightRing is a link's requests in the order sent, which is the order
+// their replies come in.
 type flightRing struct {
 	ring    []inflight
 	head, n int
@@ -227,182 +320,197 @@ func (r *flightRing) pop() inflight {
 	return e
 }
 
-// peerConn is one persistent connection to a peer, and the goroutines
-// that dial, write and read it. mu guards every field below it; it is a
-// leaf lock (completing a slot under it only wakes an event loop).
-type peerConn struct {
-	s    *Server
-	p    *peer
-	addr string
-	kick chan struct{} // wakes the writer
+// peerLink is one persistent connection to a peer, a gnet client
+// connection on one event loop. Its frames are written and its replies
+// read by that loop only; requests are queued on it by that loop's client
+// connections, or, on the shared link, by TLS connections' goroutines.
+// mu guards every field below it and is a leaf lock: nothing that takes
+// another lock, or writes to a socket, runs under it.
+type peerLink struct {
+	s      *Server
+	p      *peer
+	addr   string
+	index  int  // its place in p.links
+	shared bool // the shared link: its client connections are on no loop
+	// trig runs flush on the shared link's loop for TLS connections; it
+	// is made when the link first opens, on the loop it opened on (el),
+	// which the link keeps when it is dialled again. Both are set once,
+	// under mu.
+	trig *trigger
+	el   gnet.EventLoop
+	// ready are the client connections of the loop whose slots this
+	// read completed: their replies are written once it is done. dirty:
+	// the link is on its loopState's list. Both used by the loop only.
+	ready []*conn
+	dirty bool
 
-	mu      sync.Mutex
-	nc      net.Conn        // nil while dialling or down
-	raw     syscall.RawConn // nc's descriptor, for flush's non-blocking writes
-	down    bool            // the last dial failed (or the server stops): fail at once
-	writing bool            // the writer goroutine is writing (and holds nc's write lock)
-	seq     uint32
-	pend    []byte // frames not yet written, in seq order
-	spare   []byte // the writer's other buffer
-	fl      flightRing
-
-	// flush's non-blocking write: rawWrite (a method value made once, so
-	// that a write allocates nothing) writes rawBuf, leaving rawN and
-	// rawErr. Guarded by mu.
-	rawFn  func(fd uintptr) bool
-	rawBuf []byte
-	rawN   int
-	rawErr error
+	mu       sync.Mutex
+	gc       gnet.Conn // nil while dialling or down
+	dialling bool      // a dialer runs
+	down     bool      // the last dial failed (or the server stops): fail at once
+	seq      uint32
+	pend     []byte // frames not yet written, in seq order
+	spare    []byte // flush's other buffer
+	fl       flightRing
 }
 
 // enqueue queues a request frame for cache id carrying body and answered
 // into sl; when the peer is down, sl fails at once.
-func (pc *peerConn) enqueue(cacheID uint32, proto uint8, body []byte, sl *slot) {
-	deadline := time.Now().UnixNano() + int64(pc.s.fwdTimeout)
-	pc.mu.Lock()
-	if pc.down || len(pc.pend) > maxPeerPending {
-		pc.mu.Unlock()
+func (l *peerLink) enqueue(cacheID uint32, proto uint8, body []byte, sl *slot) {
+	deadline := time.Now().UnixNano() + int64(l.s.fwdTimeout)
+	l.mu.Lock()
+	if l.down || len(l.pend) > maxPeerPending {
+		l.mu.Unlock()
 		sl.complete(nil, true)
 		return
 	}
-	pc.seq++
-	pc.pend = codec.AppendPeerRequest(pc.pend, pc.seq, cacheID, proto, body)
-	pc.fl.push(inflight{sl: sl, seq: pc.seq, deadline: deadline})
-	pc.mu.Unlock()
+	l.seq++
+	l.pend = codec.AppendPeerRequest(l.pend, l.seq, cacheID, proto, body)
+	l.fl.push(inflight{sl: sl, seq: l.seq, deadline: deadline})
+	l.mu.Unlock()
 }
 
-// flush writes the queued frames at the end of an event loop's wake-up:
-// at once, with one non-blocking write, when the writer goroutine is idle
-// (a request then costs no goroutine switch on this side), and whatever
-// that write cannot take, or everything while the writer is busy, by the
-// writer goroutine. An event loop never waits on a peer's socket.
-func (pc *peerConn) flush() {
-	pc.mu.Lock()
-	if len(pc.pend) == 0 || pc.nc == nil {
-		pc.mu.Unlock()
+// flush writes the queued frames, on the link's loop: gnet writes what
+// the socket takes at once and keeps the rest for when it is writable,
+// so the loop never waits on a peer. A write that fails closes the
+// connection, and OnClose fails its requests.
+func (l *peerLink) flush() {
+	l.mu.Lock()
+	gc := l.gc
+	if gc == nil || len(l.pend) == 0 {
+		l.mu.Unlock()
 		return
 	}
-	if !pc.writing && pc.raw != nil {
-		pc.rawBuf, pc.rawN, pc.rawErr = pc.pend, 0, nil
-		pc.raw.Write(pc.rawFn)
-		if n := pc.rawN; n > 0 {
-			pc.pend = pc.pend[:copy(pc.pend, pc.pend[n:])]
-		}
-		pc.rawBuf = nil
+	buf := l.pend
+	l.pend, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	gc.Write(buf)
+	l.mu.Lock()
+	if cap(buf) <= outKeep && l.spare == nil {
+		l.spare = buf[:0]
 	}
-	rest := len(pc.pend) > 0
-	pc.mu.Unlock()
-	if rest {
-		select {
-		case pc.kick <- struct{}{}:
-		default:
-		}
-	}
+	l.mu.Unlock()
 }
 
-// rawWrite is flush's write: once, never waiting; an error (the socket is
-// full, or broken) leaves the bytes to the writer goroutine, whose
-// blocking write tells which.
-func (pc *peerConn) rawWrite(fd uintptr) bool {
-	n, err := syscall.Write(int(fd), pc.rawBuf)
-	pc.rawN, pc.rawErr = max(n, 0), err
-	return true
+// flushFrom has the shared link's loop write the queued frames, for a
+// TLS connection's goroutine.
+func (l *peerLink) flushFrom() {
+	l.mu.Lock()
+	gc, trig := l.gc, l.trig
+	l.mu.Unlock()
+	if gc == nil {
+		return // the connection's OnOpen writes what is queued
+	}
+	if trig == nil || !trig.pull() {
+		// The trigger is still being registered: gnet's own task queue.
+		gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			l.flush()
+			return nil
+		}))
+	}
 }
 
 // failLocked completes every request in flight with its failure answer
 // and drops the frames not yet written.
-func (pc *peerConn) failLocked() {
-	for pc.fl.n > 0 {
-		e := pc.fl.pop()
+func (l *peerLink) failLocked() {
+	for l.fl.n > 0 {
+		e := l.fl.pop()
 		e.sl.complete(nil, true)
 	}
-	pc.pend = pc.pend[:0]
+	l.pend = l.pend[:0]
 }
 
-// fail ends connection nc (nil: the connection being dialled), failing
-// what is in flight on it; nothing if nc is no longer the current one.
-func (pc *peerConn) fail(nc net.Conn) {
-	pc.mu.Lock()
-	if pc.nc != nc {
-		pc.mu.Unlock()
+// lost ends the link's connection gc (nil: the one being dialled),
+// failing what is in flight on it, and dials again; nothing if gc is no
+// longer the current one.
+func (l *peerLink) lost(gc gnet.Conn) {
+	l.mu.Lock()
+	if l.gc != gc {
+		l.mu.Unlock()
 		return
 	}
-	pc.nc, pc.raw = nil, nil
-	pc.failLocked()
-	pc.mu.Unlock()
-	if nc != nil {
-		nc.Close()
+	l.gc = nil
+	l.failLocked()
+	l.startDialLocked()
+	l.mu.Unlock()
+	if gc != nil {
+		gc.Close()
 	}
 }
 
-// expire fails the connection if its oldest request is overdue.
-func (pc *peerConn) expire(now int64) {
-	pc.mu.Lock()
-	overdue := pc.fl.n > 0 && pc.fl.ring[pc.fl.head].deadline < now
-	nc := pc.nc
-	pc.mu.Unlock()
+// expire fails the link's connection if its oldest request is overdue.
+func (l *peerLink) expire(now int64) {
+	l.mu.Lock()
+	overdue := l.fl.n > 0 && l.fl.ring[l.fl.head].deadline < now
+	gc := l.gc
+	l.mu.Unlock()
 	if overdue {
-		pc.s.log.Debug("a peer did not answer in time", "peer", pc.addr)
-		pc.fail(nc)
+		l.s.log.Debug("a peer did not answer in time", "peer", l.addr)
+		l.lost(gc)
 	}
 }
 
-// run dials the peer, reads the connection until it fails, and dials
-// again, until the server stops.
-func (pc *peerConn) run() {
-	defer pc.s.peers.wg.Done()
-	stop, quit := pc.s.peers.stop, pc.p.quit
+// startDialLocked starts the link's dialer unless one runs or the link
+// is retired.
+func (l *peerLink) startDialLocked() {
+	if l.dialling || isClosed(l.p.quit) {
+		return
+	}
+	t := &l.s.peers
+	t.mu.RLock()
+	stopped := t.stopped
+	if !stopped {
+		t.wg.Add(1)
+	}
+	t.mu.RUnlock()
+	if stopped {
+		l.down = true
+		return
+	}
+	l.dialling = true
+	go l.dial()
+}
+
+// dial connects the link, retrying with backoff, until it is connected
+// (OnOpen, on the loop, takes it from there), the node leaves the
+// cluster, or the server stops.
+func (l *peerLink) dial() {
+	defer l.s.peers.wg.Done()
+	stop, quit := l.s.peers.stop, l.p.quit
 	backoff := minRedial
 	for {
-		select {
-		case <-stop:
+		if isClosed(stop) || isClosed(quit) {
+			l.mu.Lock()
+			l.dialling, l.down = false, true
+			l.failLocked()
+			l.mu.Unlock()
 			return
-		case <-quit:
-			return
-		default:
 		}
-		nc, err := pc.dial()
-		if err != nil {
-			pc.mu.Lock()
-			pc.down = true
-			pc.failLocked()
-			pc.mu.Unlock()
-			if !pc.s.isMember(pc.addr) {
-				pc.s.retirePeer(pc.p)
+		err := l.connect(stop, quit)
+		if err == nil {
+			l.mu.Lock()
+			opened := !l.dialling
+			l.mu.Unlock()
+			if opened {
 				return
 			}
-			select {
-			case <-stop:
-				return
-			case <-quit:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, maxRedial)
+			err = errLinkNotOpened
+		}
+		l.s.log.Debug("cannot connect to a peer", "peer", l.addr, "err", err)
+		l.mu.Lock()
+		l.down = true
+		l.failLocked()
+		l.mu.Unlock()
+		if !l.s.isMember(l.addr) {
+			l.s.retirePeer(l.p)
 			continue
 		}
-		backoff = minRedial
-		// Checked under pc.mu: stopPeers and retirePeer close their
-		// channel before they take it to fail the connection.
-		pc.mu.Lock()
-		if isClosed(stop) || isClosed(quit) {
-			pc.mu.Unlock()
-			nc.Close()
-			return
-		}
-		pc.nc, pc.down = nc, false
-		pc.raw = nil
-		if tc, ok := nc.(*net.TCPConn); ok {
-			pc.raw, _ = tc.SyscallConn()
-		}
-		pc.mu.Unlock()
 		select {
-		case pc.kick <- struct{}{}:
-		default:
+		case <-stop:
+		case <-quit:
+		case <-time.After(backoff):
 		}
-		err = pc.read(nc)
-		pc.s.log.Debug("peer connection ended", "peer", pc.addr, "err", err)
-		pc.fail(nc)
+		backoff = min(2*backoff, maxRedial)
 	}
 }
 
@@ -417,7 +525,7 @@ func (s *Server) isMember(addr string) bool {
 }
 
 // retirePeer ends the pool of a node that has left the cluster: its
-// goroutines end, requests still routed to it fail at once, and it leaves
+// dialers end, requests still routed to it fail at once, and it leaves
 // the table (a node that comes back at the address gets a new pool).
 func (s *Server) retirePeer(p *peer) {
 	p.retire.Do(func() {
@@ -432,102 +540,159 @@ func (s *Server) retirePeer(p *peer) {
 	})
 }
 
-// dial opens a connection to the peer and says hello.
-func (pc *peerConn) dial() (net.Conn, error) {
-	nc, err := net.DialTimeout("tcp", pc.addr, max(pc.s.fwdTimeout, 100*time.Millisecond))
+// errLinkNotOpened: gnet registered the connection but did not open it
+// (its poller refused the descriptor).
+var errLinkNotOpened = errors.New("server: peer link not opened")
+
+// errLinkAbandoned: the server stopped, or the node left, while a
+// connection was being registered.
+var errLinkAbandoned = errors.New("server: peer link abandoned")
+
+// connect dials the peer and registers the connection on the link's
+// loop (gnet picks one for the shared link); it returns once OnOpen has
+// run there.
+func (l *peerLink) connect(stop, quit chan struct{}) error {
+	nc, err := net.DialTimeout("tcp", l.addr, max(l.s.fwdTimeout, 100*time.Millisecond))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	nc.SetWriteDeadline(time.Now().Add(max(pc.s.fwdTimeout, 100*time.Millisecond)))
-	if _, err := nc.Write(codec.AppendPeerHello(nil, pc.s.secret())); err != nil {
+	ctx := gnet.NewContext(context.Background(), l)
+	el := l.s.loopAt(l.index)
+	if l.shared {
+		l.mu.Lock()
+		el = l.el
+		l.mu.Unlock()
+	}
+	var res <-chan gnet.RegisteredResult
+	if el != nil {
+		res, err = el.Enroll(ctx, nc)
+	} else {
+		res, err = l.s.gnetEng.Register(gnet.NewNetConnContext(ctx, nc))
+	}
+	if err != nil {
 		nc.Close()
-		return nil, err
+		return err
 	}
-	nc.SetWriteDeadline(time.Time{})
-	return nc, nil
+	// gnet duplicates the descriptor and closes nc.
+	select {
+	case r := <-res:
+		return r.Err
+	case <-stop:
+		return errLinkAbandoned
+	case <-quit:
+		return errLinkAbandoned
+	}
 }
 
-// writeLoop writes the frames queued on the connection, all of them at
-// each turn, until the server stops.
-func (pc *peerConn) writeLoop() {
-	defer pc.s.peers.wg.Done()
-	for {
-		select {
-		case <-pc.s.peers.stop:
-			return
-		case <-pc.p.quit:
-			return
-		case <-pc.kick:
-		}
-		pc.mu.Lock()
-		nc := pc.nc
-		if nc == nil || len(pc.pend) == 0 {
-			pc.mu.Unlock()
-			continue
-		}
-		buf := pc.pend
-		pc.pend, pc.spare = pc.spare[:0], nil
-		pc.writing = true
-		pc.mu.Unlock()
-		_, err := nc.Write(buf)
-		pc.mu.Lock()
-		pc.writing = false
-		if cap(buf) <= outKeep {
-			pc.spare = buf[:0]
-		}
-		if len(pc.pend) > 0 {
-			// Queued while this write ran, and flush left them here.
-			select {
-			case pc.kick <- struct{}{}:
-			default:
-			}
-		}
-		pc.mu.Unlock()
-		if err != nil {
-			pc.fail(nc)
-		}
+// opened is OnOpen for the link's connection gc, on its loop: it becomes
+// the link's connection, and the hello and the frames queued while it
+// was dialled are its first bytes.
+func (l *peerLink) opened(gc gnet.Conn) ([]byte, gnet.Action) {
+	out := codec.AppendPeerHello(nil, l.s.secret())
+	l.mu.Lock()
+	// Under mu: takeDown takes it after stopPeers and retirePeer close
+	// their channel, so a connection opened past it is closed here.
+	if isClosed(l.s.peers.stop) || isClosed(l.p.quit) {
+		l.mu.Unlock()
+		return nil, gnet.Close
 	}
+	l.gc, l.down, l.dialling = gc, false, false
+	if l.shared && l.trig == nil {
+		l.el = gc.EventLoop()
+		l.trig = l.s.newTrigger(l.el, l.flush)
+	}
+	out = append(out, l.pend...)
+	l.pend = l.pend[:0]
+	l.mu.Unlock()
+	return out, gnet.None
 }
 
 // errPeerOrder is a reply whose sequence number is not the oldest
 // request's: the peer is broken, and the connection is failed.
 var errPeerOrder = errors.New("server: a peer's reply out of order")
 
-// read completes the slots of nc's requests with their replies, in order,
-// until nc fails.
-func (pc *peerConn) read(nc net.Conn) error {
-	buf := make([]byte, 0, 64<<10)
-	maxBody := pc.s.replyBudget + pc.s.inputLimit
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+// traffic is OnTraffic for the link's connection gc, on its loop: it
+// completes the slots of every whole reply frame read, in order, then
+// writes the replies of the client connections it completed slots of.
+func (l *peerLink) traffic(gc gnet.Conn) gnet.Action {
+	buf, _ := gc.Peek(-1)
+	maxBody := l.s.replyBudget + l.s.inputLimit
+	off := 0
+	var err error
+	for off < len(buf) {
+		seq, body, m, perr := codec.ParsePeerReply(buf[off:], maxBody)
+		if errors.Is(perr, codec.ErrIncomplete) {
+			break
 		}
-		n, err := nc.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		off := 0
-		for {
-			seq, body, m, perr := codec.ParsePeerReply(buf[off:], maxBody)
-			if errors.Is(perr, codec.ErrIncomplete) {
-				break
-			}
-			if perr != nil {
-				return perr
-			}
-			off += m
-			pc.mu.Lock()
-			if pc.nc != nc || pc.fl.n == 0 || pc.fl.ring[pc.fl.head].seq != seq {
-				pc.mu.Unlock()
-				return errPeerOrder
-			}
-			e := pc.fl.pop()
-			pc.mu.Unlock()
-			e.sl.complete(body, false)
+		if perr != nil {
+			err = perr
+			break
 		}
-		buf = buf[:copy(buf, buf[off:])]
-		if err != nil {
-			return err
+		off += m
+		l.mu.Lock()
+		if l.gc != gc || l.fl.n == 0 || l.fl.ring[l.fl.head].seq != seq {
+			l.mu.Unlock()
+			err = errPeerOrder
+			break
+		}
+		e := l.fl.pop()
+		l.mu.Unlock()
+		l.completeHere(e.sl, body)
+	}
+	if off > 0 {
+		gc.Discard(off)
+	}
+	l.writeReady()
+	if err != nil {
+		l.s.log.Debug("peer connection failed", "peer", l.addr, "err", err)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// completeHere completes sl with its reply on the link's loop: a client
+// connection of the same loop is written once the read is done
+// (writeReady); any other is woken.
+func (l *peerLink) completeHere(sl *slot, body []byte) {
+	owner := sl.owner
+	if l.shared || owner.ls == nil || owner.ls.index != l.index {
+		sl.complete(body, false)
+		return
+	}
+	sl.reply = append(sl.reply[:0], body...)
+	sl.state.Store(slotDone)
+	sl.release()
+	if !owner.ready {
+		owner.ready = true
+		l.ready = append(l.ready, owner)
+	}
+}
+
+// writeReady runs, for each client connection whose slots this read
+// completed, what a gnet wake-up of it would: its settled replies are
+// written, and requests it held behind them run. A connection whose last
+// forwarded request is still unanswered waits for it (it comes, or
+// fails, within the forward timeout, and this runs again): a pipeline's
+// replies from several owners then leave in one write, not one per
+// owner.
+func (l *peerLink) writeReady() {
+	for i, cs := range l.ready {
+		l.ready[i] = nil
+		cs.ready = false
+		if cs.closed.Load() || cs.queue.n > 0 && cs.queue.tail().state.Load() != slotDone {
+			continue
+		}
+		if l.s.OnTraffic(cs.gc) == gnet.Close {
+			cs.gc.Close()
 		}
 	}
+	l.ready = l.ready[:0]
+}
+
+// closed is OnClose for the link's connection gc.
+func (l *peerLink) closed(gc gnet.Conn) {
+	l.s.log.Debug("peer connection ended", "peer", l.addr)
+	l.lost(gc)
 }
 
 // binaryUnknownCache is the body of the binary answer to a forwarded

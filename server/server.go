@@ -67,9 +67,6 @@ type RouteConfig struct {
 	// Timeout bounds how long a forwarded request waits for its owner
 	// (--forward-timeout); 0 means DefaultForwardTimeout.
 	Timeout time.Duration
-	// Conns is how many connections this node keeps open to each peer it
-	// forwards to; 0 means DefaultPeerConns.
-	Conns int
 }
 
 // DefaultForwardTimeout is --forward-timeout's default.
@@ -115,6 +112,7 @@ type Server struct {
 	route      *RouteConfig
 	fwdTimeout time.Duration
 	peers      peerTable
+	triggers   triggers
 }
 
 // New makes a server for the caches of t. It closes the connections a
@@ -177,6 +175,7 @@ const minReplyBudget = 64 << 20
 // Run listens and serves until Stop is called or a listener fails.
 func (s *Server) Run() error {
 	defer close(s.done)
+	defer s.closeTriggers() // after the loops and the TLS connections end
 	defer s.stopPeers()
 	if _, _, err := net.SplitHostPort(s.cfg.Listen); err != nil {
 		return fmt.Errorf("server: listen address %q: %w", s.cfg.Listen, err)
@@ -191,6 +190,10 @@ func (s *Server) Run() error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Threads),
 		gnet.WithReusePort(false),
+		// Not round-robin: its counter is not safe for Engine.Register,
+		// which registers the shared peer links (peer.go) while clients
+		// are accepted.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 		// As memcached and Go's own listeners do: a server restarted after
 		// a crash binds its port at once, whatever connections of the old
 		// one linger in TIME_WAIT.
@@ -246,12 +249,21 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 // OnOpen sets up per-connection state, refusing connections past MaxConns
 // with memcached's error line.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	switch x := c.Context().(type) {
+	case *peerLink:
+		return x.opened(c)
+	case *trigger:
+		return nil, gnet.None
+	}
 	cs := s.open(c.Fd(), c.RemoteAddr(), c)
 	if cs == nil {
 		c.SetContext(nil)
 		return []byte(s.refusal()), gnet.Close
 	}
 	cs.gc = c
+	if s.route != nil {
+		cs.ls = s.loopOf(c.EventLoop())
+	}
 	c.SetContext(cs)
 	return nil, gnet.None
 }
@@ -306,6 +318,14 @@ func (s *Server) closeConn(cs *conn) {
 
 // OnClose releases per-connection state.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *peerLink:
+		x.closed(c)
+		return gnet.None
+	case *trigger:
+		x.closed()
+		return gnet.None
+	}
 	cs, _ := c.Context().(*conn)
 	s.closeConn(cs)
 	return gnet.None
@@ -346,6 +366,12 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	cs, ok := c.Context().(*conn)
 	if !ok {
+		switch x := c.Context().(type) {
+		case *peerLink:
+			return x.traffic(c)
+		case *trigger:
+			return x.traffic(c)
+		}
 		return gnet.Close
 	}
 	// Wakes asked for from now on are needed: this call may run before
@@ -523,7 +549,9 @@ func closeWhenDrained(c gnet.Conn, cs *conn) {
 // returns how many bytes were consumed and whether to close.
 func (s *Server) process(cs *conn, buf []byte) (consumed int, closeConn bool) {
 	consumed, closeConn = s.runRequests(cs, buf)
-	if len(cs.touched) > 0 {
+	if cs.ls != nil {
+		cs.ls.schedule()
+	} else if len(cs.touched) > 0 {
 		s.flushPeers(cs)
 	}
 	return consumed, closeConn
