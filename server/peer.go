@@ -18,11 +18,12 @@ import (
 // for each peer it forwards to, one persistent connection per event loop
 // (peerLink), registered on that loop as a gnet client connection: the
 // loop's client connections queue their forwarded requests on it, the
-// frames of a wake-up leave in one write at its end, and the replies are
-// read by the same loop, which matches them to requests in order by
-// sequence number, completes their slots and writes the client
-// connections' ready replies at once. No goroutine switch, no wake-up and
-// no lock contention stand between a reply and its client. TLS client
+// frames queued in a pass of the loop leave in one write at the pass's
+// end (loopState), and the replies are read by the same loop, which
+// matches them to requests in order by sequence number, completes their
+// slots and writes the client connections' ready replies at once. No
+// goroutine switch, no wake-up and no lock contention stand between a
+// reply and its client. TLS client
 // connections, which run on goroutines of their own, share one more link
 // per peer, registered on a loop gnet picks, and are woken on their
 // channel.
@@ -67,12 +68,16 @@ type peer struct {
 // peerTable holds the peers of a routing Server, made as they are first
 // needed and kept until it stops, and the event loops their links are on.
 type peerTable struct {
-	mu      sync.RWMutex
-	m       map[string]*peer
-	all     []*peer // every pool made, retired ones too, for stopPeers
-	stop    chan struct{}
+	mu   sync.RWMutex
+	m    map[string]*peer
+	all  []*peer // every pool made, retired ones too, for stopPeers
+	stop chan struct{}
+	wg   sync.WaitGroup
+	// stopMu guards stopped, and orders every wg.Add before stopPeers'
+	// Wait. A leaf lock: dialers are started under a link's mu, which
+	// watchPeers takes under mu.
+	stopMu  sync.Mutex
 	stopped bool
-	wg      sync.WaitGroup
 
 	// loops are the event loops seen so far, in the order first seen: a
 	// client connection's link index is its loop's place here.
@@ -182,8 +187,12 @@ func (s *Server) peer(addr string) *peer {
 	if t.m == nil {
 		t.m = make(map[string]*peer)
 		t.stop = make(chan struct{})
-		t.wg.Add(1)
-		go s.watchPeers()
+		t.stopMu.Lock()
+		if !t.stopped {
+			t.wg.Add(1)
+			go s.watchPeers()
+		}
+		t.stopMu.Unlock()
 	}
 	p = &peer{addr: addr, links: make([]atomic.Pointer[peerLink], s.sharedLink()+1), quit: make(chan struct{})}
 	t.m[addr] = p
@@ -229,12 +238,14 @@ func (p *peer) takeDown() {
 // the dialers and the watchdog.
 func (s *Server) stopPeers() {
 	t := &s.peers
-	t.mu.Lock()
-	if t.stopped {
-		t.mu.Unlock()
+	t.stopMu.Lock()
+	stopped := t.stopped
+	t.stopped = true
+	t.stopMu.Unlock()
+	if stopped {
 		return
 	}
-	t.stopped = true
+	t.mu.Lock()
 	if t.stop != nil {
 		close(t.stop)
 	}
@@ -457,12 +468,12 @@ func (l *peerLink) startDialLocked() {
 		return
 	}
 	t := &l.s.peers
-	t.mu.RLock()
+	t.stopMu.Lock()
 	stopped := t.stopped
 	if !stopped {
 		t.wg.Add(1)
 	}
-	t.mu.RUnlock()
+	t.stopMu.Unlock()
 	if stopped {
 		l.down = true
 		return
