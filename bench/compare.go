@@ -36,6 +36,10 @@ type Workload struct {
 	SASL     bool // every connection authenticates (binary SASL)
 	Idle     int  // idle connections held open while measuring
 	TLS      bool // both servers serve TLS with a throwaway certificate
+	// MemoryMiB, if set, is both servers' item memory for this workload
+	// instead of CompareConfig.MemoryMiB: for workloads that need more of
+	// it (T4c).
+	MemoryMiB int
 }
 
 // Workloads are the targets' workloads; Load.Addr and Logins are filled
@@ -73,7 +77,7 @@ type Measurement struct {
 	P99        []float64 // µs per round
 	P999       []float64
 	IdleKiB    float64 // memory per idle connection, KiB (T6)
-	ItemsBytes float64 // RSS per item, bytes (T4)
+	ItemsBytes float64 // RSS per item, bytes (T4, T4b, T4c)
 }
 
 // Row is a workload's side-by-side result.
@@ -94,6 +98,9 @@ func (c *CompareConfig) server(name string, w Workload, dir string) (*Proc, []Lo
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	mem := fmt.Sprint(c.MemoryMiB)
+	if w.MemoryMiB > 0 {
+		mem = fmt.Sprint(w.MemoryMiB)
+	}
 	threads := fmt.Sprint(c.Threads)
 	conns := "20000"
 	var certFile, keyFile string
@@ -219,10 +226,23 @@ func Compare(ctx context.Context, c CompareConfig) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
-	if len(c.Only) == 0 || contains(c.Only, "T4") {
-		row, err := c.rssPerItem(ctx, dir)
+	for _, t4 := range []struct {
+		id, name  string
+		valueSize int
+		memoryMiB int // 0: CompareConfig.MemoryMiB
+	}{
+		{"T4", "1,000,000 items, 15-byte keys, 100-byte values: RSS per item", 100, 0},
+		{"T4b", "T4 with 10-byte values", 10, 0},
+		// 1,000,000 items of 1,000 bytes are about 1.1 GB of items in
+		// either server: more than the default 1,024 MiB.
+		{"T4c", "T4 with 1,000-byte values (both servers -m 2048)", 1000, 2048},
+	} {
+		if len(c.Only) > 0 && !contains(c.Only, t4.id) {
+			continue
+		}
+		row, err := c.rssPerItem(ctx, dir, t4.id, t4.name, t4.valueSize, t4.memoryMiB)
 		if err != nil {
-			return rows, fmt.Errorf("T4: %w", err)
+			return rows, fmt.Errorf("%s: %w", t4.id, err)
 		}
 		rows = append(rows, row)
 	}
@@ -347,15 +367,18 @@ func closeAll(conns []net.Conn) {
 	}
 }
 
-// rssPerItem is T4: the RSS each server adds per item for 1,000,000 items
-// of ~15-byte keys and 100-byte values.
-func (c *CompareConfig) rssPerItem(ctx context.Context, dir string) (Row, error) {
+// rssPerItem is T4 and its variants: the RSS each server adds per item
+// for 1,000,000 items of ~15-byte keys and valueSize-byte values, with
+// memoryMiB of item memory (0: CompareConfig.MemoryMiB). Every item must
+// still be held after the prefill (curr_items): an eviction would make
+// the figure per item held, not per item stored.
+func (c *CompareConfig) rssPerItem(ctx context.Context, dir, id, name string, valueSize, memoryMiB int) (Row, error) {
 	const items = 1_000_000
-	w := Workload{ID: "T4", Name: "1,000,000 items, 15-byte keys, 100-byte values: RSS per item", Target: "RSS/item <= 0.75",
-		Load: Config{Protocol: "binary", Conns: 8, Pipeline: 64, Keys: items, KeyPrefix: "memtier-", ValueMin: 100, ValueMax: 100}}
+	w := Workload{ID: id, Name: name, Target: "RSS/item <= 0.75", MemoryMiB: memoryMiB,
+		Load: Config{Protocol: "binary", Conns: 8, Pipeline: 64, Keys: items, KeyPrefix: "memtier-", ValueMin: valueSize, ValueMax: valueSize}}
 	row := Row{Workload: w, Memhive: Measurement{Server: "memhive"}, Memc: Measurement{Server: "memcached"}}
-	for _, name := range []string{"memhive", "memcached"} {
-		p, _, err := c.server(name, w, dir)
+	for _, server := range []string{"memhive", "memcached"} {
+		p, _, err := c.server(server, w, dir)
 		if err != nil {
 			return row, err
 		}
@@ -365,17 +388,24 @@ func (c *CompareConfig) rssPerItem(ctx context.Context, dir string) (Row, error)
 		err = Prefill(ctx, load)
 		time.Sleep(300 * time.Millisecond)
 		after, _ := p.RSS()
+		var st map[string]int64
+		if err == nil {
+			st, err = ServerStats(p.Addr)
+		}
 		p.Stop()
 		if err != nil {
 			return row, err
 		}
+		if st["curr_items"] != items {
+			return row, fmt.Errorf("%s holds %d items after storing %d (evictions %d): raise its memory", server, st["curr_items"], items, st["evictions"])
+		}
 		perItem := float64(after-before) / items
-		if name == "memhive" {
+		if server == "memhive" {
 			row.Memhive.ItemsBytes = perItem
 		} else {
 			row.Memc.ItemsBytes = perItem
 		}
-		c.logf("T4   %-9s %.1f bytes of RSS per item", name, perItem)
+		c.logf("%-4s %-9s %.1f bytes of RSS per item", id, server, perItem)
 	}
 	return row, nil
 }
@@ -397,7 +427,7 @@ func Table(rows []Row) string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		w := r.Workload
-		if w.ID == "T4" {
+		if w.ID == "T4" || w.ID == "T4b" || w.ID == "T4c" {
 			fmt.Fprintf(&b, "| %s | %s | %.0f B/item | %.0f B/item | **%.2f** | | | | %s |\n",
 				w.ID, w.Name, r.Memhive.ItemsBytes, r.Memc.ItemsBytes, r.Memhive.ItemsBytes/r.Memc.ItemsBytes, w.Target)
 			continue
