@@ -37,8 +37,8 @@ type Workload struct {
 	Idle     int  // idle connections held open while measuring
 	TLS      bool // both servers serve TLS with a throwaway certificate
 	// MemoryMiB, if set, is both servers' item memory for this workload
-	// instead of CompareConfig.MemoryMiB: for workloads that need more of
-	// it (T4c).
+	// instead of CompareConfig.MemoryMiB: for workloads sized against a
+	// memory (H1, H2) or that need more of it (T4c).
 	MemoryMiB int
 }
 
@@ -78,6 +78,10 @@ type Measurement struct {
 	P999       []float64
 	IdleKiB    float64 // memory per idle connection, KiB (T6)
 	ItemsBytes float64 // RSS per item, bytes (T4, T4b, T4c)
+	// HitRatio is get_hits/(get_hits+get_misses) per round, from the
+	// server's own counters (H1, H2).
+	HitRatio []float64
+	Items    int64 // curr_items at the end (H1, H2)
 }
 
 // Row is a workload's side-by-side result.
@@ -243,6 +247,19 @@ func Compare(ctx context.Context, c CompareConfig) ([]Row, error) {
 		row, err := c.rssPerItem(ctx, dir, t4.id, t4.name, t4.valueSize, t4.memoryMiB)
 		if err != nil {
 			return rows, fmt.Errorf("%s: %w", t4.id, err)
+		}
+		rows = append(rows, row)
+	}
+	for _, h := range []struct {
+		id  string
+		run func(context.Context, string) (Row, error)
+	}{{"H1", c.hitRatioH1}, {"H2", c.hitRatioH2}} {
+		if len(c.Only) > 0 && !contains(c.Only, h.id) {
+			continue
+		}
+		row, err := h.run(ctx, dir)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", h.id, err)
 		}
 		rows = append(rows, row)
 	}
@@ -427,6 +444,10 @@ func Table(rows []Row) string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		w := r.Workload
+		if w.ID == "H1" || w.ID == "H2" {
+			b.WriteString(hitRatioLine(r))
+			continue
+		}
 		if w.ID == "T4" || w.ID == "T4b" || w.ID == "T4c" {
 			fmt.Fprintf(&b, "| %s | %s | %.0f B/item | %.0f B/item | **%.2f** | | | | %s |\n",
 				w.ID, w.Name, r.Memhive.ItemsBytes, r.Memc.ItemsBytes, r.Memhive.ItemsBytes/r.Memc.ItemsBytes, w.Target)
