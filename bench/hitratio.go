@@ -13,9 +13,10 @@ const HitRatioMemoryMiB = 64
 
 // The hit-ratio workloads' sizes. Requests are counted in gets, not
 // time, so that every run asks for the same keys in the same order per
-// connection. On this 2-core machine (50,000 to 75,000 gets/s at
-// pipeline 1, while other tests ran), H1 and H2 took 38 s with one round,
-// so about 70 s with three: well within the 4 minutes they may take.
+// connection. On this 2-core machine (30,000 to 75,000 gets/s at
+// pipeline 1, while other tests ran), three rounds took about a minute
+// for H1 and 90 s for H2 (whose rounds each start anew): within the 4
+// minutes they may take.
 const (
 	// hitRatioZipfS is the key popularity's exponent, the skew often
 	// measured in production caches.
@@ -51,6 +52,9 @@ const (
 type hitRatioPlan struct {
 	warm    []AsideConfig
 	measure AsideConfig
+	// fresh: every round starts both servers anew and repeats warm
+	// (see hitRatio).
+	fresh bool
 }
 
 // hitRatioH1 is H1: cache-aside over Zipf-distributed keys whose values
@@ -78,7 +82,7 @@ func (c *CompareConfig) hitRatioH1(ctx context.Context, dir string) (Row, error)
 func (c *CompareConfig) hitRatioH2(ctx context.Context, dir string) (Row, error) {
 	keys := KeysForBytes(hitRatioBytes, 2000, 2000)
 	w := Workload{ID: "H2", MemoryMiB: HitRatioMemoryMiB, Target: "hits >= 2x memcached",
-		Name: fmt.Sprintf("hit ratio after the value size changes, cache-aside, text, both servers -m %d: %d keys of 100 B asked once (a fill), then Zipf s=%.1f over %d new keys of 2,000 B (2x the memory); %d gets of warm-up, %d per round at 16 conns, pipeline 1",
+		Name: fmt.Sprintf("hit ratio after the value size changes, cache-aside, text, both servers -m %d: %d keys of 100 B asked once (a fill), then Zipf s=%.1f over %d new keys of 2,000 B (2x the memory); %d gets of warm-up, %d measured at 16 conns, pipeline 1; each round on new servers",
 			HitRatioMemoryMiB, h2Fill, hitRatioZipfS, keys, h2Warm, h2Window)}
 	fill := AsideConfig{Conns: 8, Pipeline: 32, Keys: h2Fill, KeyPrefix: "h2a:", ValueMin: 100, ValueMax: 100}
 	zipfLoad := AsideConfig{Conns: 16, Pipeline: 1, Keys: keys, KeyPrefix: "h2b:", Zipf: NewZipf(keys, hitRatioZipfS), ValueMin: 2000, ValueMax: 2000}
@@ -86,99 +90,141 @@ func (c *CompareConfig) hitRatioH2(ctx context.Context, dir string) (Row, error)
 	warm.Pipeline, warm.Requests, warm.Seed = 16, h2Warm, 1000
 	measure := zipfLoad
 	measure.Requests = h2Window
-	return c.hitRatio(ctx, dir, w, hitRatioPlan{warm: []AsideConfig{fill, warm}, measure: measure})
+	return c.hitRatio(ctx, dir, w, hitRatioPlan{warm: []AsideConfig{fill, warm}, measure: measure, fresh: true})
 }
 
-// hitRatio runs an H workload. Both servers are started once and warmed
-// once; a round is then one measured window on each, memhive then
-// memcached, each window a new seed (the same for both servers) and so a
-// new sequence of keys. A fresh pair of servers per round would repeat
-// the fills and warm-ups, which take most of the time, and would not fit
-// H1 and H2 in about 4 minutes; and a hit ratio is a property of the
-// steady state the warm-up reaches, which successive windows sample. In
-// H2 the windows also show whether the gap lasts while memcached's slab
-// automover moves pages to the new size, which a single window would not.
+// hitRatio runs an H workload. In a steady-state workload (H1) both
+// servers are started and warmed once, and a round is then one measured
+// window on each, memhive then memcached, each window a new seed (the
+// same for both servers) and so a new sequence of keys: the hit ratio is
+// a property of the steady state the warm-up reaches, which successive
+// windows sample, and repeating the warm-ups, which take most of the
+// time, would not fit H1 and H2 in about 4 minutes. A workload that
+// measures a transient (plan.fresh: H2, the moment the value size
+// changes) starts both servers anew each round and repeats its fill and
+// warm-up, so that every round measures the same moment: in successive
+// windows memcached's slab automover, which moves a page at a time on a
+// timer, would have closed more of the gap each round, and the median
+// would depend on how long the run took.
 //
 // The hit ratios are the servers' own: deltas of get_hits and get_misses
 // over each window, which must agree with the driver's counts.
 func (c *CompareConfig) hitRatio(ctx context.Context, dir string, w Workload, plan hitRatioPlan) (Row, error) {
 	row := Row{Workload: w, Memhive: Measurement{Server: "memhive"}, Memc: Measurement{Server: "memcached"}}
-	type side struct {
-		p          *Proc
-		m          *Measurement
-		setsFailed int64 // sets refused in the measured windows
-	}
-	var sides []*side
-	defer func() {
+	var sides []*hitSide
+	stop := func() {
 		for _, s := range sides {
 			s.p.Stop()
 		}
-	}()
+		sides = nil
+	}
+	defer stop()
+	setsFailed := map[string]int64{}
+	for round := 0; round < c.Rounds; round++ {
+		if sides == nil {
+			var err error
+			if sides, err = c.startWarm(ctx, dir, w, plan, &row); err != nil {
+				return row, err
+			}
+		}
+		for _, s := range sides {
+			if err := c.measureWindow(ctx, w, plan, s, round); err != nil {
+				return row, err
+			}
+			setsFailed[s.p.Name] += s.setsFailed
+			s.setsFailed = 0
+		}
+		if plan.fresh {
+			stop()
+		}
+	}
+	row.Note = fmt.Sprintf("items held at the end: memhive %d, memcached %d", row.Memhive.Items, row.Memc.Items)
+	for _, name := range []string{"memhive", "memcached"} {
+		if n := setsFailed[name]; n > 0 {
+			row.Note += fmt.Sprintf("; %s refused %d sets (out of memory)", name, n)
+		}
+	}
+	return row, nil
+}
+
+// hitSide is one server of an H workload.
+type hitSide struct {
+	p          *Proc
+	m          *Measurement
+	setsFailed int64 // sets refused in the measured window
+}
+
+// startWarm starts both servers and runs the plan's fills and warm-ups on
+// each.
+func (c *CompareConfig) startWarm(ctx context.Context, dir string, w Workload, plan hitRatioPlan, row *Row) ([]*hitSide, error) {
+	var sides []*hitSide
+	fail := func(err error) ([]*hitSide, error) {
+		for _, s := range sides {
+			s.p.Stop()
+		}
+		return nil, err
+	}
 	for _, name := range []string{"memhive", "memcached"} {
 		p, _, err := c.server(name, w, dir)
 		if err != nil {
-			return row, err
+			return fail(err)
 		}
 		m := &row.Memhive
 		if name == "memcached" {
 			m = &row.Memc
 		}
-		sides = append(sides, &side{p: p, m: m})
+		sides = append(sides, &hitSide{p: p, m: m})
 	}
 	for _, s := range sides {
 		for i, load := range plan.warm {
 			load.Addr = s.p.Addr
 			r, err := RunAside(ctx, load)
 			if err != nil {
-				return row, fmt.Errorf("%s warm-up %d: %w", s.p.Name, i+1, err)
+				return fail(fmt.Errorf("%s warm-up %d: %w", s.p.Name, i+1, err))
 			}
 			st, err := ServerStats(s.p.Addr)
 			if err != nil {
-				return row, err
+				return fail(err)
 			}
 			c.logf("%-4s %-9s warm-up %d: %d gets in %.1f s, hit ratio %.4f; %d items held, %d evictions",
 				w.ID, s.p.Name, i+1, r.Gets, r.Seconds, r.HitRatio(), st["curr_items"], st["evictions"])
 			if st["evictions"] == 0 {
-				return row, fmt.Errorf("%s evicted nothing in warm-up %d: the cache is not full, the figures would not be a hit ratio under pressure", s.p.Name, i+1)
+				return fail(fmt.Errorf("%s evicted nothing in warm-up %d: the cache is not full, the figures would not be a hit ratio under pressure", s.p.Name, i+1))
 			}
 		}
 	}
-	for round := 0; round < c.Rounds; round++ {
-		for _, s := range sides {
-			load := plan.measure
-			load.Addr, load.Seed = s.p.Addr, uint64(round+1)
-			before, err := ServerStats(s.p.Addr)
-			if err != nil {
-				return row, err
-			}
-			r, err := RunAside(ctx, load)
-			if err != nil {
-				return row, fmt.Errorf("%s round %d: %w", s.p.Name, round+1, err)
-			}
-			after, err := ServerStats(s.p.Addr)
-			if err != nil {
-				return row, err
-			}
-			hits := after["get_hits"] - before["get_hits"]
-			misses := after["get_misses"] - before["get_misses"]
-			if err := crossCheck(r, hits, misses); err != nil {
-				return row, fmt.Errorf("%s round %d: %w", s.p.Name, round+1, err)
-			}
-			ratio := float64(hits) / float64(hits+misses)
-			s.m.HitRatio = append(s.m.HitRatio, ratio)
-			s.m.Items = after["curr_items"]
-			s.setsFailed += r.SetsFailed
-			c.logf("%-4s %-9s round %d: hit ratio %.4f (%d hits, %d misses in %.1f s, %.0f gets/s); %d items held",
-				w.ID, s.p.Name, round+1, ratio, hits, misses, r.Seconds, float64(r.Gets)/r.Seconds, s.m.Items)
-		}
+	return sides, nil
+}
+
+// measureWindow runs one measured window of the plan on s, with the
+// round's seed, and records its hit ratio.
+func (c *CompareConfig) measureWindow(ctx context.Context, w Workload, plan hitRatioPlan, s *hitSide, round int) error {
+	load := plan.measure
+	load.Addr, load.Seed = s.p.Addr, uint64(round+1)
+	before, err := ServerStats(s.p.Addr)
+	if err != nil {
+		return err
 	}
-	row.Note = fmt.Sprintf("items held at the end: memhive %d, memcached %d", row.Memhive.Items, row.Memc.Items)
-	for _, s := range sides {
-		if s.setsFailed > 0 {
-			row.Note += fmt.Sprintf("; %s refused %d sets (out of memory)", s.p.Name, s.setsFailed)
-		}
+	r, err := RunAside(ctx, load)
+	if err != nil {
+		return fmt.Errorf("%s round %d: %w", s.p.Name, round+1, err)
 	}
-	return row, nil
+	after, err := ServerStats(s.p.Addr)
+	if err != nil {
+		return err
+	}
+	hits := after["get_hits"] - before["get_hits"]
+	misses := after["get_misses"] - before["get_misses"]
+	if err := crossCheck(r, hits, misses); err != nil {
+		return fmt.Errorf("%s round %d: %w", s.p.Name, round+1, err)
+	}
+	ratio := float64(hits) / float64(hits+misses)
+	s.m.HitRatio = append(s.m.HitRatio, ratio)
+	s.m.Items = after["curr_items"]
+	s.setsFailed += r.SetsFailed
+	c.logf("%-4s %-9s round %d: hit ratio %.4f (%d hits, %d misses in %.1f s, %.0f gets/s); %d items held",
+		w.ID, s.p.Name, round+1, ratio, hits, misses, r.Seconds, float64(r.Gets)/r.Seconds, s.m.Items)
+	return nil
 }
 
 // hitRatioLine renders an H row of the table: each server's hit ratio

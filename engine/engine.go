@@ -203,7 +203,7 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 		s.id = uint64(i)
 		s.items = m.items
 		s.alloc = slab.NewAllocator(m.items, &m.classes, m.PageSize(), &e.quota, s)
-		s.buckets = make([]slab.Handle, initialBuckets)
+		s.buckets = newBuckets(initialBuckets)
 		s.bmask = initialBuckets - 1
 	}
 	if c.CrawlInterval > 0 {
@@ -320,7 +320,10 @@ func (e *Engine) Close() error {
 			s := &e.stripes[i]
 			s.mu.Lock()
 			s.alloc.ReleaseAll()
-			clear(s.buckets)
+			// A request may still reach a closed engine (it finds
+			// nothing): the stripe keeps an empty table of its own.
+			freeBuckets(s.buckets)
+			s.buckets, s.bmask = make([]slab.Handle, 1), 0
 			s.count, s.bytes, s.expiring = 0, 0, 0
 			s.mu.Unlock()
 		}

@@ -3,11 +3,30 @@ package engine
 import (
 	"bytes"
 	"sync"
+	"unsafe"
 
+	"github.com/memhive/memhive/arena"
 	"github.com/memhive/memhive/slab"
 )
 
 const initialBuckets = 1 << 10
+
+// newBuckets returns a zeroed bucket array of n heads: outside the Go heap
+// once it is large (arena.MapWords says why). Free it with freeBuckets.
+func newBuckets(n int) []slab.Handle {
+	w, err := arena.MapWords(n)
+	if err != nil {
+		// The address space or the map table is exhausted: the heap
+		// still works, and this array then costs the collector.
+		w = make([]uint32, n)
+	}
+	return unsafe.Slice((*slab.Handle)(unsafe.Pointer(unsafe.SliceData(w))), n)
+}
+
+// freeBuckets releases an array made by newBuckets.
+func freeBuckets(b []slab.Handle) {
+	arena.FreeWords(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), cap(b)))
+}
 
 // stripe is one lock stripe: a share of the key space with its own hash
 // chains, allocator and counters, all guarded by mu.
@@ -138,7 +157,8 @@ func (s *stripe) Moved(from, to slab.Handle) {
 
 func (s *stripe) growLocked() {
 	old := s.buckets
-	s.buckets = make([]slab.Handle, len(old)*2)
+	defer freeBuckets(old)
+	s.buckets = newBuckets(len(old) * 2)
 	s.bmask = uint64(len(s.buckets) - 1)
 	for _, head := range old {
 		for it := head; it != 0; {
