@@ -16,6 +16,12 @@
 //     is older; ReleasePage gives a page back when the cache shrinks.
 //   - Items (item.go) reads and writes headers in place; the layout is
 //     HeaderSize's comment.
+//   - SegAllocator and SegItems (segalloc.go, segitems.go) are the
+//     segment store of issue 16, which the engine does not use yet:
+//     items packed back to back in pages (segments) with a 25-byte
+//     header, one open segment per expiry class, and room made by whole
+//     segments (an expired one freed, or the oldest merged, keeping the
+//     items read since they were written).
 //
 // # Who owns which bytes
 //

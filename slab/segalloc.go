@@ -1,0 +1,530 @@
+package slab
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// SegIndex is a SegAllocator's view of the structure that finds items
+// (the engine's hash chains). Its methods are called with the caller's
+// lock held.
+type SegIndex interface {
+	// Evicted is told about a linked item the allocator drops to make
+	// room: it must remove h from the index and count the eviction.
+	Evicted(h Handle)
+	// Moved is told that the item at from now lives at to (a
+	// byte-for-byte copy): the index must refer to to.
+	Moved(from, to Handle)
+	// Reclaim reports whether the linked item h has expired, or been
+	// flushed, by now; if so it has removed h from the index and counted
+	// it as reclaimed, and the allocator drops it.
+	Reclaim(h Handle, now uint32) bool
+}
+
+// segNever is a segment's expiry when one of its items never expires.
+const segNever = ^uint32(0)
+
+// numTTL is the number of expiry classes: items that never expire, and
+// twelve ranges of remaining lifetime growing by four (under 4 s, under
+// 16 s, ..., 4^12 s and more). Each class appends to its own segment, so
+// that a segment's items expire at about the same time and the segment
+// can go whole once its latest expiry has passed.
+const numTTL = 13
+
+// mergeSegments is how many of the oldest segments one eviction merges:
+// the items read since they were written, up to 1/mergeSegments of a
+// segment from each, are copied into the first, and the other pages are
+// freed.
+const mergeSegments = 4
+
+// segment is one page's bookkeeping. A page starts with segHeaderSize
+// bytes holding the segment's number in its allocator's segs (so that an
+// item's segment is found from its handle), then items back to back.
+type segment struct {
+	page    int32
+	used    int32  // bytes written, from the page's start
+	live    int32  // bytes of linked items (unaligned sizes)
+	items   int32  // linked items
+	maxExp  uint32 // latest expiry of the items written; segNever if one never expires
+	created uint32 // when it was opened, or last merged into
+	ttl     int8   // the expiry class it was opened for
+}
+
+// SegAllocator is the segment store's allocator for one lock stripe
+// (issue 16): items are appended to the open segment of their expiry
+// class, a delete or overwrite only marks an item unlinked (its bytes
+// become dead space), and room is made by whole segments: one whose
+// items have all expired is freed, else the oldest segments are merged
+// into one, keeping the items read since they were written (Bump) and
+// evicting the rest. Dead bytes are reclaimed by the same merges.
+//
+// It keeps per-size-class counts (memcached's "stats slabs" and "stats
+// items" report by class), with the classes of Classes: an item's class
+// follows from its size.
+//
+// Not safe for concurrent use: the caller's lock guards it, as for
+// Allocator.
+type SegAllocator struct {
+	Items    SegItems
+	classes  *Classes
+	pool     PageSource
+	pageSize int
+	index    SegIndex
+	segs     []segment
+	open     [numTTL]int32 // each class's segment taking appends, or -1
+	cls      []segClass
+	// Scratch of merge, kept so that making room allocates nothing.
+	victims, freed []int
+}
+
+// segClass is one size class's counts.
+type segClass struct {
+	items int
+	stats ClassStats
+}
+
+// NewSegAllocator makes an allocator drawing pages of pageSize bytes from
+// pool, laid out in items' memory; index is told when items go or move.
+func NewSegAllocator(items SegItems, classes *Classes, pageSize int, pool PageSource, index SegIndex) *SegAllocator {
+	a := &SegAllocator{
+		Items:    items,
+		classes:  classes,
+		pool:     pool,
+		pageSize: pageSize,
+		index:    index,
+		cls:      make([]segClass, len(classes.Sizes)),
+	}
+	for i := range a.open {
+		a.open[i] = -1
+	}
+	return a
+}
+
+// ttlClass is the expiry class of an item expiring at exp (0: never),
+// stored at now.
+func ttlClass(exp, now uint32) int {
+	if exp == 0 {
+		return 0
+	}
+	left := uint32(1)
+	if exp > now {
+		left = exp - now
+	}
+	return 1 + min(bits.Len32(left)/2, numTTL-2)
+}
+
+// align rounds off up to the items' alignment.
+func (a *SegAllocator) align(off int) int {
+	m := a.Items.Align() - 1
+	return (off + m) &^ m
+}
+
+// classOf is the size class an item of size bytes is counted in; items
+// larger than the largest class count in it.
+func (a *SegAllocator) classOf(size int) int {
+	if cl := a.classes.ClassFor(size); cl >= 0 {
+		return cl
+	}
+	return len(a.classes.Sizes) - 1
+}
+
+// segOf is the number of the segment h lies in.
+func (a *SegAllocator) segOf(h Handle) int {
+	page := a.Items.Offset(h) / a.pageSize
+	return int(binary.LittleEndian.Uint32(a.Items.mem[page*a.pageSize:]))
+}
+
+// setSegNumber writes segment i's number at the start of its page.
+func (a *SegAllocator) setSegNumber(i int) {
+	binary.LittleEndian.PutUint32(a.Items.mem[int(a.segs[i].page)*a.pageSize:], uint32(i))
+}
+
+// Alloc returns room for an item of size bytes (SegItemSize) expiring at
+// exp, stored at now, or 0 when size is larger than a segment holds or
+// nothing can be evicted. The caller writes it (Items.Init) before Link.
+func (a *SegAllocator) Alloc(size int, exp, now uint32) Handle {
+	if size > a.pageSize-segHeaderSize {
+		return 0
+	}
+	cl := ttlClass(exp, now)
+	// Each turn either places the item or frees room: a page taken or
+	// freed, or a lone segment compacted; a bounded number of turns
+	// covers a cache of one page whose every item was just read.
+	for turn := 0; turn < 2*mergeSegments+2; turn++ {
+		if h := a.appendTo(a.open[cl], size, exp); h != 0 {
+			return h
+		}
+		if page, ok := a.pool.Get(); ok {
+			a.openSegment(cl, page, now)
+			continue
+		}
+		if page, ok := a.freeExpired(now); ok {
+			a.openSegment(cl, page, now)
+			continue
+		}
+		// Another class's open segment with room: a tiny cache cannot
+		// keep a page per class.
+		for _, i := range a.open {
+			if h := a.appendTo(i, size, exp); h != 0 {
+				return h
+			}
+		}
+		if page, ok := a.merge(now); ok {
+			a.openSegment(cl, page, now)
+		}
+	}
+	a.cls[a.classOf(size)].stats.OutOfMemory++
+	return 0
+}
+
+// appendTo places an item of size bytes at the end of segment i (-1:
+// none), or returns 0 when it does not fit.
+func (a *SegAllocator) appendTo(i int32, size int, exp uint32) Handle {
+	if i < 0 {
+		return 0
+	}
+	s := &a.segs[i]
+	off := a.align(int(s.used))
+	if off+size > a.pageSize {
+		return 0
+	}
+	s.used = int32(off + size)
+	s.maxExp = laterExp(s.maxExp, exp)
+	return a.Items.HandleAt(int(s.page)*a.pageSize + off)
+}
+
+// laterExp is the later of a segment's expiry and an item's (0: never).
+func laterExp(seg, item uint32) uint32 {
+	if item == 0 {
+		return segNever
+	}
+	return max(seg, item)
+}
+
+// openSegment makes page the open segment of expiry class cl; the one it
+// replaces is sealed (it takes no more appends).
+func (a *SegAllocator) openSegment(cl, page int, now uint32) {
+	a.segs = append(a.segs, segment{page: int32(page), used: segHeaderSize, created: now, ttl: int8(cl)})
+	i := len(a.segs) - 1
+	a.setSegNumber(i)
+	a.open[cl] = int32(i)
+}
+
+// removeSegment forgets segment i (its page is the caller's), moving the
+// last segment into its place.
+func (a *SegAllocator) removeSegment(i int) {
+	for cl := range a.open {
+		if a.open[cl] == int32(i) {
+			a.open[cl] = -1
+		}
+	}
+	last := len(a.segs) - 1
+	if i != last {
+		a.segs[i] = a.segs[last]
+		a.setSegNumber(i)
+		for cl := range a.open {
+			if a.open[cl] == int32(last) {
+				a.open[cl] = int32(i)
+			}
+		}
+	}
+	a.segs = a.segs[:last]
+}
+
+// freeExpired frees a segment whose items have all expired by now,
+// returning its page.
+func (a *SegAllocator) freeExpired(now uint32) (int, bool) {
+	for i := range a.segs {
+		if s := &a.segs[i]; s.maxExp != 0 && s.maxExp != segNever && s.maxExp <= now {
+			return a.dropSegment(i, now), true
+		}
+	}
+	return 0, false
+}
+
+// dropSegment removes every item of segment i (an expired or flushed
+// one as reclaimed, any other as evicted) and the segment, and returns
+// its page.
+func (a *SegAllocator) dropSegment(i int, now uint32) int {
+	a.walk(i, func(h Handle, size int) {
+		if a.Items.IFlags(h)&ItemLinked == 0 {
+			return
+		}
+		if !a.index.Reclaim(h, now) {
+			a.evicted(h, size)
+			a.index.Evicted(h)
+		}
+		a.unlinked(h, size)
+	})
+	page := int(a.segs[i].page)
+	a.removeSegment(i)
+	return page
+}
+
+// walk calls fn for every item written in segment i, in order. fn may
+// overwrite bytes before the item it is given, never after.
+func (a *SegAllocator) walk(i int, fn func(h Handle, size int)) {
+	base := int(a.segs[i].page) * a.pageSize
+	for off := segHeaderSize; off < int(a.segs[i].used); {
+		off = a.align(off)
+		h := a.Items.HandleAt(base + off)
+		size := a.Items.Size(h)
+		fn(h, size)
+		off += size
+	}
+}
+
+// merge makes room by merging the oldest segments (up to mergeSegments)
+// into the oldest of them: of each, the linked items read since they
+// were written or last merged (hot) are kept, up to 1/n of a segment
+// from each, and everything else is dropped. It returns a freed page
+// when it merged two segments or more. A lone segment is compacted in
+// place, keeping at most half of it, and stays open for appends.
+func (a *SegAllocator) merge(now uint32) (int, bool) {
+	if len(a.segs) == 0 {
+		return 0, false
+	}
+	victims := a.oldest(mergeSegments)
+	dst := victims[0]
+	d := &a.segs[dst]
+	base := int(d.page) * a.pageSize
+	w := segHeaderSize
+	capacity := a.pageSize - segHeaderSize
+	budget := capacity / len(victims)
+	if len(victims) == 1 {
+		budget = capacity / 2
+	}
+	var live, items int32
+	maxExp := uint32(0)
+	for _, v := range victims {
+		kept := 0
+		a.walk(v, func(h Handle, size int) {
+			if a.Items.IFlags(h)&ItemLinked == 0 {
+				return
+			}
+			if a.index.Reclaim(h, now) {
+				a.unlinked(h, size)
+				return
+			}
+			hot := a.Items.mem[a.Items.Offset(h)+segOffIFlags]&segHot != 0
+			to := a.align(w)
+			if !hot || kept+size > budget || to+size > a.pageSize {
+				a.evicted(h, size)
+				a.index.Evicted(h)
+				a.unlinked(h, size)
+				return
+			}
+			dstH := a.Items.HandleAt(base + to)
+			if dstH != h {
+				from := a.Items.Offset(h)
+				copy(a.Items.mem[base+to:base+to+size], a.Items.mem[from:from+size])
+				a.index.Moved(h, dstH)
+				a.cls[a.classOf(size)].stats.Rescued++
+			}
+			a.Items.mem[base+to+segOffIFlags] &^= segHot
+			w = to + size
+			kept += size
+			live += int32(size)
+			items++
+			maxExp = laterExp(maxExp, a.Items.Exptime(dstH))
+		})
+	}
+	d = &a.segs[dst]
+	d.used, d.live, d.items, d.maxExp, d.created = int32(w), live, items, maxExp, now
+	if len(victims) == 1 {
+		// Its room is the only room there is: append to it.
+		if a.open[d.ttl] != int32(dst) {
+			a.open[d.ttl] = int32(dst)
+		}
+		return 0, false
+	}
+	// Free the others, highest number first so that removing one does
+	// not renumber another still to be removed (dst is the oldest and
+	// may be renumbered: it is done with).
+	pages := a.freed[:0]
+	rest := victims[1:]
+	sortDesc(rest)
+	for _, v := range rest {
+		pages = append(pages, int(a.segs[v].page))
+		a.removeSegment(v)
+	}
+	for _, p := range pages[1:] {
+		a.pool.Put(p)
+	}
+	a.freed = pages
+	return pages[0], true
+}
+
+// oldest returns the numbers of the n segments opened (or merged into)
+// longest ago, oldest first.
+func (a *SegAllocator) oldest(n int) []int {
+	n = min(n, len(a.segs))
+	out := a.victims[:0]
+	defer func() { a.victims = out }()
+	for len(out) < n {
+		best := -1
+		for i := range a.segs {
+			if contains(out, i) {
+				continue
+			}
+			if best < 0 || a.segs[i].created < a.segs[best].created {
+				best = i
+			}
+		}
+		out = append(out, best)
+	}
+	return out
+}
+
+func contains(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func sortDesc(xs []int) {
+	for i := 1; i < len(xs); i++ {
+		for j := i; j > 0 && xs[j] > xs[j-1]; j-- {
+			xs[j], xs[j-1] = xs[j-1], xs[j]
+		}
+	}
+}
+
+// evicted counts an eviction of h in its class.
+func (a *SegAllocator) evicted(h Handle, size int) {
+	st := &a.cls[a.classOf(size)].stats
+	st.Evicted++
+	if a.Items.Exptime(h) != 0 {
+		st.EvictedNonzero++
+	}
+	if a.Items.IFlags(h)&ItemFetched == 0 {
+		st.EvictedUnfetch++
+	}
+}
+
+// unlinked does Unlink's accounting for h, of size bytes.
+func (a *SegAllocator) unlinked(h Handle, size int) {
+	s := &a.segs[a.segOf(h)]
+	s.live -= int32(size)
+	s.items--
+	a.cls[a.classOf(size)].items--
+	p := &a.Items.mem[a.Items.Offset(h)+segOffIFlags]
+	*p &^= ItemLinked | segHot
+}
+
+// Link marks a written item linked (in the index): it counts as live.
+func (a *SegAllocator) Link(h Handle) {
+	size := a.Items.Size(h)
+	s := &a.segs[a.segOf(h)]
+	s.live += int32(size)
+	s.items++
+	a.cls[a.classOf(size)].items++
+	a.Items.mem[a.Items.Offset(h)+segOffIFlags] |= ItemLinked
+}
+
+// Unlink marks h unlinked (the index no longer refers to it): its bytes
+// are dead space until its segment is merged or freed.
+func (a *SegAllocator) Unlink(h Handle) { a.unlinked(h, a.Items.Size(h)) }
+
+// Free gives back room Alloc returned that will not be linked (or has
+// been unlinked): in a segment it stays dead space, so there is nothing
+// to do. It exists so that the engine treats both allocators alike.
+func (a *SegAllocator) Free(Handle) {}
+
+// Bump records a read of h: a merge keeps it.
+func (a *SegAllocator) Bump(h Handle) { a.Items.mem[a.Items.Offset(h)+segOffIFlags] |= segHot }
+
+// Retimed is told that h's expiry changed to exp (touch, gat): its
+// segment must not be freed as expired before h is.
+func (a *SegAllocator) Retimed(h Handle, exp uint32) {
+	s := &a.segs[a.segOf(h)]
+	s.maxExp = laterExp(s.maxExp, exp)
+}
+
+// ChunkSize is the bytes h takes: its size in the segment.
+func (a *SegAllocator) ChunkSize(h Handle) int { return a.Items.Size(h) }
+
+// Classes is the size-class table the counts are kept by.
+func (a *SegAllocator) Classes() *Classes { return a.classes }
+
+// Pages is the number of pages this allocator holds.
+func (a *SegAllocator) Pages() int { return len(a.segs) }
+
+// ReleasePage gives one page back to the page source, the oldest
+// segment's, evicting its items; false when the allocator holds none. It
+// is how a cache shrinks to a lower limit.
+func (a *SegAllocator) ReleasePage(now uint32) bool {
+	victims := a.oldest(1)
+	if len(victims) == 0 {
+		return false
+	}
+	a.pool.Put(a.dropSegment(victims[0], now))
+	return true
+}
+
+// ReleaseAll gives every page back to the page source, dropping every
+// item without telling the index: for a cache that is going away.
+func (a *SegAllocator) ReleaseAll() {
+	for _, s := range a.segs {
+		a.pool.Put(int(s.page))
+	}
+	a.segs = a.segs[:0]
+	for i := range a.open {
+		a.open[i] = -1
+	}
+	for i := range a.cls {
+		a.cls[i].items = 0
+	}
+}
+
+// ClassStats is the event counters of h's size class (see
+// Allocator.ClassStats).
+func (a *SegAllocator) ClassStats(h Handle) *ClassStats {
+	return &a.cls[a.classOf(a.Items.Size(h))].stats
+}
+
+// SizeStats is the event counters of the class an item of size bytes is
+// counted in.
+func (a *SegAllocator) SizeStats(size int) *ClassStats { return &a.cls[a.classOf(size)].stats }
+
+// CountCrawled records that the crawler freed h, expired or flushed (see
+// Allocator.CountCrawled).
+func (a *SegAllocator) CountCrawled(h Handle, flushed bool) {
+	st := a.ClassStats(h)
+	st.CrawlerReclaims++
+	if !flushed && a.Items.IFlags(h)&ItemFetched == 0 {
+		st.ExpiredUnfetch++
+	}
+}
+
+// ResetStats zeroes every class's event counters.
+func (a *SegAllocator) ResetStats() {
+	for i := range a.cls {
+		a.cls[i].stats = ClassStats{}
+	}
+}
+
+// SegUsage is a snapshot of the allocator's segments.
+type SegUsage struct {
+	Segments  int
+	Used      int64 // bytes written, headers and dead items included
+	Live      int64 // bytes of linked items
+	LiveItems int
+}
+
+// SegmentUsage sums the allocator's segments.
+func (a *SegAllocator) SegmentUsage() SegUsage {
+	u := SegUsage{Segments: len(a.segs)}
+	for _, s := range a.segs {
+		u.Used += int64(s.used)
+		u.Live += int64(s.live)
+		u.LiveItems += int(s.items)
+	}
+	return u
+}
+
+// ClassItems is the linked items counted in size class cl.
+func (a *SegAllocator) ClassItems(cl int) int { return a.cls[cl].items }
