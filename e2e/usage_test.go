@@ -5,14 +5,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/memhive/memhive/slab"
 )
 
 // TestUsageReachesLimitAtFirstEviction fills a real 8 MiB cache and checks
 // what its dashboard is built on: usage (total_malloced, the memory the
 // cache holds) stays under the limit while nothing is evicted and equals
 // the limit, in whole pages, once the first item is evicted; the analytics
-// API, "stats" and "stats slabs" agree; bytes (its items' chunks) never
-// exceeds usage.
+// API, "stats" and "stats slabs" agree; bytes (what its items take)
+// never exceeds usage.
 func TestUsageReachesLimitAtFirstEviction(t *testing.T) {
 	h := startHive(t, "", "--memory", "64", "--overcommit")
 	const limitMiB = 8
@@ -46,15 +48,16 @@ func TestUsageReachesLimitAtFirstEviction(t *testing.T) {
 	limit := uint64(limitMiB << 20)
 	full := limit / charge * page // the limit's pages (each counts as item_size_max), whole
 
-	// Two small items in one class: bytes counts their two chunks.
+	// Two small items: bytes counts what each takes in its segment, and
+	// one segment (page) holds both.
 	tc.cmd("set a 0 0 1\r\n1\r\n")
 	tc.cmd("set b 0 0 1\r\n2\r\n")
 	sl := slabs()
-	if got, want := num(tc.stats(), "bytes"), 2*num(sl, "1:chunk_size"); got != want {
-		t.Fatalf("bytes %d for two one-byte items, want two chunks of class 1: %d", got, want)
+	if got, want := num(tc.stats(), "bytes"), uint64(2*slab.SegItemSize(1, 1, 0)); got != want {
+		t.Fatalf("bytes %d for two one-byte items, want %d", got, want)
 	}
 	if got := num(sl, "total_malloced"); got != page {
-		t.Fatalf("total_malloced %d with one class in use, want one page (%d)", got, page)
+		t.Fatalf("total_malloced %d with two small items, want one page (%d)", got, page)
 	}
 
 	value := strings.Repeat("v", 900)

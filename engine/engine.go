@@ -48,12 +48,12 @@ type Memory struct {
 	arena    *arena.Arena
 	pool     *slab.Pool
 	classes  slab.Classes
-	items    slab.Items
+	items    slab.SegItems
 	clock    *Clock
 	ownClock bool
 }
 
-// Engine is one cache: its own key space, LRU lists, counters and limit,
+// Engine is one cache: its own key space, segments, counters and limit,
 // on pages of a Memory. Safe for concurrent use.
 type Engine struct {
 	cfg     Config
@@ -109,9 +109,6 @@ func NewMemory(cfg Config) (*Memory, error) {
 	if pages < 1 {
 		return nil, fmt.Errorf("%w: memory %d bytes holds no page (each counts as %d bytes)", ErrConfig, cfg.MemoryBytes, cfg.MaxItemSize)
 	}
-	if int64(pages)*int64(pageSize)/slab.ChunkAlign >= 1<<32-1 {
-		return nil, fmt.Errorf("%w: memory %d bytes is more than item handles address", ErrConfig, cfg.MemoryBytes)
-	}
 	classes, err := slab.NewClasses(pageSize, slab.ChunkAlign, cfg.GrowthFactor)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
@@ -120,7 +117,8 @@ func NewMemory(cfg Config) (*Memory, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewItems(ar.Mem())}
+	mem := ar.Mem()
+	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewSegItems(mem, slab.SegShift(len(mem)))}
 	m.pool = slab.NewPool(ar.Pages(), pageSize)
 	m.clock = cfg.Clock
 	if m.clock == nil {
@@ -202,7 +200,7 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 		s.e = e
 		s.id = uint64(i)
 		s.items = m.items
-		s.alloc = slab.NewAllocator(m.items, &m.classes, m.PageSize(), &e.quota, s)
+		s.alloc = slab.NewSegAllocator(m.items, &m.classes, m.PageSize(), &e.quota, s)
 		s.buckets = newBuckets(initialBuckets)
 		s.bmask = initialBuckets - 1
 	}
@@ -255,8 +253,8 @@ func (q *quota) Put(page int) {
 
 // SetLimit changes the cache's memory limit while it serves. Growing keeps
 // every item; shrinking gives pages back to the shared pool, evicting the
-// least recently used items of the classes that can best spare a page,
-// until the cache holds no more than the new limit.
+// items of the oldest segments of the stripes holding most pages, until
+// the cache holds no more than the new limit.
 func (e *Engine) SetLimit(n int64) {
 	e.resizeMu.Lock()
 	defer e.resizeMu.Unlock()
@@ -284,17 +282,17 @@ func (e *Engine) SetLimit(n int64) {
 			return
 		}
 		most.mu.Lock()
-		most.alloc.ReleasePage()
+		most.alloc.ReleasePage(e.clock.Now())
 		most.mu.Unlock()
 	}
 }
 
 // stripesFor picks a stripe count: enough to keep lock contention low on a
-// few cores, few enough that each stripe holds a good number of pages. A
-// stripe's pages are shared among its ~40 size classes; with 16 pages a
-// stripe, mixed sizes moved pages between classes so often that items
-// written a moment ago were evicted with them (e2e TestMemoryBound failed
-// 3 times in 10 at 64 MiB and 2 stripes); 64 pages a stripe holds them.
+// few cores, few enough that each stripe holds a good number of pages:
+// each stripe has segments of its own, one open per expiry class in use
+// and partly written, and evicts by merging its oldest, so a stripe of
+// few pages wastes a larger share and evicts in coarser steps. (The slab
+// store before it needed 64 pages a stripe for its ~40 size classes.)
 func stripesFor(pages int) int {
 	n := 16
 	for n > 1 && pages/n < 64 {

@@ -52,10 +52,10 @@ func (r Ref) KeyBinary() bool { return r.s.items.IFlags(r.it)&slab.ItemKeyBinary
 // ClassSize is the item's size class (numbered from 1, as memcached's) and
 // the bytes it takes in it (me).
 func (r Ref) ClassSize() (class, size int) {
-	return r.s.items.Class(r.it) + 1, slab.ItemSize(len(r.Key()), len(r.Value()))
+	return r.s.alloc.Class(r.it) + 1, slab.ItemSize(len(r.Key()), len(r.Value()))
 }
 
-// Bump marks the item fetched and moves it up its LRU, as a get does.
+// Bump marks the item fetched and read (a merge keeps it), as a get does.
 func (r Ref) Bump() {
 	r.s.items.SetIFlags(r.it, r.s.items.IFlags(r.it)|slab.ItemFetched)
 	r.s.touchLRULocked(r.it, r.s.e.clock.Now())

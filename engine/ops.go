@@ -263,7 +263,7 @@ func (e *Engine) StoreMeta(mode Mode, key []byte, flags uint32, exptime int64, v
 // s.scratch first).
 func (s *stripe) storeNewLocked(h uint64, key []byte, flags, exp, now uint32, first, second []byte, iflags uint8, cas uint64) (Status, uint64) {
 	n := len(first) + len(second)
-	it := s.alloc.Alloc(slab.ItemSize(len(key), n))
+	it := s.alloc.Alloc(slab.SegItemSize(len(key), n, flags), exp, now)
 	if it == 0 {
 		if old := s.findLocked(h, key); old != 0 {
 			s.removeLocked(old)

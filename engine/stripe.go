@@ -34,8 +34,8 @@ type stripe struct {
 	mu      sync.Mutex // guards every field below but e and id, and the stripe's items
 	e       *Engine
 	id      uint64
-	items   slab.Items
-	alloc   *slab.Allocator
+	items   slab.SegItems
+	alloc   *slab.SegAllocator
 	buckets []slab.Handle
 	bmask   uint64
 	count   int
@@ -122,6 +122,7 @@ func (s *stripe) setExptimeLocked(it slab.Handle, exp uint32) {
 		}
 	}
 	s.items.SetExptime(it, exp)
+	s.alloc.Retimed(it, exp)
 }
 
 // removeLocked unlinks it from the index and LRU and frees its chunk.
@@ -131,15 +132,15 @@ func (s *stripe) removeLocked(it slab.Handle) {
 	s.alloc.Free(it)
 }
 
-// Evicted implements slab.Index: it only has to drop the item from the
-// index; the allocator unlinks and frees it. The allocator calls it with
-// s.mu held.
+// Evicted implements slab.SegIndex: it only has to drop the item from
+// the index; the allocator unlinks it. The allocator calls it with s.mu
+// held.
 func (s *stripe) Evicted(it slab.Handle) {
 	s.unhashLocked(it)
 	s.st.evictions++
 }
 
-// Moved implements slab.Index: the item at from was copied to to. The
+// Moved implements slab.SegIndex: the item at from was copied to to. The
 // allocator calls it with s.mu held.
 func (s *stripe) Moved(from, to slab.Handle) {
 	b := hash(s.items.Key(to)) & s.bmask
@@ -153,6 +154,26 @@ func (s *stripe) Moved(from, to slab.Handle) {
 			return
 		}
 	}
+}
+
+// Reclaim implements slab.SegIndex: an item the allocator finds in a
+// segment it frees or merges is dropped from the index if it has expired
+// or been flushed, counted as the crawler counts what it frees. The
+// allocator calls it with s.mu held, and unlinks the item itself.
+func (s *stripe) Reclaim(it slab.Handle, now uint32) bool {
+	flushed := s.flushedLocked(it, now)
+	if !flushed {
+		if exp := s.items.Exptime(it); exp == 0 || exp > now {
+			return false
+		}
+	}
+	s.alloc.CountCrawled(it, flushed)
+	s.unhashLocked(it)
+	s.st.crawlerReclaimed++
+	if !flushed {
+		s.st.crawlerExpired++
+	}
+	return true
 }
 
 func (s *stripe) growLocked() {
@@ -210,8 +231,9 @@ func (s *stripe) getLocked(h uint64, key []byte, now uint32) slab.Handle {
 	return it
 }
 
-// touchLRULocked records an access: at most one LRU move per item per
-// second keeps hot keys cheap to read.
+// touchLRULocked records an access: the last-access time, and the mark
+// that has a merge keep the item, written at most once per item per
+// second so that hot keys stay cheap to read.
 func (s *stripe) touchLRULocked(it slab.Handle, now uint32) {
 	if s.items.Atime(it) != now {
 		s.items.SetAtime(it, now)

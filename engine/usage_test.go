@@ -14,7 +14,7 @@ import (
 // holds) stays below its limit until the first eviction and reaches it
 // exactly then (the limit in whole pages of PageCharge bytes, each page
 // PageSize bytes of memory), whatever the mix of item sizes; Bytes, the
-// chunks its items occupy, never exceeds the usage.
+// bytes its items take, never exceeds the usage.
 func TestUsageLimitAndFirstEviction(t *testing.T) {
 	clk := NewClock(time.Hour)
 	t.Cleanup(clk.Stop)
@@ -74,26 +74,22 @@ func TestUsageLimitAndFirstEviction(t *testing.T) {
 	}
 }
 
-// TestBytesCountsChunks pins what "bytes" counts: the chunk each live item
-// occupies, header, key, value and the rounding to its class together, so
-// it goes up on a set and back down on a delete.
-func TestBytesCountsChunks(t *testing.T) {
+// TestBytesCountsItems pins what "bytes" counts: the bytes each live
+// item takes in its segment (header, key and value), so it goes up on a
+// set and back down on a delete; both items share one segment.
+func TestBytesCountsItems(t *testing.T) {
 	e, _ := newTestEngine(t, 8)
-	classes := e.mem.classes
-	chunk := func(nkey, nval int) uint64 {
-		return uint64(classes.Sizes[classes.ClassFor(slab.ItemSize(nkey, nval))])
-	}
 	e.Store(ModeSet, []byte("a"), 0, 0, []byte("1"), 0)
-	e.Store(ModeSet, []byte("bb"), 0, 0, make([]byte, 700), 0)
-	want := chunk(1, 1) + chunk(2, 700)
+	e.Store(ModeSet, []byte("bb"), 5, 0, make([]byte, 700), 0)
+	want := uint64(slab.SegItemSize(1, 1, 0) + slab.SegItemSize(2, 700, 5))
 	if got := e.Stats().Bytes; got != want {
-		t.Fatalf("bytes %d after two sets, want %d (chunks of %d and %d)", got, want, chunk(1, 1), chunk(2, 700))
+		t.Fatalf("bytes %d after two sets, want %d", got, want)
 	}
-	if st := e.Stats(); st.TotalMalloced != 2*uint64(e.mem.PageSize()) {
-		t.Fatalf("usage %d: two classes hold a page each, want %d", st.TotalMalloced, 2*e.mem.PageSize())
+	if st := e.Stats(); st.TotalMalloced != uint64(e.mem.PageSize()) {
+		t.Fatalf("usage %d: one segment holds both, want %d", st.TotalMalloced, e.mem.PageSize())
 	}
 	e.Delete([]byte("bb"), 0)
-	if got := e.Stats().Bytes; got != chunk(1, 1) {
-		t.Fatalf("bytes %d after the delete, want %d", got, chunk(1, 1))
+	if got := e.Stats().Bytes; got != uint64(slab.SegItemSize(1, 1, 0)) {
+		t.Fatalf("bytes %d after the delete, want %d", got, slab.SegItemSize(1, 1, 0))
 	}
 }

@@ -26,12 +26,13 @@
 //     go-farm hash picks a stripe (stripeFor) and its bucket, the clock is
 //     read, the stripe's mutex locked.
 //  6. engine/stripe.go, getLocked: findLocked walks the bucket's hash
-//     chain comparing keys in arena memory (slab.Items.Key, slab/item.go:
-//     a Handle is an offset, no pointer); validLocked drops an expired or
-//     flushed item; the hit is counted and the item bumped in its LRU
-//     (touchLRULocked, slab.Allocator.Bump).
+//     chain comparing keys in arena memory (slab.SegItems.Key,
+//     slab/segitems.go: a Handle is an offset, no pointer); validLocked
+//     drops an expired or flushed item; the hit is counted and the item
+//     marked read, so that a merge keeps it (touchLRULocked,
+//     slab.SegAllocator.Bump).
 //  7. The engine returns a Ref holding the stripe's lock; asciiRetrieve
-//     copies key, flags and value straight from the slab chunk into the
+//     copies key, flags and value straight from the segment into the
 //     connection's output with codec.AppendValue (codec/reply.go), then
 //     Ref.Release unlocks. "END\r\n" (codec.ReplyEnd) closes the reply.
 //  8. Back in OnTraffic: the byte counters are added (step), c.Write

@@ -182,8 +182,8 @@ func splitListen(addr string) (host, port string) {
 // itemsStats and slabsStats describe the size classes, with memcached's
 // field names in memcached's order. "stats items" lists the classes
 // holding items, "stats slabs" those holding pages, as memcached does.
-// memhive keeps one LRU per class, like memcached's compat mode: every item
-// counts as cold, and the hot and warm fields are 0.
+// memhive keeps no LRU (segments age whole), so, as in memcached's compat
+// mode, every item counts as cold, and the hot and warm fields are 0.
 func (s *Server) itemsStats(tn *tenancy.Cache) statList {
 	var l statList
 	now := s.clock.Now()
@@ -204,7 +204,7 @@ func (s *Server) itemsStats(tn *tenancy.Cache) statList {
 		l.u(p+"age_warm", 0)
 		l.u(p+"age", age)
 		// memhive does not keep the sizes its items asked for: the
-		// chunks they hold stand in for them.
+		// chunks of their classes stand in for them.
 		l.u(p+"mem_requested", uint64(c.UsedChunks)*uint64(c.ChunkSize))
 		l.u(p+"evicted", c.Evicted)
 		l.u(p+"evicted_nonzero", c.EvictedNonzero)

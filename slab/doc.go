@@ -1,45 +1,57 @@
-// Package slab keeps items in arena pages: it lays out an item's header,
-// key and value in one chunk, carves pages into chunks of size classes,
-// keeps one LRU list per class, and evicts or moves pages between classes
-// to make room. It knows nothing of keys' hashing, commands or caches;
-// the engine gives each of its lock stripes one Allocator.
+// Package slab keeps items in arena pages, as segments (issue 16): items
+// are appended back to back to the open segment of their expiry class,
+// with a compact header, and room is made by whole segments. It knows
+// nothing of keys' hashing, commands or caches; the engine gives each of
+// its lock stripes one SegAllocator.
 //
 // # Pieces
 //
 //   - Pool (pool.go) hands whole pages out to allocators and takes them
 //     back; a PageSource in front of it is where a cache's quota applies.
-//   - Classes (classes.go) is the table of chunk sizes, growing by
-//     memcached's -f factor up to a whole page.
-//   - Allocator (alloc.go) owns the pages it took: per class, a free list
-//     and an LRU list (head: most recently used). Alloc takes a free chunk,
-//     a new page, the class's LRU tail, or a page from the class whose tail
-//     is older; ReleasePage gives a page back when the cache shrinks.
-//   - Items (item.go) reads and writes headers in place; the layout is
-//     HeaderSize's comment.
-//   - SegAllocator and SegItems (segalloc.go, segitems.go) are the
-//     segment store of issue 16, which the engine does not use yet:
-//     items packed back to back in pages (segments) with a 25-byte
-//     header, one open segment per expiry class, and room made by whole
-//     segments (an expired one freed, or the oldest merged, keeping the
-//     items read since they were written).
+//   - SegItems (segitems.go) reads and writes items in place; the layout
+//     is in the file's comment: a 25-byte header (hash link, expiry, last
+//     access, CAS, key length, state bits, 3-byte value length), client
+//     flags only when not zero, then key and value.
+//   - SegAllocator (segalloc.go) owns the pages it took, each one
+//     segment. Alloc appends to the open segment of the item's expiry
+//     class (13 classes: never, and ranges of remaining lifetime growing
+//     by four), takes a page, frees a segment whose items have all
+//     expired, or merges the oldest segments into one, keeping the items
+//     read since they were written and evicting the rest; a delete or an
+//     overwrite leaves dead bytes, which merges reclaim. ReleasePage gives
+//     a page back when the cache shrinks.
+//   - Classes (classes.go) is the table of memcached-style chunk sizes,
+//     growing by the -f factor up to a whole page. Segments have no size
+//     classes, but items are counted by the class their ItemSize picks,
+//     so that "stats slabs" and "stats items" report per class as
+//     memcached does.
+//
+// # Why segments
+//
+// A slab store spends a 40-byte header, LRU links and the rounding of its
+// chunk classes on every item; packed items cost their header alone (T4
+// in BENCHMARKS.md: about 157 bytes of RSS for a 15-byte key and a
+// 100-byte value, against memcached's 197), and a cache whose item sizes
+// change never strands memory in a class that is no longer asked for
+// (memcached's slab calcification, H2).
 //
 // # Who owns which bytes
 //
-// A chunk belongs to its Allocator from Alloc until Free; its header's
-// class and item flags are set by Alloc, the rest is the caller's to write
-// (Items.Init) before Link puts it on its LRU list. Key and value bytes
-// are the caller's to copy in; what Items.Key and Items.Value return
+// Room Alloc returns belongs to its SegAllocator; the caller writes the
+// item (SegItems.Init), then Link marks it live. Key and value bytes are
+// the caller's to copy in; what SegItems.Key and SegItems.Value return
 // aliases arena memory and is valid only while the caller holds the lock
-// that guards the allocator (the engine's stripe lock): copy it out before
-// unlocking. When the allocator needs the chunk back it asks the Index
-// first (Evicted, Moved), under that same lock.
+// that guards the allocator (the engine's stripe lock), and only until
+// the next Alloc, which may move or drop items: copy it out first. When
+// the allocator drops or moves an item it tells the SegIndex (Evicted,
+// Reclaim, Moved), under that same lock.
 //
 // Items are named by Handle, an offset into the arena, never by a Go
 // pointer, so the garbage collector never scans item memory.
 //
 // # Locks
 //
-// An Allocator is not safe for concurrent use: its caller's lock guards
+// A SegAllocator is not safe for concurrent use: its caller's lock guards
 // it. Pool.mu guards the pool's free list; an allocator takes it (through
 // Get and Put) while its caller holds the stripe lock, never the other way
 // round.

@@ -35,7 +35,7 @@ const numTTL = 13
 // the items read since they were written, up to 1/mergeSegments of a
 // segment from each, are copied into the first, and the other pages are
 // freed.
-const mergeSegments = 4
+const mergeSegments = 2
 
 // segment is one page's bookkeeping. A page starts with segHeaderSize
 // bytes holding the segment's number in its allocator's segs (so that an
@@ -50,8 +50,8 @@ type segment struct {
 	ttl     int8   // the expiry class it was opened for
 }
 
-// SegAllocator is the segment store's allocator for one lock stripe
-// (issue 16): items are appended to the open segment of their expiry
+// SegAllocator is the segment store's allocator for one lock stripe:
+// items are appended to the open segment of their expiry
 // class, a delete or overwrite only marks an item unlinked (its bytes
 // become dead space), and room is made by whole segments: one whose
 // items have all expired is freed, else the oldest segments are merged
@@ -73,6 +73,11 @@ type SegAllocator struct {
 	segs     []segment
 	open     [numTTL]int32 // each class's segment taking appends, or -1
 	cls      []segClass
+	// spare are pages a merge freed beyond the one it was asked for,
+	// kept for the next segments: the cache holds its limit once it has
+	// reached it, as memcached's total_malloced stays flat, rather than
+	// dropping by a merge's pages at each eviction.
+	spare []int32
 	// Scratch of merge, kept so that making room allocates nothing.
 	victims, freed []int
 }
@@ -80,6 +85,7 @@ type SegAllocator struct {
 // segClass is one size class's counts.
 type segClass struct {
 	items int
+	bytes int64 // of its linked items, their size here
 	stats ClassStats
 }
 
@@ -119,14 +125,27 @@ func (a *SegAllocator) align(off int) int {
 	return (off + m) &^ m
 }
 
-// classOf is the size class an item of size bytes is counted in; items
-// larger than the largest class count in it.
+// classOf is the size class an item of ItemSize size bytes is counted
+// in; items larger than the largest class count in it.
 func (a *SegAllocator) classOf(size int) int {
 	if cl := a.classes.ClassFor(size); cl >= 0 {
 		return cl
 	}
 	return len(a.classes.Sizes) - 1
 }
+
+// classOfItem is the size class h is counted in: the class the slab
+// store would give it (by ItemSize, not by its size here), so that the
+// counts by class of commands (SizeStats, by ItemSize) and of items
+// agree, and "me" reports the same class whichever store holds it.
+func (a *SegAllocator) classOfItem(h Handle) int {
+	off := a.Items.Offset(h)
+	_, n := a.Items.header(h)
+	return a.classOf(ItemSize(int(a.Items.mem[off+segOffNKey]), n))
+}
+
+// Class is h's size class (see classOfItem).
+func (a *SegAllocator) Class(h Handle) int { return a.classOfItem(h) }
 
 // segOf is the number of the segment h lies in.
 func (a *SegAllocator) segOf(h Handle) int {
@@ -154,7 +173,7 @@ func (a *SegAllocator) Alloc(size int, exp, now uint32) Handle {
 		if h := a.appendTo(a.open[cl], size, exp); h != 0 {
 			return h
 		}
-		if page, ok := a.pool.Get(); ok {
+		if page, ok := a.takePage(); ok {
 			a.openSegment(cl, page, now)
 			continue
 		}
@@ -251,7 +270,7 @@ func (a *SegAllocator) dropSegment(i int, now uint32) int {
 			return
 		}
 		if !a.index.Reclaim(h, now) {
-			a.evicted(h, size)
+			a.evicted(h)
 			a.index.Evicted(h)
 		}
 		a.unlinked(h, size)
@@ -309,7 +328,7 @@ func (a *SegAllocator) merge(now uint32) (int, bool) {
 			hot := a.Items.mem[a.Items.Offset(h)+segOffIFlags]&segHot != 0
 			to := a.align(w)
 			if !hot || kept+size > budget || to+size > a.pageSize {
-				a.evicted(h, size)
+				a.evicted(h)
 				a.index.Evicted(h)
 				a.unlinked(h, size)
 				return
@@ -319,7 +338,7 @@ func (a *SegAllocator) merge(now uint32) (int, bool) {
 				from := a.Items.Offset(h)
 				copy(a.Items.mem[base+to:base+to+size], a.Items.mem[from:from+size])
 				a.index.Moved(h, dstH)
-				a.cls[a.classOf(size)].stats.Rescued++
+				a.cls[a.classOfItem(dstH)].stats.Rescued++
 			}
 			a.Items.mem[base+to+segOffIFlags] &^= segHot
 			w = to + size
@@ -349,10 +368,20 @@ func (a *SegAllocator) merge(now uint32) (int, bool) {
 		a.removeSegment(v)
 	}
 	for _, p := range pages[1:] {
-		a.pool.Put(p)
+		a.spare = append(a.spare, int32(p))
 	}
 	a.freed = pages
 	return pages[0], true
+}
+
+// takePage takes a spare page, or one from the page source.
+func (a *SegAllocator) takePage() (int, bool) {
+	if n := len(a.spare); n > 0 {
+		page := a.spare[n-1]
+		a.spare = a.spare[:n-1]
+		return int(page), true
+	}
+	return a.pool.Get()
 }
 
 // oldest returns the numbers of the n segments opened (or merged into)
@@ -394,8 +423,8 @@ func sortDesc(xs []int) {
 }
 
 // evicted counts an eviction of h in its class.
-func (a *SegAllocator) evicted(h Handle, size int) {
-	st := &a.cls[a.classOf(size)].stats
+func (a *SegAllocator) evicted(h Handle) {
+	st := &a.cls[a.classOfItem(h)].stats
 	st.Evicted++
 	if a.Items.Exptime(h) != 0 {
 		st.EvictedNonzero++
@@ -410,7 +439,9 @@ func (a *SegAllocator) unlinked(h Handle, size int) {
 	s := &a.segs[a.segOf(h)]
 	s.live -= int32(size)
 	s.items--
-	a.cls[a.classOf(size)].items--
+	c := &a.cls[a.classOfItem(h)]
+	c.items--
+	c.bytes -= int64(size)
 	p := &a.Items.mem[a.Items.Offset(h)+segOffIFlags]
 	*p &^= ItemLinked | segHot
 }
@@ -421,7 +452,9 @@ func (a *SegAllocator) Link(h Handle) {
 	s := &a.segs[a.segOf(h)]
 	s.live += int32(size)
 	s.items++
-	a.cls[a.classOf(size)].items++
+	c := &a.cls[a.classOfItem(h)]
+	c.items++
+	c.bytes += int64(size)
 	a.Items.mem[a.Items.Offset(h)+segOffIFlags] |= ItemLinked
 }
 
@@ -451,12 +484,17 @@ func (a *SegAllocator) ChunkSize(h Handle) int { return a.Items.Size(h) }
 func (a *SegAllocator) Classes() *Classes { return a.classes }
 
 // Pages is the number of pages this allocator holds.
-func (a *SegAllocator) Pages() int { return len(a.segs) }
+func (a *SegAllocator) Pages() int { return len(a.segs) + len(a.spare) }
 
 // ReleasePage gives one page back to the page source, the oldest
 // segment's, evicting its items; false when the allocator holds none. It
 // is how a cache shrinks to a lower limit.
 func (a *SegAllocator) ReleasePage(now uint32) bool {
+	if n := len(a.spare); n > 0 {
+		a.pool.Put(int(a.spare[n-1]))
+		a.spare = a.spare[:n-1]
+		return true
+	}
 	victims := a.oldest(1)
 	if len(victims) == 0 {
 		return false
@@ -471,23 +509,26 @@ func (a *SegAllocator) ReleaseAll() {
 	for _, s := range a.segs {
 		a.pool.Put(int(s.page))
 	}
-	a.segs = a.segs[:0]
+	for _, p := range a.spare {
+		a.pool.Put(int(p))
+	}
+	a.segs, a.spare = a.segs[:0], a.spare[:0]
 	for i := range a.open {
 		a.open[i] = -1
 	}
 	for i := range a.cls {
-		a.cls[i].items = 0
+		a.cls[i].items, a.cls[i].bytes = 0, 0
 	}
 }
 
 // ClassStats is the event counters of h's size class (see
 // Allocator.ClassStats).
 func (a *SegAllocator) ClassStats(h Handle) *ClassStats {
-	return &a.cls[a.classOf(a.Items.Size(h))].stats
+	return &a.cls[a.classOfItem(h)].stats
 }
 
-// SizeStats is the event counters of the class an item of size bytes is
-// counted in.
+// SizeStats is the event counters of the class an item of ItemSize size
+// bytes is counted in.
 func (a *SegAllocator) SizeStats(size int) *ClassStats { return &a.cls[a.classOf(size)].stats }
 
 // CountCrawled records that the crawler freed h, expired or flushed (see
@@ -528,3 +569,58 @@ func (a *SegAllocator) SegmentUsage() SegUsage {
 
 // ClassItems is the linked items counted in size class cl.
 func (a *SegAllocator) ClassItems(cl int) int { return a.cls[cl].items }
+
+// Usage appends a snapshot of every size class to dst, as
+// Allocator.Usage does for "stats slabs" and "stats items". Segments
+// belong to no class: each class is shown holding the share of the
+// allocator's pages that its items' bytes take (at least one page while
+// it holds items, the shares, spare pages included, summing to the pages
+// held), its items as used chunks and no free ones; TailAtime is when
+// the oldest segment was opened, for every class holding items.
+func (a *SegAllocator) Usage(dst []ClassUsage) []ClassUsage {
+	var total int64
+	for i := range a.cls {
+		total += a.cls[i].bytes
+	}
+	var oldest uint32
+	for i, s := range a.segs {
+		if i == 0 || s.created < oldest {
+			oldest = s.created
+		}
+	}
+	left := a.Pages()
+	for i := range a.cls {
+		c := &a.cls[i]
+		u := ClassUsage{
+			ChunkSize:     a.classes.Sizes[i],
+			ChunksPerPage: a.classes.PerPage[i],
+			UsedChunks:    c.items,
+			Items:         c.items,
+			ClassStats:    c.stats,
+		}
+		if c.items > 0 {
+			u.TailAtime = oldest
+			pages := 1
+			if total > 0 {
+				pages = max(1, int(c.bytes*int64(len(a.segs))/total))
+			}
+			u.Pages = min(pages, left)
+			left -= u.Pages
+		}
+		dst = append(dst, u)
+	}
+	// Rounding down leaves pages over: the class holding most bytes
+	// shows them, so that the pages add up.
+	if left > 0 {
+		best := -1
+		for i := range a.cls {
+			if a.cls[i].items > 0 && (best < 0 || a.cls[i].bytes > a.cls[best].bytes) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			dst[len(dst)-len(a.cls)+best].Pages += left
+		}
+	}
+	return dst
+}
