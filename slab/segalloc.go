@@ -46,8 +46,13 @@ type segment struct {
 	live    int32  // bytes of linked items (unaligned sizes)
 	items   int32  // linked items
 	maxExp  uint32 // latest expiry of the items written; segNever if one never expires
-	created uint32 // when it was opened, or last merged into
-	ttl     int8   // the expiry class it was opened for
+	created uint32 // when it was opened, or last merged into (seconds, for stats)
+	// seq orders segments by age: the allocator's count of segments
+	// opened and merged into when it was. Seconds would not do: a busy
+	// cache opens many segments a second, and a merge must never take a
+	// newer one for the oldest.
+	seq uint64
+	ttl int8 // the expiry class it was opened for
 }
 
 // SegAllocator is the segment store's allocator for one lock stripe:
@@ -73,13 +78,14 @@ type SegAllocator struct {
 	segs     []segment
 	open     [numTTL]int32 // each class's segment taking appends, or -1
 	cls      []segClass
+	seq      uint64 // the last segment.seq given
 	// spare are pages a merge freed beyond the one it was asked for,
 	// kept for the next segments: the cache holds its limit once it has
 	// reached it, as memcached's total_malloced stays flat, rather than
 	// dropping by a merge's pages at each eviction.
 	spare []int32
 	// Scratch of merge, kept so that making room allocates nothing.
-	victims, freed []int
+	victims []int
 }
 
 // segClass is one size class's counts.
@@ -188,8 +194,8 @@ func (a *SegAllocator) Alloc(size int, exp, now uint32) Handle {
 				return h
 			}
 		}
-		if page, ok := a.merge(now); ok {
-			a.openSegment(cl, page, now)
+		if !a.merge(now) {
+			break
 		}
 	}
 	a.cls[a.classOf(size)].stats.OutOfMemory++
@@ -223,7 +229,8 @@ func laterExp(seg, item uint32) uint32 {
 // openSegment makes page the open segment of expiry class cl; the one it
 // replaces is sealed (it takes no more appends).
 func (a *SegAllocator) openSegment(cl, page int, now uint32) {
-	a.segs = append(a.segs, segment{page: int32(page), used: segHeaderSize, created: now, ttl: int8(cl)})
+	a.seq++
+	a.segs = append(a.segs, segment{page: int32(page), used: segHeaderSize, created: now, seq: a.seq, ttl: int8(cl)})
 	i := len(a.segs) - 1
 	a.setSegNumber(i)
 	a.open[cl] = int32(i)
@@ -296,12 +303,16 @@ func (a *SegAllocator) walk(i int, fn func(h Handle, size int)) {
 // merge makes room by merging the oldest segments (up to mergeSegments)
 // into the oldest of them: of each, the linked items read since they
 // were written or last merged (hot) are kept, up to 1/n of a segment
-// from each, and everything else is dropped. It returns a freed page
-// when it merged two segments or more. A lone segment is compacted in
-// place, keeping at most half of it, and stays open for appends.
-func (a *SegAllocator) merge(now uint32) (int, bool) {
+// from each (half of a lone segment), and everything else is dropped;
+// when the oldest keeps nothing, it alone goes. The pages it frees
+// become spares; the merged segment, if anything was
+// kept, counts as the newest and takes appends for its expiry class when
+// it has more room than the class's open segment, so that its free tail
+// is not stranded; if nothing was kept its page is freed too. It reports
+// whether it made room.
+func (a *SegAllocator) merge(now uint32) bool {
 	if len(a.segs) == 0 {
-		return 0, false
+		return false
 	}
 	victims := a.oldest(mergeSegments)
 	dst := victims[0]
@@ -315,7 +326,13 @@ func (a *SegAllocator) merge(now uint32) (int, bool) {
 	}
 	var live, items int32
 	maxExp := uint32(0)
-	for _, v := range victims {
+	for vi, v := range victims {
+		if vi == 1 && items == 0 {
+			// The oldest kept nothing: its page alone is the room made,
+			// and the next oldest keeps its items for now.
+			victims = victims[:1]
+			break
+		}
 		kept := 0
 		a.walk(v, func(h Handle, size int) {
 			if a.Items.IFlags(h)&ItemLinked == 0 {
@@ -349,29 +366,37 @@ func (a *SegAllocator) merge(now uint32) (int, bool) {
 		})
 	}
 	d = &a.segs[dst]
-	d.used, d.live, d.items, d.maxExp, d.created = int32(w), live, items, maxExp, now
-	if len(victims) == 1 {
-		// Its room is the only room there is: append to it.
-		if a.open[d.ttl] != int32(dst) {
-			a.open[d.ttl] = int32(dst)
-		}
-		return 0, false
-	}
+	a.seq++
+	d.used, d.live, d.items, d.maxExp, d.created, d.seq = int32(w), live, items, maxExp, now, a.seq
 	// Free the others, highest number first so that removing one does
-	// not renumber another still to be removed (dst is the oldest and
-	// may be renumbered: it is done with).
-	pages := a.freed[:0]
+	// not renumber another still to be removed; dst, renumbered by a
+	// removal, is found again by its page.
+	dstPage := d.page
 	rest := victims[1:]
 	sortDesc(rest)
 	for _, v := range rest {
-		pages = append(pages, int(a.segs[v].page))
+		a.spare = append(a.spare, a.segs[v].page)
 		a.removeSegment(v)
 	}
-	for _, p := range pages[1:] {
-		a.spare = append(a.spare, int32(p))
+	dst = a.segNumberOfPage(dstPage)
+	d = &a.segs[dst]
+	if items == 0 {
+		a.spare = append(a.spare, d.page)
+		a.removeSegment(dst)
+		return true
 	}
-	a.freed = pages
-	return pages[0], true
+	if o := a.open[d.ttl]; o < 0 || a.room(int(o)) < a.room(dst) {
+		a.open[d.ttl] = int32(dst)
+	}
+	return len(victims) > 1 || a.room(dst) > 0
+}
+
+// room is the bytes segment i can still take.
+func (a *SegAllocator) room(i int) int { return a.pageSize - a.align(int(a.segs[i].used)) }
+
+// segNumberOfPage is the number of the segment on page.
+func (a *SegAllocator) segNumberOfPage(page int32) int {
+	return int(binary.LittleEndian.Uint32(a.Items.mem[int(page)*a.pageSize:]))
 }
 
 // takePage takes a spare page, or one from the page source.
@@ -396,7 +421,7 @@ func (a *SegAllocator) oldest(n int) []int {
 			if contains(out, i) {
 				continue
 			}
-			if best < 0 || a.segs[i].created < a.segs[best].created {
+			if best < 0 || a.segs[i].seq < a.segs[best].seq {
 				best = i
 			}
 		}

@@ -402,3 +402,27 @@ type nopIndex struct{}
 func (nopIndex) Evicted(Handle)              {}
 func (nopIndex) Moved(Handle, Handle)        {}
 func (nopIndex) Reclaim(Handle, uint32) bool { return false }
+
+// TestSegAllocEvictsOldestFirst: with the clock standing still (a busy
+// second), what a merge evicts is the oldest writes, never the newest.
+func TestSegAllocEvictsOldestFirst(t *testing.T) {
+	r := newSegRig(t, 8, 64<<10, 0)
+	const n = 20000
+	for i := 0; i < n; i++ {
+		if !r.set(fmt.Sprintf("k%d", i), 1, 300, 0, 0) {
+			t.Fatalf("set %d failed", i)
+		}
+	}
+	r.check(t, nil)
+	if r.x.evicted == 0 {
+		t.Fatal("nothing evicted")
+	}
+	// The newest writes fill at least the newest segments: a few pages'
+	// worth of them must all be there.
+	keep := 4 * (64 << 10) / SegItemSize(6, 300, 0)
+	for i := n - keep; i < n; i++ {
+		if _, ok := r.x.m[fmt.Sprintf("k%d", i)]; !ok {
+			t.Fatalf("k%d, one of the %d newest writes, was evicted (%d items held)", i, keep, len(r.x.m))
+		}
+	}
+}
