@@ -179,11 +179,13 @@ func (a *SegAllocator) Alloc(size int, exp, now uint32) Handle {
 		if h := a.appendTo(a.open[cl], size, exp); h != 0 {
 			return h
 		}
-		if page, ok := a.takePage(); ok {
+		// Expired items' memory first, before more is taken: a cache
+		// whose items expire holds the memory it needs, not its limit.
+		if page, ok := a.freeExpired(now); ok {
 			a.openSegment(cl, page, now)
 			continue
 		}
-		if page, ok := a.freeExpired(now); ok {
+		if page, ok := a.takePage(); ok {
 			a.openSegment(cl, page, now)
 			continue
 		}

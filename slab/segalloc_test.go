@@ -426,3 +426,24 @@ func TestSegAllocEvictsOldestFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestSegAllocReusesExpiredBeforeTakingMore: a cache whose items expire
+// takes the pages of its expired segments before new ones, so it holds
+// what its live items need, not its limit (memcached's total_malloced
+// stays flat the same way).
+func TestSegAllocReusesExpiredBeforeTakingMore(t *testing.T) {
+	r := newSegRig(t, 64, 64<<10, 0)
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 400; i++ {
+			r.set(fmt.Sprintf("r%d-%d", round, i), 1, 500, 0, r.now+5)
+		}
+		r.now += 10 // everything written so far has expired
+	}
+	r.check(t, nil)
+	if p := r.a.Pages(); p > 6 {
+		t.Errorf("holds %d pages for about 3 pages of live items", p)
+	}
+	if r.x.evicted != 0 {
+		t.Errorf("%d evictions", r.x.evicted)
+	}
+}
