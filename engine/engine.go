@@ -201,6 +201,10 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 		s.id = uint64(i)
 		s.items = m.items
 		s.alloc = slab.NewSegAllocator(m.items, &m.classes, m.PageSize(), &e.quota, s)
+		// The crawler is memhive's background reclaim, as memcached's
+		// LRU maintainer is its: with it, expired memory is reused
+		// before more is taken.
+		s.alloc.ExpiredFirst = c.CrawlInterval > 0
 		s.buckets = newBuckets(initialBuckets)
 		s.bmask = initialBuckets - 1
 	}

@@ -70,7 +70,15 @@ type segment struct {
 // Not safe for concurrent use: the caller's lock guards it, as for
 // Allocator.
 type SegAllocator struct {
-	Items    SegItems
+	Items SegItems
+	// ExpiredFirst has Alloc free a segment whose items have all expired
+	// before it takes a page, as memcached's LRU maintainer reclaims
+	// expired items in the background; without it (memcached with
+	// no_lru_maintainer, memhive without its crawler) a page is taken
+	// while the cache has one to take, and expired items stay to be
+	// found, and counted, by the commands that look them up.
+	ExpiredFirst bool
+
 	classes  *Classes
 	pool     PageSource
 	pageSize int
@@ -179,13 +187,20 @@ func (a *SegAllocator) Alloc(size int, exp, now uint32) Handle {
 		if h := a.appendTo(a.open[cl], size, exp); h != 0 {
 			return h
 		}
-		// Expired items' memory first, before more is taken: a cache
-		// whose items expire holds the memory it needs, not its limit.
-		if page, ok := a.freeExpired(now); ok {
+		// With ExpiredFirst, expired items' memory before more is
+		// taken: a cache whose items expire holds the memory it needs,
+		// not its limit.
+		if a.ExpiredFirst {
+			if page, ok := a.freeExpired(now); ok {
+				a.openSegment(cl, page, now)
+				continue
+			}
+		}
+		if page, ok := a.takePage(); ok {
 			a.openSegment(cl, page, now)
 			continue
 		}
-		if page, ok := a.takePage(); ok {
+		if page, ok := a.freeExpired(now); ok {
 			a.openSegment(cl, page, now)
 			continue
 		}

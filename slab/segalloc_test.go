@@ -433,6 +433,7 @@ func TestSegAllocEvictsOldestFirst(t *testing.T) {
 // stays flat the same way).
 func TestSegAllocReusesExpiredBeforeTakingMore(t *testing.T) {
 	r := newSegRig(t, 64, 64<<10, 0)
+	r.a.ExpiredFirst = true
 	for round := 0; round < 20; round++ {
 		for i := 0; i < 400; i++ {
 			r.set(fmt.Sprintf("r%d-%d", round, i), 1, 500, 0, r.now+5)
