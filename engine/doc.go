@@ -1,15 +1,16 @@
 // Package engine is memhive's cache: a lock-striped hash index over items
-// kept in off-heap segments (package slab), with memcached 1.6's command semantics
-// (storage modes, CAS, expiry, incr/decr, touch, flush_all) and its stats.
+// kept in off-heap segments (package slab), with memcached 1.6's command
+// semantics (storage modes, CAS, expiry, incr/decr, touch, flush_all) and
+// its stats.
 //
 // # Stripes
 //
 // The key space is split into stripes by the go-farm hash of the key
 // (each cache has an Engine of its own). A stripe owns everything its items
 // touch: its hash chains, its slab.SegAllocator (segments, expiry
-// classes, eviction by merging segments) and its counters. One mutex per stripe guards all of it, so a
-// request takes exactly one lock and no lock is ever held while another
-// stripe's is taken.
+// classes, eviction by merging segments) and its counters. One mutex per
+// stripe guards all of it, so a request takes exactly one lock and no lock
+// is ever held while another stripe's is taken.
 //
 // Every command on a key opens with lockKey (memcached's item_lock in
 // thread.c): hash the key, read the clock, lock the key's stripe. A

@@ -118,7 +118,14 @@ func NewMemory(cfg Config) (*Memory, error) {
 		return nil, err
 	}
 	mem := ar.Mem()
-	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewSegItems(mem, slab.SegShift(len(mem)))}
+	shift := slab.SegShift(len(mem))
+	if 1<<shift > line {
+		// Items align within their page, and a page starts on a cache
+		// line: a coarser alignment would put handles off their items.
+		ar.Close()
+		return nil, fmt.Errorf("%w: memory %d bytes is more than item handles address", ErrConfig, cfg.MemoryBytes)
+	}
+	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewSegItems(mem, shift)}
 	m.pool = slab.NewPool(ar.Pages(), pageSize)
 	m.clock = cfg.Clock
 	if m.clock == nil {
