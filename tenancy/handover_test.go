@@ -228,6 +228,13 @@ func TestHandOverStoresEachItemOnItsOwner(t *testing.T) {
 	// on, so that at the handover they have 30 days less a second, 30
 	// days, and 30 days and a second left.
 	lefts := []int64{0, 3600, 30*day + 9, 30*day + 10, 30*day + 11, 60 * day}
+	// The clock reads wall time whenever it ticks (Advance ticks): begin
+	// just after a wall-clock second starts, so that the stores and the
+	// Advance below fall within one second and the clock moves by exactly
+	// 10. A second boundary crossed in between made it move by 11, and
+	// every expected exptime one second off.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	hc.clk.Advance(0)
 	start := hc.clk.Unix()
 	for _, id := range []uint32{3, 7} {
 		eng := leaving.Engine(id)
