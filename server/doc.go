@@ -92,9 +92,10 @@
 // merges in the client's order with one END; flush_all is sent to every
 // other node and answered once they all have; a set refused as too large
 // goes to the key's owner without its data (forwardRefused), so that the
-// owner drops the key's old value, as memcached does; a gat with a key
-// too long touches the keys before it on their owners, then answers the
-// error (forwardTouchBeforeError). A peer that does not
+// owner drops the key's old value, as memcached does; a retrieval with a
+// key too long looks up (gat: touches) the keys before it on their
+// owners, which counts them and marks hits fetched, then answers the
+// error (forwardLookupsBeforeError). A peer that does not
 // answer within RouteConfig.Timeout (watchPeers), or cannot be dialled,
 // completes its slots with their fail answers (a miss, or a server
 // error), counted in forward_errors; its connection is closed, so a late

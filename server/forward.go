@@ -354,7 +354,7 @@ func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
 		return false
 	}
 	if len(r.ErrReply) > 0 {
-		return s.forwardTouchBeforeError(cs, r)
+		return s.forwardLookupsBeforeError(cs, r)
 	}
 	id := cs.tenant.ID()
 	owners := s.route.Owners
@@ -398,17 +398,15 @@ func (s *Server) forwardRetrieve(cs *conn, r *codec.Request) bool {
 	return true
 }
 
-// forwardTouchBeforeError routes a gat or gats that carries an error (a
-// key too long after the keys in r.Keys): memcached answers only the
-// error, but has touched the keys before it, so each of those another
-// node owns is touched there ("gat" of that key alone, its reply
-// dropped) and each owned here is touched here; the error goes out after
-// the owners' replies. A get or gets changes nothing, so it takes the
-// local path, as does a gat whose keys are all owned here.
-func (s *Server) forwardTouchBeforeError(cs *conn, r *codec.Request) bool {
-	if r.Cmd != codec.CmdGat && r.Cmd != codec.CmdGats {
-		return false
-	}
+// forwardLookupsBeforeError routes a get, gets, gat or gats that carries
+// an error (a key too long after the keys in r.Keys): memcached answers
+// only the error, but has looked up (and for gat touched) the keys before
+// it, which counts them and marks a hit fetched. So each of those another
+// node owns is asked there alone ("get k", or "gat <exptime> k"), its
+// reply dropped, and each owned here is looked up here; the error goes
+// out after the owners' replies. A request whose keys are all owned here
+// takes the local path.
+func (s *Server) forwardLookupsBeforeError(cs *conn, r *codec.Request) bool {
 	id := cs.tenant.ID()
 	owners := s.route.Owners
 	remote := false
@@ -422,15 +420,23 @@ func (s *Server) forwardTouchBeforeError(cs *conn, r *codec.Request) bool {
 		return false
 	}
 	eng := cs.tenant.Engine()
+	touch := r.Cmd == codec.CmdGat || r.Cmd == codec.CmdGats
 	for _, k := range r.Keys {
 		node, self := owners.Owner(id, k)
 		if self {
-			if ref, ok := eng.GetAndTouch(k, r.Exptime); ok {
+			var ref engine.Ref
+			var ok bool
+			if touch {
+				ref, ok = eng.GetAndTouch(k, r.Exptime)
+			} else {
+				ref, ok = eng.Get(k)
+			}
+			if ok {
 				ref.Release()
 			}
 			continue
 		}
-		b := cs.oneKeyRetrieval(r, k, true)
+		b := cs.oneKeyRetrieval(r, k, touch)
 		sl := newSlot(cs)
 		sl.discard = true
 		s.send(cs, node.Addr, codec.PeerText, b, sl)

@@ -859,3 +859,35 @@ func TestForwardGatTouchesBeforeError(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
+
+// TestForwardGetLooksUpBeforeError: a get or gets whose keys end in one
+// too long answers only the error, but memcached has looked up the keys
+// before it, marking hits fetched (mg h says so later): so must their
+// owners, and the reply must be what a node serving everything answers.
+// (Found by TestDifferentialCluster, seed 1796321519779437762: mg h
+// answered h0 for a key memcached had fetched in such a get.)
+func TestForwardGetLooksUpBeforeError(t *testing.T) {
+	nodes := startCluster(t, 3, time.Second)
+	ref := startNode(t, "ref", freeAddr(t), nil, "", 0)
+	k1 := keyOwnedBy(t, nodes[0].owners, "n1", "gl")
+	k2 := keyOwnedBy(t, nodes[0].owners, "n2", "gl")
+	k0 := keyOwnedBy(t, nodes[0].owners, "n0", "gl")
+	long := strings.Repeat("L", 251)
+	var script strings.Builder
+	for _, k := range []string{k1, k2, k0} {
+		fmt.Fprintf(&script, "set %s 0 0 1\r\nv\r\n", k)
+	}
+	fmt.Fprintf(&script, "get %s %s %s\r\ngets %s %s\r\n", k1, long, k2, k2, long)
+	for _, k := range []string{k1, k2, k0} {
+		fmt.Fprintf(&script, "mg %s h\r\n", k)
+	}
+	script.WriteString("mn\r\n")
+	want := dialText(t, ref.addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if !strings.Contains(want, "HD h1\r\nHD h1\r\nHD h0\r\n") {
+		t.Fatalf("the reference did not mark the keys before the long one fetched: %q", want)
+	}
+	got := dialText(t, nodes[0].addr, "alice", "ecila").roundTrip(script.String(), "MN\r\n")
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
