@@ -1,16 +1,15 @@
 package difftest
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/memhive/memhive/bench"
 	"github.com/memhive/memhive/internal/etcdtest"
 	"github.com/memhive/memhive/internal/testserver"
 	"github.com/memhive/memhive/tenancy"
@@ -141,37 +140,12 @@ func nodeCaches(httpAddr string) ([]cacheInfo, error) {
 func forwardCounters(nodes []*testserver.Server) string {
 	var parts []string
 	for i, n := range nodes {
-		st, err := textStats(n.Addr)
+		st, err := bench.ServerStats(n.Addr)
 		if err != nil {
 			parts = append(parts, fmt.Sprintf("n%d: %v", i+1, err))
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("n%d forwarded_requests %s forward_errors %s", i+1, st["forwarded_requests"], st["forward_errors"]))
+		parts = append(parts, fmt.Sprintf("n%d forwarded_requests %d forward_errors %d", i+1, st["forwarded_requests"], st["forward_errors"]))
 	}
 	return strings.Join(parts, "; ")
-}
-
-// textStats is the "stats" of the server at addr, as name to value.
-func textStats(addr string) (map[string]string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte("stats\r\n")); err != nil {
-		return nil, err
-	}
-	st := map[string]string{}
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "END" {
-			return st, nil
-		}
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" {
-			st[f[1]] = f[2]
-		}
-	}
-	return nil, fmt.Errorf("stats: %v", sc.Err())
 }
