@@ -865,12 +865,16 @@ func TestAuthTimeoutCountsFromLogout(t *testing.T) {
 		}
 	}
 	time.Sleep(1500 * time.Millisecond) // both are now older than the timeout
+	// Taken before the logouts are sent: the server logs a connection
+	// out when it runs LIST MECHS, a little after this and before the
+	// reply arrives, so its deadline is at least a second after this
+	// (taken after the replies, the close came 995 ms after it once).
+	loggedOut := time.Now()
 	for _, b := range []*binConn{again, stays} {
 		if r := b.do(opSASLList, nil, nil, nil, 0); r.status != stOK || string(r.value) != "PLAIN" {
 			t.Fatalf("LIST MECHS: status %#x %q", r.status, r.value)
 		}
 	}
-	loggedOut := time.Now()
 	time.Sleep(300 * time.Millisecond) // several OnTick checks, still within the timeout
 	// Cyrus refuses a check right after a success until an AUTH fails:
 	// a failed AUTH first, then the right one.
