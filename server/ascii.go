@@ -170,20 +170,32 @@ func asciiRetrieve(eng *engine.Engine, out []byte, r *codec.Request, budget int)
 		if len(out)-mark >= budget {
 			break
 		}
-		var ref engine.Ref
-		var ok bool
-		if touch {
-			ref, ok = eng.GetAndTouch(key, r.Exptime)
-		} else {
-			ref, ok = eng.Get(key)
-		}
-		if ok {
-			out = codec.AppendValue(out, ref.Key(), ref.Flags(), ref.Value(), ref.CAS(), withCAS)
-			ref.Release()
-		}
+		out = retrieveOne(eng, out, key, touch, withCAS, r.Exptime)
 	}
 	if len(r.ErrReply) > 0 {
 		return append(out[:mark], r.ErrReply...)
 	}
 	return append(out, codec.ReplyEnd...)
+}
+
+// lookupOne looks key up for a retrieval: a get's lookup, or with touch
+// a gat's (which also sets the expiry), each counted as memcached counts
+// it. On a hit the Ref holds its stripe's lock until Release.
+func lookupOne(eng *engine.Engine, key []byte, touch bool, exptime int64) (engine.Ref, bool) {
+	if touch {
+		return eng.GetAndTouch(key, exptime)
+	}
+	return eng.Get(key)
+}
+
+// retrieveOne appends one key's part of a text retrieval reply: its
+// VALUE, or nothing for a miss.
+func retrieveOne(eng *engine.Engine, out []byte, key []byte, touch, withCAS bool, exptime int64) []byte {
+	ref, ok := lookupOne(eng, key, touch, exptime)
+	if !ok {
+		return out
+	}
+	out = codec.AppendValue(out, ref.Key(), ref.Flags(), ref.Value(), ref.CAS(), withCAS)
+	ref.Release()
+	return out
 }

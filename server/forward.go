@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/memhive/memhive/codec"
-	"github.com/memhive/memhive/engine"
 	"github.com/memhive/memhive/tenancy"
 )
 
@@ -424,14 +423,7 @@ func (s *Server) forwardLookupsBeforeError(cs *conn, r *codec.Request) bool {
 	for _, k := range r.Keys {
 		node, self := owners.Owner(id, k)
 		if self {
-			var ref engine.Ref
-			var ok bool
-			if touch {
-				ref, ok = eng.GetAndTouch(k, r.Exptime)
-			} else {
-				ref, ok = eng.Get(k)
-			}
-			if ok {
+			if ref, ok := lookupOne(eng, k, touch, r.Exptime); ok {
 				ref.Release()
 			}
 			continue
@@ -455,24 +447,6 @@ func (cs *conn) oneKeyRetrieval(r *codec.Request, k []byte, touch bool) []byte {
 	}
 	cs.scratch = append(append(append(b, ' '), k...), "\r\n"...)
 	return cs.scratch
-}
-
-// retrieveOne appends one key's part of a text retrieval reply: its
-// VALUE, or nothing for a miss.
-func retrieveOne(eng *engine.Engine, out []byte, key []byte, touch, withCAS bool, exptime int64) []byte {
-	var ref engine.Ref
-	var ok bool
-	if touch {
-		ref, ok = eng.GetAndTouch(key, exptime)
-	} else {
-		ref, ok = eng.Get(key)
-	}
-	if !ok {
-		return out
-	}
-	out = codec.AppendValue(out, ref.Key(), ref.Flags(), ref.Value(), ref.CAS(), withCAS)
-	ref.Release()
-	return out
 }
 
 // forwardMeta forwards a meta command whose key (decoded, for base64

@@ -85,6 +85,16 @@ func (n *testNode) stop() {
 	n.s.Stop(ctx)
 }
 
+// twoNodes is the membership of nodes a and b on free addresses, and each
+// one's view of it.
+func twoNodes(t testing.TB) (members []tenancy.Node, oa, ob *tenancy.Owners) {
+	members = []tenancy.Node{{Name: "a", Addr: freeAddr(t)}, {Name: "b", Addr: freeAddr(t)}}
+	oa, ob = &tenancy.Owners{}, &tenancy.Owners{}
+	oa.Set(members, "a")
+	ob.Set(members, "b")
+	return members, oa, ob
+}
+
 // startCluster runs n routing nodes that know each other.
 func startCluster(t testing.TB, n int, timeout time.Duration) []*testNode {
 	t.Helper()
@@ -523,10 +533,7 @@ func TestForwardOwnerDown(t *testing.T) {
 // TestPeerWrongSecret: a peer with the wrong secret is refused, and a
 // node that has it wrong gets only failures.
 func TestPeerWrongSecret(t *testing.T) {
-	members := []tenancy.Node{{Name: "a", Addr: freeAddr(t)}, {Name: "b", Addr: freeAddr(t)}}
-	oa, ob := &tenancy.Owners{}, &tenancy.Owners{}
-	oa.Set(members, "a")
-	ob.Set(members, "b")
+	members, oa, ob := twoNodes(t)
 	a := startNode(t, "a", members[0].Addr, oa, "wrong", 200*time.Millisecond)
 	b := startNode(t, "b", members[1].Addr, ob, testSecret, 200*time.Millisecond)
 
@@ -745,10 +752,7 @@ func TestForwardThenQuit(t *testing.T) {
 // TestPeerLeftIsForgotten: once a node has left the membership and cannot
 // be reached, the pool of connections to it goes.
 func TestPeerLeftIsForgotten(t *testing.T) {
-	members := []tenancy.Node{{Name: "a", Addr: freeAddr(t)}, {Name: "b", Addr: freeAddr(t)}}
-	oa, ob := &tenancy.Owners{}, &tenancy.Owners{}
-	oa.Set(members, "a")
-	ob.Set(members, "b")
+	members, oa, ob := twoNodes(t)
 	a := startNode(t, "a", members[0].Addr, oa, testSecret, 200*time.Millisecond)
 	b := startNode(t, "b", members[1].Addr, ob, testSecret, 200*time.Millisecond)
 	kB := keyOwnedBy(t, oa, "b", "k")

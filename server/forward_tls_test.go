@@ -9,8 +9,6 @@ import (
 	"math/big"
 	"testing"
 	"time"
-
-	"github.com/memhive/memhive/tenancy"
 )
 
 // testTLSConfig is a server configuration with a fresh self-signed
@@ -29,13 +27,11 @@ func testTLSConfig(t testing.TB) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
-// TestForwardOverTLS: a TLS client's forwarded requests are answered in
-// order by its connection's own goroutine, woken by the peer's reader.
+// TestForwardOverTLS: a TLS client's forwarded requests, carried by the
+// shared link and its trigger, are answered in order by its connection's
+// own goroutine, woken when the link's loop completes them.
 func TestForwardOverTLS(t *testing.T) {
-	members := []tenancy.Node{{Name: "a", Addr: freeAddr(t)}, {Name: "b", Addr: freeAddr(t)}}
-	oa, ob := &tenancy.Owners{}, &tenancy.Owners{}
-	oa.Set(members, "a")
-	ob.Set(members, "b")
+	members, oa, ob := twoNodes(t)
 	a := &testNode{name: "a", addr: members[0].Addr, ts: clusterTenants(t), owners: oa}
 	a.s = New(Config{Listen: a.addr, Threads: 1, TLSListen: "127.0.0.1:0", TLS: testTLSConfig(t),
 		Route: &RouteConfig{Owners: oa, Secret: func() string { return testSecret }, Timeout: time.Second}}, a.ts)

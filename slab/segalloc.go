@@ -590,17 +590,17 @@ func (a *SegAllocator) ResetStats() {
 	}
 }
 
-// SegUsage is a snapshot of the allocator's segments.
-type SegUsage struct {
+// segUsage is a snapshot of the allocator's segments.
+type segUsage struct {
 	Segments  int
 	Used      int64 // bytes written, headers and dead items included
 	Live      int64 // bytes of linked items
 	LiveItems int
 }
 
-// SegmentUsage sums the allocator's segments.
-func (a *SegAllocator) SegmentUsage() SegUsage {
-	u := SegUsage{Segments: len(a.segs)}
+// segmentUsage sums the allocator's segments.
+func (a *SegAllocator) segmentUsage() segUsage {
+	u := segUsage{Segments: len(a.segs)}
 	for _, s := range a.segs {
 		u.Used += int64(s.used)
 		u.Live += int64(s.live)
@@ -609,8 +609,8 @@ func (a *SegAllocator) SegmentUsage() SegUsage {
 	return u
 }
 
-// ClassItems is the linked items counted in size class cl.
-func (a *SegAllocator) ClassItems(cl int) int { return a.cls[cl].items }
+// classItems is the linked items counted in size class cl.
+func (a *SegAllocator) classItems(cl int) int { return a.cls[cl].items }
 
 // Usage appends a snapshot of every size class to dst, as
 // Allocator.Usage does for "stats slabs" and "stats items". Segments

@@ -178,13 +178,13 @@ func (r *segRig) check(t testing.TB, versions map[string]int) {
 			t.Fatalf("%q: value %.40q is not version %d", k, m.Value(h), v)
 		}
 	}
-	u := r.a.SegmentUsage()
+	u := r.a.segmentUsage()
 	if u.LiveItems != len(r.x.m) {
 		t.Fatalf("segments count %d live items, the index %d", u.LiveItems, len(r.x.m))
 	}
 	items := 0
 	for cl := range r.a.cls {
-		items += r.a.ClassItems(cl)
+		items += r.a.classItems(cl)
 	}
 	if items != len(r.x.m) {
 		t.Fatalf("classes count %d items, the index %d", items, len(r.x.m))
