@@ -19,6 +19,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -1793,9 +1794,17 @@ func (g *Generator) metaArith() *Request {
 	t := g.metaStart("ma", key)
 	mode := []string{"MI", "M+", "MD", "M-"}[g.intn(4)]
 	incr := mode == "MI" || mode == "M+"
+	delta := "D" + g.delta(incr)
 	cands := []string{"q", "k", "c", "t", "v", g.opaqueFlag(), "T" + g.expText(), "N" + g.expText(),
-		"J" + numericInitial[g.intn(len(numericInitial))], "D" + g.delta(incr), mode}
-	t.tok(g.metaFlags(cands, 0.35)...)
+		"J" + numericInitial[g.intn(len(numericInitial))], delta, mode}
+	flags := g.metaFlags(cands, 0.35)
+	if i := slices.Index(flags, delta); i >= 0 && !incr && !slices.Contains(flags, mode) {
+		// Without its mode token ma increments, and a decrement's delta
+		// may be huge: it would carry the value to 2^63 or more (see
+		// numericValues).
+		flags[i] = "D1"
+	}
+	t.tok(flags...)
 	if g.chance(0.15) {
 		t.metaCAS("C", key, g.chance(0.3))
 	}
