@@ -3,6 +3,7 @@ package arena
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
 // ErrSize is returned by New when the requested size holds no whole page or
@@ -31,6 +32,8 @@ type Arena struct {
 	// of group pages; nil when nothing is bound.
 	nodes []int
 	group int
+	// file backs a NewFile arena; nil for an anonymous one.
+	file *os.File
 }
 
 // Mem is the whole region, Pages()*PageSize() bytes, zero where never

@@ -30,6 +30,12 @@ func (a *Arena) Release(page int) {
 // Close drops the region; every slice of Mem must be dropped too. Calling
 // Close again does nothing.
 func (a *Arena) Close() error {
+	var err error
+	if a.file != nil {
+		err = a.Sync()
+		a.file.Close()
+		a.file = nil
+	}
 	a.mem = nil
-	return nil
+	return err
 }

@@ -4,6 +4,7 @@ package arena
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 
@@ -78,7 +79,13 @@ func (a *Arena) Release(page int) {
 		return
 	}
 	clearDirty(a.mem[lo:inLo], a.osPage)
-	if err := unix.Madvise(a.mem[inLo:inHi], unix.MADV_DONTNEED); err != nil {
+	if a.file != nil {
+		// A shared mapping's pages belong to the file: MADV_DONTNEED
+		// would only unmap them, keeping their bytes.
+		if !a.punch(inLo, inHi) {
+			clear(a.mem[inLo:inHi])
+		}
+	} else if err := unix.Madvise(a.mem[inLo:inHi], unix.MADV_DONTNEED); err != nil {
 		// Cannot happen on a live aligned anonymous mapping; keep the
 		// contract (zeroed contents) even if RSS stays.
 		clear(a.mem[inLo:inHi])
@@ -110,7 +117,11 @@ func (a *Arena) Close() error {
 	err := unix.Munmap(a.mapped)
 	a.mapped, a.mem, a.nodes = nil, nil, nil
 	if err != nil {
-		return fmt.Errorf("arena: munmap: %w", err)
+		err = fmt.Errorf("arena: munmap: %w", err)
 	}
-	return nil
+	if a.file != nil {
+		err = errors.Join(err, a.file.Close())
+		a.file = nil
+	}
+	return err
 }

@@ -25,8 +25,16 @@ type Clock struct {
 }
 
 // NewClock starts a clock ticking every interval. Call Stop to end it.
-func NewClock(interval time.Duration) *Clock {
-	c := &Clock{started: time.Now().Unix() - startSkew, stop: make(chan struct{})}
+func NewClock(interval time.Duration) *Clock { return newClockFrom(0, interval) }
+
+// newClockFrom starts a clock whose server-relative 0 is the unix time
+// started, so that it resumes a previous process's clock (a warm
+// restart); 0 starts a new one.
+func newClockFrom(started int64, interval time.Duration) *Clock {
+	if started == 0 {
+		started = time.Now().Unix() - startSkew
+	}
+	c := &Clock{started: started, stop: make(chan struct{})}
 	c.tick()
 	go func() {
 		t := time.NewTicker(interval)

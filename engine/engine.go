@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,17 @@ type Config struct {
 	// items; 0 means 10 s, negative disables it.
 	CrawlInterval time.Duration
 	Clock         *Clock // nil: a new clock ticking every second
+	// MemoryFile, if set, backs the item memory with this file (on
+	// /dev/shm, say) for warm restarts: see persist.go. It needs the
+	// memory's own clock (Clock nil).
+	MemoryFile string
 }
 
 // CacheConfig sizes one cache's Engine inside a shared Memory.
 type CacheConfig struct {
+	// ID names the cache in a memory file's metadata: an engine made
+	// with the ID of a cache the file holds takes its items back.
+	ID         uint32
 	LimitBytes int64 // the cache's memory limit; at least one page is granted
 	Stripes    int   // lock stripes; 0 picks from the limit
 	// CrawlInterval is how often the background crawler looks for expired
@@ -51,11 +59,21 @@ type Memory struct {
 	items    slab.SegItems
 	clock    *Clock
 	ownClock bool
+
+	mu sync.Mutex // guards the fields below
+	// engines are the engines made from m and not closed, for Persist.
+	engines map[*Engine]struct{}
+	// restoring holds, by cache id, the restored caches no engine has
+	// claimed yet (persist.go).
+	restoring    map[uint32]*cacheMeta
+	restoredNote Restored
+	restoreStart time.Time
 }
 
 // Engine is one cache: its own key space, segments, counters and limit,
 // on pages of a Memory. Safe for concurrent use.
 type Engine struct {
+	id      uint32 // CacheConfig.ID
 	cfg     Config
 	mem     *Memory
 	ownMem  bool
@@ -75,6 +93,7 @@ type Engine struct {
 	resizeMu    sync.Mutex // serialises SetLimit and Close
 	closed      bool       // guarded by resizeMu
 	stopCrawler chan struct{}
+	stopOnce    sync.Once
 	crawlerDone sync.WaitGroup
 	closeOnce   sync.Once
 }
@@ -113,8 +132,19 @@ func NewMemory(cfg Config) (*Memory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	ar, err := arena.New(pages*pageSize, pageSize)
-	if err != nil {
+	if cfg.MemoryFile != "" && cfg.Clock != nil {
+		return nil, fmt.Errorf("%w: a memory file needs the memory's own clock", ErrConfig)
+	}
+	var ar *arena.Arena
+	fileIsNew := false
+	if cfg.MemoryFile != "" {
+		_, err := os.Stat(cfg.MemoryFile)
+		fileIsNew = errors.Is(err, os.ErrNotExist)
+		ar, err = arena.NewFile(cfg.MemoryFile, pages*pageSize, pageSize)
+		if err != nil {
+			return nil, err
+		}
+	} else if ar, err = arena.New(pages*pageSize, pageSize); err != nil {
 		return nil, err
 	}
 	mem := ar.Mem()
@@ -125,11 +155,15 @@ func NewMemory(cfg Config) (*Memory, error) {
 		ar.Close()
 		return nil, fmt.Errorf("%w: memory %d bytes is more than item handles address", ErrConfig, cfg.MemoryBytes)
 	}
-	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewSegItems(mem, shift)}
+	m := &Memory{cfg: cfg, arena: ar, classes: classes, items: slab.NewSegItems(mem, shift), engines: make(map[*Engine]struct{})}
 	m.pool = slab.NewPool(ar.Pages(), pageSize)
+	var started int64
+	if cfg.MemoryFile != "" {
+		started = m.restore(fileIsNew)
+	}
 	m.clock = cfg.Clock
 	if m.clock == nil {
-		m.clock = NewClock(time.Second)
+		m.clock = newClockFrom(started, time.Second)
 		m.ownClock = true
 	}
 	return m, nil
@@ -188,7 +222,8 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 	cfg.MemoryBytes = c.LimitBytes
 	cfg.Stripes = c.Stripes
 	cfg.CrawlInterval = c.CrawlInterval
-	e := &Engine{cfg: cfg, mem: m, clock: m.clock, stopCrawler: make(chan struct{})}
+	e := &Engine{id: c.ID, cfg: cfg, mem: m, clock: m.clock, stopCrawler: make(chan struct{})}
+	restored := m.claimRestored(c.ID)
 	e.quota.mem = m
 	limit := e.limitPages(c.LimitBytes)
 	e.quota.limit.Store(limit)
@@ -196,6 +231,11 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 	n := c.Stripes
 	if n == 0 {
 		n = stripesFor(int(limit))
+	}
+	if restored != nil {
+		// Items are in the stripe of their key's hash: the stripes
+		// stay as they were.
+		n = len(restored.Stripes)
 	}
 	if n&(n-1) != 0 || n < 1 {
 		return nil, fmt.Errorf("%w: stripes %d is not a power of two", ErrConfig, n)
@@ -215,6 +255,15 @@ func (m *Memory) NewEngine(c CacheConfig) (*Engine, error) {
 		s.buckets = newBuckets(initialBuckets)
 		s.bmask = initialBuckets - 1
 	}
+	if restored != nil {
+		e.restoreFrom(restored)
+		if e.quota.taken.Load() > limit {
+			e.SetLimit(c.LimitBytes)
+		}
+	}
+	m.mu.Lock()
+	m.engines[e] = struct{}{}
+	m.mu.Unlock()
 	if c.CrawlInterval > 0 {
 		e.crawlerDone.Add(1)
 		go e.crawl(c.CrawlInterval)
@@ -320,8 +369,10 @@ func stripesFor(pages int) int {
 func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
-		close(e.stopCrawler)
-		e.crawlerDone.Wait()
+		e.stopCrawling()
+		e.mem.mu.Lock()
+		delete(e.mem.engines, e)
+		e.mem.mu.Unlock()
 		e.resizeMu.Lock()
 		e.closed = true
 		e.quota.limit.Store(0)
@@ -342,6 +393,14 @@ func (e *Engine) Close() error {
 		}
 	})
 	return err
+}
+
+// stopCrawling stops the background crawler and waits for it, once.
+func (e *Engine) stopCrawling() {
+	e.stopOnce.Do(func() {
+		close(e.stopCrawler)
+		e.crawlerDone.Wait()
+	})
 }
 
 // Clock is the engine's server clock.

@@ -72,8 +72,15 @@ func (s *stripe) findLocked(h uint64, key []byte) slab.Handle {
 	return 0
 }
 
-// linkLocked inserts a fully written item into the index and its LRU.
+// linkLocked inserts a fully written item into the index and counts it
+// as stored.
 func (s *stripe) linkLocked(h uint64, it slab.Handle) {
+	s.st.totalItems++
+	s.indexLocked(h, it)
+}
+
+// indexLocked inserts a fully written item into the index.
+func (s *stripe) indexLocked(h uint64, it slab.Handle) {
 	b := h & s.bmask
 	s.items.SetHNext(it, s.buckets[b])
 	s.buckets[b] = it
@@ -83,7 +90,6 @@ func (s *stripe) linkLocked(h uint64, it slab.Handle) {
 	}
 	s.count++
 	s.bytes += int64(s.alloc.ChunkSize(it))
-	s.st.totalItems++
 	if s.count > len(s.buckets)+len(s.buckets)/2 {
 		s.growLocked()
 	}

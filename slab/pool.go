@@ -63,3 +63,17 @@ func (p *Pool) Total() int { return p.total }
 
 // PageSize is the size of each page in bytes.
 func (p *Pool) PageSize() int { return p.pageSize }
+
+// Remove takes out of the free list every page marked in used: pages a
+// restored allocator holds already (SegAllocator.Restore).
+func (p *Pool) Remove(used []bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	free := p.free[:0]
+	for _, page := range p.free {
+		if int(page) >= len(used) || !used[page] {
+			free = append(free, page)
+		}
+	}
+	p.free = free
+}

@@ -569,7 +569,7 @@ func (t *Tenants) addCache(c control.Cache) error {
 	if t.cfg.Local && c.Name == DefaultCache {
 		limit = t.cfg.LocalLimit
 	}
-	eng, err := t.mem.NewEngine(engine.CacheConfig{LimitBytes: limit})
+	eng, err := t.mem.NewEngine(engine.CacheConfig{ID: c.ID, LimitBytes: limit})
 	if err != nil {
 		return fmt.Errorf("cache %d (%s): %w", c.ID, c.Name, err)
 	}

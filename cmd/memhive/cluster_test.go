@@ -48,6 +48,7 @@ func TestClusterFlags(t *testing.T) {
 		{name: "cert without key", args: []string{"--etcd", "http://e:2379", "--etcd-cert", "c.pem"}, wantErr: "--etcd-cert and --etcd-key"},
 		{name: "relative prefix", args: []string{"--etcd", "http://e:2379", "--etcd-prefix", "memhive"}, wantErr: "--etcd-prefix"},
 		{name: "node with a slash", args: []string{"--etcd", "http://e:2379", "--node", "a/b"}, wantErr: "--node"},
+		{name: "a memory file on a cluster node", args: []string{"--etcd", "http://e:2379", "--memory-file", "/dev/shm/m"}, wantErr: "--memory-file is for a single node"},
 	}
 	for _, tc := range cases {
 		c, err := parseServeFlags(tc.args, io.Discard, io.Discard)

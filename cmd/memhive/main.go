@@ -128,6 +128,7 @@ type serveConfig struct {
 	verbosity    int
 	growthFactor float64
 	crawlEvery   time.Duration
+	memoryFile   string
 
 	idleTimeout    time.Duration
 	authFailLimit  int
@@ -218,6 +219,8 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	fs.Float64Var(&c.growthFactor, "f", 1.25, "slab chunk-size growth factor")
 	fs.DurationVar(&c.crawlEvery, "crawl-interval", 10*time.Second,
 		"how often the crawler frees expired and flushed items (0: never, as memcached -o no_lru_crawler: a command that meets one, or an eviction, frees it)")
+	fs.StringVar(&c.memoryFile, "memory-file", "",
+		"back the item memory with this file (on /dev/shm, say): a graceful stop (SIGTERM, SIGINT, SIGUSR1) keeps every cache's items for the next start with the same settings (memcached's -e)")
 	registerClusterFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -267,6 +270,11 @@ func parseServeFlags(args []string, out, errOut io.Writer) (serveConfig, error) 
 	case "text", "json":
 	default:
 		return c, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	if c.memoryFile != "" && c.etcd != "" {
+		// While a node is away its keys get new owners and new values:
+		// the items it kept would come back stale.
+		return c, errors.New("--memory-file is for a single node: a cluster node's items move to other nodes while it is away")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -451,9 +459,13 @@ func (s *serving) newMemory() error {
 		GrowthFactor: c.growthFactor,
 		// engine.Config reads 0 as its default; off is negative there.
 		CrawlInterval: cmp.Or(c.crawlEvery, -1),
+		MemoryFile:    c.memoryFile,
 	})
 	if err != nil {
 		return err
+	}
+	if r := mem.Restored(); c.memoryFile != "" && r.Reason != "" {
+		s.log.Info("warm restart: starting empty", "reason", r.Reason, "memory_file", c.memoryFile)
 	}
 	s.mem = mem
 	s.onStop(func() { mem.Close() })
@@ -504,12 +516,35 @@ func (s *serving) newTenants() error {
 	}
 	s.tenants = tenants
 	s.onStop(tenants.Close)
+	if c.memoryFile != "" {
+		s.keepItems()
+	}
 	if s.etcd != nil {
 		// Hold the shares of the cluster as last seen from the start,
 		// rather than whole limits until the node joins (joinCluster).
 		tenants.SetNodes(len(withSelf(s.etcd.Members(), s.selfMember())))
 	}
 	return nil
+}
+
+// keepItems finishes a warm restart, once every cache the store lists
+// has its engine: the items of caches deleted meanwhile are dropped. On
+// the way out, before the caches close, it has the memory keep their
+// items for the next start.
+func (s *serving) keepItems() {
+	dropped := s.mem.DropUnrestored()
+	if r := s.mem.Restored(); r.Reason == "" {
+		s.log.Info("warm restart: items restored", "caches", r.Caches, "items", r.Items,
+			"took", r.Took.Round(time.Millisecond).String(), "dropped_deleted_caches", len(dropped), "memory_file", s.cfg.memoryFile)
+	}
+	s.onStop(func() {
+		start := time.Now()
+		if err := s.mem.Persist(); err != nil {
+			s.log.Error("warm restart: the items could not be kept; the next start will be empty", "err", err)
+			return
+		}
+		s.log.Info("warm restart: items kept for the next start", "memory_file", s.cfg.memoryFile, "took", time.Since(start).Round(time.Millisecond).String())
+	})
 }
 
 // newServer makes the memcache server, reading --tls-cert, --tls-key and
@@ -690,14 +725,15 @@ func (s *serving) announce() {
 	}
 }
 
-// waitForSignals serves until SIGTERM or SIGINT, rereading the TLS
-// certificate on each SIGHUP. On SIGTERM or SIGINT it stops the memcache
+// waitForSignals serves until SIGTERM, SIGINT or SIGUSR1 (memcached's
+// graceful stop), rereading the TLS certificate on each SIGHUP. On any
+// of the first three it stops the memcache
 // listeners gracefully: connections get --stop-timeout to receive the
 // replies to what they sent. It returns the listeners' error if they
 // fail instead.
 func (s *serving) waitForSignals() error {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
 	for {
 		select {
 		case err := <-s.runErr:
