@@ -27,6 +27,10 @@ import (
 // metaFormat is the metadata file's format; see also slab.SegLayout.
 const metaFormat = 1
 
+// maxStripes bounds a restored cache's stripes (stripesFor picks at most
+// 16): a metadata file asking for more is not one this code wrote.
+const maxStripes = 1024
+
 // maxKeyLength bounds the keys of restored items (memcached's
 // KEY_MAX_LENGTH).
 const maxKeyLength = 250
@@ -139,7 +143,7 @@ func (m *Memory) checkMeta(meta *memoryMeta, used []bool) (map[uint32]*cacheMeta
 	caches := make(map[uint32]*cacheMeta, len(meta.Caches))
 	for i := range meta.Caches {
 		c := &meta.Caches[i]
-		if _, dup := caches[c.ID]; dup || len(c.Stripes) == 0 || len(c.Stripes)&(len(c.Stripes)-1) != 0 {
+		if _, dup := caches[c.ID]; dup || len(c.Stripes) == 0 || len(c.Stripes) > maxStripes || len(c.Stripes)&(len(c.Stripes)-1) != 0 {
 			return nil, fmt.Sprintf("cache %d: listed twice, or %d stripes", c.ID, len(c.Stripes))
 		}
 		for j := range c.Stripes {
