@@ -395,3 +395,38 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("counter %q", v)
 	}
 }
+
+// TestReadCounterHiddenFromAtime: the segment store keeps each item's
+// read counter in its atime field's top bits; however often an item is
+// read, its last access (mg l and h, me's la) and flush_all's cut-off
+// see only the time.
+func TestReadCounterHiddenFromAtime(t *testing.T) {
+	e, clk := newTestEngine(t, 8)
+	k := []byte("k")
+	if st, _ := e.Store(ModeSet, k, 0, 0, []byte("v"), 0); st != Stored {
+		t.Fatalf("set: %v", st)
+	}
+	clk.Advance(3)
+	for i := 0; i < 40; i++ {
+		r, ok := e.Get(k)
+		if !ok {
+			t.Fatalf("get %d missed", i)
+		}
+		r.Release()
+	}
+	clk.Advance(2)
+	r, hit, _ := e.MetaGet(k, false)
+	if !hit {
+		t.Fatal("mg missed")
+	}
+	idle := r.Idle()
+	r.Release()
+	if idle != 2 {
+		t.Errorf("idle %d s after 40 reads 2 s ago, want 2", idle)
+	}
+	clk.Advance(1)
+	e.FlushAll(0)
+	if _, _, _, ok := get(t, e, "k"); ok {
+		t.Error("an item read 40 times survived flush_all")
+	}
+}

@@ -237,12 +237,14 @@ func (s *stripe) getLocked(h uint64, key []byte, now uint32) slab.Handle {
 	return it
 }
 
-// touchLRULocked records an access: the last-access time, and the mark
-// that has a merge keep the item, written at most once per item per
-// second so that hot keys stay cheap to read.
+// touchLRULocked records an access: the last-access time, written at
+// most once per item per second, and a read in the item's read counter,
+// which merges keep items by (slab.SegAllocator.Bump), on every hit: a
+// counter bumped once a second told H1's hot keys from its warm ones no
+// better than one bit did (BENCHMARKS.md).
 func (s *stripe) touchLRULocked(it slab.Handle, now uint32) {
 	if s.items.Atime(it) != now {
 		s.items.SetAtime(it, now)
-		s.alloc.Bump(it)
 	}
+	s.alloc.Bump(it)
 }

@@ -17,9 +17,11 @@
 //     class (13 classes: never, and ranges of remaining lifetime growing
 //     by four), takes a page, frees a segment whose items have all
 //     expired, or merges the oldest segments into one, keeping the items
-//     read since they were written and evicting the rest; a delete or an
-//     overwrite leaves dead bytes, which merges reclaim. ReleasePage gives
-//     a page back when the cache shrinks.
+//     read most per byte (a 4-bit read counter in the atime field's top
+//     bits) and evicting the rest; new items start in probation
+//     segments, merged apart from the main segments merges write; a
+//     delete or an overwrite leaves dead bytes, which merges reclaim.
+//     ReleasePage gives a page back when the cache shrinks.
 //   - Classes (classes.go) is the table of memcached-style chunk sizes,
 //     growing by the -f factor up to a whole page. Segments have no size
 //     classes, but items are counted by the class their ItemSize picks,

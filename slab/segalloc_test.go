@@ -9,7 +9,8 @@ import (
 
 // TestSegItemsLayout: every field reads back what Init and the setters
 // wrote, for every combination of flags, long values, key lengths and
-// alignments; the allocator's bits stay hidden and survive SetIFlags.
+// alignments; the allocator's bits (layout bits, read counter) stay
+// hidden and survive SetIFlags and SetAtime.
 func TestSegItemsLayout(t *testing.T) {
 	mem := make([]byte, 40<<20)
 	for _, shift := range []uint{0, 3} {
@@ -33,8 +34,10 @@ func TestSegItemsLayout(t *testing.T) {
 			m.SetCAS(h, 1<<40+5)
 			m.SetHNext(h, 77)
 			m.SetIFlags(h, ItemLinked|ItemStale)
-			m.mem[m.Offset(h)+segOffIFlags] |= segHot
+			m.setFreq(h, segFreqMax)
 			m.SetIFlags(h, m.IFlags(h)|ItemKeyBinary)
+			m.SetAtime(h, 98)
+			m.SetAtime(h, 99)
 			name := fmt.Sprintf("shift %d key %d value %d flags %d", shift, c.nkey, c.nbytes, c.flags)
 			switch {
 			case !bytes.Equal(m.Key(h), key):
@@ -45,8 +48,8 @@ func TestSegItemsLayout(t *testing.T) {
 				t.Errorf("%s: flags %d exptime %d atime %d cas %d hnext %d", name, m.Flags(h), m.Exptime(h), m.Atime(h), m.CAS(h), m.HNext(h))
 			case m.IFlags(h) != ItemLinked|ItemStale|ItemKeyBinary:
 				t.Errorf("%s: iflags %#x", name, m.IFlags(h))
-			case m.mem[m.Offset(h)+segOffIFlags]&segHot == 0:
-				t.Errorf("%s: SetIFlags dropped the hot bit", name)
+			case m.freq(h) != segFreqMax:
+				t.Errorf("%s: read counter %d after SetIFlags and SetAtime", name, m.freq(h))
 			case m.Size(h) != SegItemSize(c.nkey, c.nbytes, c.flags):
 				t.Errorf("%s: size %d, want %d", name, m.Size(h), SegItemSize(c.nkey, c.nbytes, c.flags))
 			}
@@ -262,6 +265,72 @@ func TestSegAllocKeepsReadItems(t *testing.T) {
 	}
 }
 
+// TestSegAllocKeepsByReadsPerByte: two sets of items written side by
+// side, then a stream of new items that forces every segment through
+// merges; the set with more reads per byte survives, most of the other
+// goes, whatever the order of writing.
+func TestSegAllocKeepsByReadsPerByte(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		winReads, loseReads int
+		winSize, loseSize   int
+		winFirst            bool
+	}{
+		{"read 6 times over read once", 6, 1, 300, 300, false},
+		{"read 6 times over read once, written first", 6, 1, 300, 300, true},
+		{"read 3 times over never read", 3, 0, 300, 300, false},
+		{"read twice over read once", 2, 1, 300, 300, true},
+		{"as often read, small over large", 2, 2, 100, 1500, false},
+		{"small read once over large read twice", 1, 2, 100, 1500, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSegRig(t, 16, 64<<10, 0)
+			const n = 150
+			write := func(prefix string, size int) {
+				for i := 0; i < n; i++ {
+					r.set(fmt.Sprintf("%s%d", prefix, i), 1, size, 0, 0)
+				}
+			}
+			if c.winFirst {
+				write("win", c.winSize)
+				write("lose", c.loseSize)
+			} else {
+				write("lose", c.loseSize)
+				write("win", c.winSize)
+			}
+			for i := 0; i < n; i++ {
+				for j := 0; j < c.winReads; j++ {
+					r.a.Bump(r.x.m[fmt.Sprintf("win%d", i)])
+				}
+				for j := 0; j < c.loseReads; j++ {
+					r.a.Bump(r.x.m[fmt.Sprintf("lose%d", i)])
+				}
+			}
+			// New items, each read once, to fill the cache twice over.
+			for i := 0; i < 2*(16<<16)/200; i++ {
+				k := fmt.Sprintf("new%d", i)
+				r.set(k, 1, 200, 0, 0)
+				r.a.Bump(r.x.m[k])
+			}
+			r.check(t, nil)
+			won, lost := 0, 0
+			for i := 0; i < n; i++ {
+				if _, ok := r.x.m[fmt.Sprintf("win%d", i)]; ok {
+					won++
+				}
+				if _, ok := r.x.m[fmt.Sprintf("lose%d", i)]; ok {
+					lost++
+				}
+			}
+			// A merge whose victims fit in a page keeps all they hold, so
+			// a few losers may be left.
+			if won < n*9/10 || lost > n/5 {
+				t.Errorf("%d of %d winners and %d of %d losers held", won, n, lost, n)
+			}
+		})
+	}
+}
+
 // TestSegAllocExpiredFirst: once the short-lived items' segments have
 // expired, new items take their pages before anything is evicted.
 func TestSegAllocExpiredFirst(t *testing.T) {
@@ -403,8 +472,9 @@ func (nopIndex) Evicted(Handle)              {}
 func (nopIndex) Moved(Handle, Handle)        {}
 func (nopIndex) Reclaim(Handle, uint32) bool { return false }
 
-// TestSegAllocEvictsOldestFirst: with the clock standing still (a busy
-// second), what a merge evicts is the oldest writes, never the newest.
+// TestSegAllocEvictsOldestFirst: of items never read, what a merge
+// evicts is the oldest writes, never the newest: new items are merged
+// from the oldest probation segments, never the newest.
 func TestSegAllocEvictsOldestFirst(t *testing.T) {
 	r := newSegRig(t, 8, 64<<10, 0)
 	const n = 20000
@@ -417,9 +487,9 @@ func TestSegAllocEvictsOldestFirst(t *testing.T) {
 	if r.x.evicted == 0 {
 		t.Fatal("nothing evicted")
 	}
-	// The newest writes fill at least the newest segments: a few pages'
-	// worth of them must all be there.
-	keep := 4 * (64 << 10) / SegItemSize(6, 300, 0)
+	// The newest writes fill at least the newest segment: a page's worth
+	// of them must all be there.
+	keep := (64 << 10) / SegItemSize(6, 300, 0)
 	for i := n - keep; i < n; i++ {
 		if _, ok := r.x.m[fmt.Sprintf("k%d", i)]; !ok {
 			t.Fatalf("k%d, one of the %d newest writes, was evicted (%d items held)", i, keep, len(r.x.m))

@@ -13,11 +13,13 @@ import "encoding/binary"
 //
 //	 0 hnext   uint32  next item in the engine's hash chain (a Handle)
 //	 4 exptime uint32  expiry in server-relative seconds, 0 never
-//	 8 atime   uint32  last store or access, server-relative seconds
+//	 8 atime   uint32  last store or access, server-relative seconds, in
+//	                   the low 28 bits; the top 4 are the allocator's
+//	                   read counter (segFreqShift)
 //	12 cas     uint64  CAS unique value
 //	20 nkey    uint8   key length
-//	21 iflags  uint8   the state bits (ItemLinked ...), the allocator's
-//	                   hot bit and two layout bits
+//	21 iflags  uint8   the state bits (ItemLinked ...) and two layout
+//	                   bits; bit 5 is free
 //	22 nbytes  uint24  value length; uint32 with segLongValue
 //	   flags   uint32  client flags, with segHasFlags only
 //	   key, then value
@@ -42,13 +44,22 @@ const (
 	segHeaderSize = 8
 )
 
-// The allocator's bits kept in iflags beside the item state bits; IFlags
-// and SetIFlags hide them.
+// The layout bits kept in iflags beside the item state bits; IFlags and
+// SetIFlags hide them.
 const (
-	segHot       = 1 << 5 // read since written or last merged: a merge keeps it
 	segHasFlags  = 1 << 6 // a 4-byte client flags field follows nbytes
 	segLongValue = 1 << 7 // nbytes is 4 bytes long
-	segLayout    = segHot | segHasFlags | segLongValue
+	segLayout    = segHasFlags | segLongValue
+)
+
+// The atime field's top bits hold the allocator's read counter, which a
+// merge keeps items by (SegAllocator.Bump). Atime is seconds since the
+// process started, so 28 bits last 8.5 years of uptime; Atime and
+// SetAtime hide the counter, and a time past 28 bits wraps.
+const (
+	segFreqShift = 28
+	segAtimeMask = 1<<segFreqShift - 1
+	segFreqMax   = 1<<(32-segFreqShift) - 1
 )
 
 // maxShortValue is the largest value length a 3-byte field holds.
@@ -132,10 +143,21 @@ func (m SegItems) Exptime(h Handle) uint32 { return m.get32(h, segOffExptime) }
 func (m SegItems) SetExptime(h Handle, t uint32) { m.put32(h, segOffExptime, t) }
 
 // Atime is when h was last stored or read.
-func (m SegItems) Atime(h Handle) uint32 { return m.get32(h, segOffAtime) }
+func (m SegItems) Atime(h Handle) uint32 { return m.get32(h, segOffAtime) & segAtimeMask }
 
-// SetAtime sets h's last-access time.
-func (m SegItems) SetAtime(h Handle, t uint32) { m.put32(h, segOffAtime, t) }
+// SetAtime sets h's last-access time, keeping its read counter.
+func (m SegItems) SetAtime(h Handle, t uint32) {
+	m.put32(h, segOffAtime, m.get32(h, segOffAtime)&^segAtimeMask|t&segAtimeMask)
+}
+
+// freq is h's read counter (SegAllocator.Bump), 0 to segFreqMax.
+func (m SegItems) freq(h Handle) int { return int(m.get32(h, segOffAtime) >> segFreqShift) }
+
+// setFreq sets h's read counter to f (0 to segFreqMax), keeping its
+// atime.
+func (m SegItems) setFreq(h Handle, f int) {
+	m.put32(h, segOffAtime, m.get32(h, segOffAtime)&segAtimeMask|uint32(f)<<segFreqShift)
+}
 
 // CAS is h's CAS unique value.
 func (m SegItems) CAS(h Handle) uint64 {
@@ -214,13 +236,13 @@ func (m SegItems) Size(h Handle) int {
 // Init writes a fresh header for h, which SegAllocator.Alloc returned for
 // SegItemSize(len(key), nbytes, flags) bytes, and copies key into it; the
 // value area (nbytes long) is left for the caller to fill through Value.
-// The state bits start clear.
+// The state bits and the read counter start clear.
 func (m SegItems) Init(h Handle, key []byte, nbytes int, flags, exptime, now uint32) {
 	off := m.Offset(h)
 	hdr := m.mem[off : off+segHeaderLen(nbytes, flags)]
 	binary.LittleEndian.PutUint32(hdr[segOffHNext:], 0)
 	binary.LittleEndian.PutUint32(hdr[segOffExptime:], exptime)
-	binary.LittleEndian.PutUint32(hdr[segOffAtime:], now)
+	binary.LittleEndian.PutUint32(hdr[segOffAtime:], now&segAtimeMask)
 	binary.LittleEndian.PutUint64(hdr[segOffCAS:], 0)
 	hdr[segOffNKey] = uint8(len(key))
 	var layout uint8
