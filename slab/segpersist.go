@@ -10,7 +10,7 @@ import (
 // restart maps pages another process wrote, and reads them only if that
 // process wrote the same layout: change it with any change to segitems.go's
 // header or to a segment's own header.
-const SegLayout = "seg-1: 25-byte header, u24 value length, flags if set, 8-byte segment header"
+const SegLayout = "seg-2: 25-byte header, read counter in atime's top bits, u24 value length, flags if set, 8-byte segment header"
 
 // SegState is what a SegAllocator knows that its pages do not hold: its
 // segments' bookkeeping, its open segments and spare pages. With the
@@ -34,6 +34,7 @@ type SegRecord struct {
 	Created uint32 `json:"created"`
 	Seq     uint64 `json:"seq"`
 	TTL     int8   `json:"ttl"`
+	Main    bool   `json:"main,omitempty"`
 }
 
 // State returns the allocator's bookkeeping, for a later Restore.
@@ -41,7 +42,7 @@ func (a *SegAllocator) State() SegState {
 	st := SegState{Open: a.open, Seq: a.seq, Spare: append([]int32(nil), a.spare...)}
 	st.Segments = make([]SegRecord, len(a.segs))
 	for i, s := range a.segs {
-		st.Segments[i] = SegRecord{Page: s.page, Used: s.used, MaxExp: s.maxExp, Created: s.created, Seq: s.seq, TTL: s.ttl}
+		st.Segments[i] = SegRecord{Page: s.page, Used: s.used, MaxExp: s.maxExp, Created: s.created, Seq: s.seq, TTL: s.ttl, Main: s.main}
 	}
 	return st
 }
@@ -50,7 +51,7 @@ func (a *SegAllocator) State() SegState {
 // or touching them: the pages and st (State, taken before) now describe
 // the items, for the next process. The allocator is then empty.
 func (a *SegAllocator) Detach() {
-	a.segs, a.spare = a.segs[:0], a.spare[:0]
+	a.segs, a.spare, a.mainSegs = a.segs[:0], a.spare[:0], 0
 	for i := range a.open {
 		a.open[i] = -1
 	}
@@ -134,9 +135,12 @@ func (a *SegAllocator) Restore(st *SegState, link func(h Handle)) {
 	a.seq = st.Seq
 	a.open = st.Open
 	a.spare = append(a.spare[:0], st.Spare...)
-	a.segs = a.segs[:0]
+	a.segs, a.mainSegs = a.segs[:0], 0
 	for _, r := range st.Segments {
-		a.segs = append(a.segs, segment{page: r.Page, used: r.Used, maxExp: r.MaxExp, created: r.Created, seq: r.Seq, ttl: r.TTL})
+		a.segs = append(a.segs, segment{page: r.Page, used: r.Used, maxExp: r.MaxExp, created: r.Created, seq: r.Seq, ttl: r.TTL, main: r.Main})
+		if r.Main {
+			a.mainSegs++
+		}
 	}
 	for i := range a.segs {
 		a.walk(i, func(h Handle, size int) {

@@ -13,10 +13,13 @@ import (
 func TestSegStateRestores(t *testing.T) {
 	const pages, pageSize = 8, 64 << 10
 	r := newSegRig(t, pages, pageSize, 0)
-	for i := range 3000 {
-		k := fmt.Sprint("key-", i%1200)
+	for i := range 30000 {
+		k := fmt.Sprint("key-", i%5000)
 		if !r.set(k, i, 20+i%90, uint32(i%3), uint32(i%2)*1000) {
 			t.Fatalf("set %d failed", i)
+		}
+		if h, ok := r.x.m[fmt.Sprint("key-", i%50)]; ok {
+			r.a.Bump(h)
 		}
 	}
 	st := r.a.State()
@@ -28,7 +31,10 @@ func TestSegStateRestores(t *testing.T) {
 	if linked != len(r.x.m) {
 		t.Fatalf("CheckState counts %d linked items, the index holds %d", linked, len(r.x.m))
 	}
-	was := r.x.m
+	was, mainBefore := r.x.m, r.a.mainSegs
+	if mainBefore == 0 {
+		t.Fatal("no merge wrote a main segment: the test restores only probation ones")
+	}
 	r.a.Detach()
 	if r.a.Pages() != 0 {
 		t.Fatalf("a detached allocator holds %d pages", r.a.Pages())
@@ -44,6 +50,9 @@ func TestSegStateRestores(t *testing.T) {
 		a.Link(h)
 		x.m[string(a.Items.Key(h))] = h
 	})
+	if a.mainSegs != mainBefore {
+		t.Fatalf("%d main segments after the restore, %d before", a.mainSegs, mainBefore)
+	}
 	if len(x.m) != len(was) || a.Pages()+pool.Free() != pages {
 		t.Fatalf("restored %d items of %d; %d pages held, %d free of %d", len(x.m), len(was), a.Pages(), pool.Free(), pages)
 	}
