@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/memhive/memhive/internal/atomicfile"
 )
 
 // stateCopy is the local copy of the last state seen, as written to
@@ -50,45 +51,11 @@ func (e *Etcd) saveCopy(last int64) int64 {
 	if c.Revision == last {
 		return last
 	}
-	if err := writeAtomic(e.copyPath(), c); err != nil {
+	if err := atomicfile.WriteJSON(e.copyPath(), c); err != nil {
 		e.log.Warn("etcd store: saving the last state seen", "err", err)
 		return last
 	}
 	return c.Revision
-}
-
-// writeAtomic writes v as JSON to path so that a crash leaves either the
-// old file or the new one: a temporary file, fsynced, renamed over path,
-// and the directory fsynced for the rename.
-func writeAtomic(path string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(raw); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // loadCopy reads the copy at path, if it was saved for prefix.

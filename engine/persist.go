@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/memhive/memhive/internal/atomicfile"
 	"github.com/memhive/memhive/slab"
 )
 
@@ -294,35 +295,7 @@ func (m *Memory) Persist() error {
 	if err := m.arena.Sync(); err != nil {
 		return err
 	}
-	raw, err := json.Marshal(&meta)
-	if err != nil {
-		return err
-	}
-	return writeFileSynced(metaPath(m.cfg.MemoryFile), raw)
-}
-
-// writeFileSynced writes data to path through a synced temporary file
-// renamed into place, so that path is either absent or whole.
-func writeFileSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.WriteJSON(metaPath(m.cfg.MemoryFile), &meta)
 }
 
 // detach stops e's crawler and hands its pages over to the metadata: it

@@ -20,6 +20,36 @@ func openFileMemory(t *testing.T, path string, memMiB int64, maxItem int) *Memor
 	return m
 }
 
+// stopWithItems fills cache 1 of a new Memory of memMiB on the memory
+// file path with n items, stops it (gracefully, with Persist, or as a
+// crash without) and returns the pages the cache held.
+func stopWithItems(t *testing.T, path string, memMiB int64, n int, graceful bool) int {
+	t.Helper()
+	m := openFileMemory(t, path, memMiB, 0)
+	e := newFileEngine(t, m, memMiB<<20)
+	fillCache(t, e, "k", n)
+	pages := e.Pages()
+	if graceful {
+		if err := m.Persist(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Close()
+	m.Close()
+	return pages
+}
+
+// newFileEngine makes cache 1's engine on m, closed at the test's end.
+func newFileEngine(t *testing.T, m *Memory, limit int64) *Engine {
+	t.Helper()
+	e, err := m.NewEngine(CacheConfig{ID: 1, LimitBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // savedItem is what a warm restart must give back of an item.
 type savedItem struct {
 	value string
@@ -111,7 +141,7 @@ func TestWarmRestartKeepsEveryCache(t *testing.T) {
 	m.Close()
 
 	m = openFileMemory(t, path, 64, 0)
-	defer m.Close()
+	t.Cleanup(func() { m.Close() }) // after the engines' Cleanups, which run first
 	r := m.Restored()
 	if r.Reason != "" || r.Caches != 3 || r.Items != 3*20000-1 {
 		t.Fatalf("restore: %+v", r)
@@ -155,25 +185,13 @@ func TestWarmRestartKeepsEveryCache(t *testing.T) {
 
 func TestWarmRestartStartsEmptyWithoutMetadata(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "memory")
+	stopWithItems(t, path, 16, 1000, false) // a crash: no Persist
 	m := openFileMemory(t, path, 16, 0)
-	e, err := m.NewEngine(CacheConfig{ID: 1, LimitBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillCache(t, e, "k", 1000)
-	// A crash: no Persist.
-	e.Close()
-	m.Close()
-	m = openFileMemory(t, path, 16, 0)
-	defer m.Close()
+	t.Cleanup(func() { m.Close() }) // after the engines' Cleanups, which run first
 	if r := m.Restored(); !strings.Contains(r.Reason, "did not stop gracefully") {
 		t.Fatalf("restart after a crash: %+v", r)
 	}
-	e, err = m.NewEngine(CacheConfig{ID: 1, LimitBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newFileEngine(t, m, 16<<20)
 	if _, ok := e.Get([]byte("k-1")); ok || e.Stats().CurrItems != 0 {
 		t.Fatal("an item came back without metadata")
 	}
@@ -198,28 +216,13 @@ func TestWarmRestartRefusesOtherSettings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "memory")
-			m := openFileMemory(t, path, 16, 0)
-			e, err := m.NewEngine(CacheConfig{ID: 1, LimitBytes: 16 << 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fillCache(t, e, "k", 1000)
-			if err := m.Persist(); err != nil {
-				t.Fatal(err)
-			}
-			e.Close()
-			m.Close()
-			m = openFileMemory(t, path, tc.memMiB, tc.maxItem)
-			defer m.Close()
+			stopWithItems(t, path, 16, 1000, true)
+			m := openFileMemory(t, path, tc.memMiB, tc.maxItem)
+			t.Cleanup(func() { m.Close() }) // after the engines' Cleanups, which run first
 			if r := m.Restored(); !strings.Contains(r.Reason, tc.want) {
 				t.Fatalf("restart with another %s: %+v", tc.name, r)
 			}
-			e, err = m.NewEngine(CacheConfig{ID: 1, LimitBytes: 16 << 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			if e.Stats().CurrItems != 0 {
+			if e := newFileEngine(t, m, 16<<20); e.Stats().CurrItems != 0 {
 				t.Fatal("items came back under other settings")
 			}
 		})
@@ -228,30 +231,20 @@ func TestWarmRestartRefusesOtherSettings(t *testing.T) {
 
 func TestWarmRestartRefusesCorruptSegments(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "memory")
-	m := openFileMemory(t, path, 16, 0)
-	e, err := m.NewEngine(CacheConfig{ID: 1, LimitBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillCache(t, e, "k", 1000)
-	if err := m.Persist(); err != nil {
-		t.Fatal(err)
-	}
-	e.Close()
-	m.Close()
-	// A key length of zero in the first item of the first page written
-	// (the pool hands pages out from the start).
+	stopWithItems(t, path, 16, 1000, true)
+	// A key length of zero in the first item of the first page written:
+	// page 0 (the pool hands pages out from the start), after its
+	// segment header.
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pageSize := int64(m.PageSize())
-	if _, err := f.WriteAt([]byte{0}, 0*pageSize+8+20); err != nil {
+	if _, err := f.WriteAt([]byte{0}, 8+20); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	m = openFileMemory(t, path, 16, 0)
-	defer m.Close()
+	m := openFileMemory(t, path, 16, 0)
+	t.Cleanup(func() { m.Close() }) // after the engines' Cleanups, which run first
 	if r := m.Restored(); !strings.Contains(r.Reason, "inconsistent") {
 		t.Fatalf("restart on a corrupt page: %+v", r)
 	}
@@ -259,25 +252,10 @@ func TestWarmRestartRefusesCorruptSegments(t *testing.T) {
 
 func TestWarmRestartShrinksToALowerLimit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "memory")
+	before := stopWithItems(t, path, 32, 100000, true)
 	m := openFileMemory(t, path, 32, 0)
-	e, err := m.NewEngine(CacheConfig{ID: 1, LimitBytes: 32 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillCache(t, e, "k", 100000)
-	before := e.Pages()
-	if err := m.Persist(); err != nil {
-		t.Fatal(err)
-	}
-	e.Close()
-	m.Close()
-	m = openFileMemory(t, path, 32, 0)
-	defer m.Close()
-	e, err = m.NewEngine(CacheConfig{ID: 1, LimitBytes: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	t.Cleanup(func() { m.Close() }) // after the engines' Cleanups, which run first
+	e := newFileEngine(t, m, 8<<20)
 	if e.Pages() > 8 || before <= 8 {
 		t.Fatalf("pages %d after a restore under an 8-page limit (had %d)", e.Pages(), before)
 	}

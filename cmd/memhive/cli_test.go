@@ -25,6 +25,7 @@ import (
 
 	"github.com/memhive/memhive/analytics"
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/internal/atomicfile"
 )
 
 // runCmd calls a subcommand as main would and returns its output.
@@ -270,7 +271,7 @@ func TestCLIThroughARunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	if err := writeJSONFile(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: "127.0.0.1:11999"}); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: "127.0.0.1:11999"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runCmd(t, cacheCmd, "list", "--data", dir); err == nil || !strings.Contains(err.Error(), "admin-token") {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/internal/atomicfile"
 	"github.com/memhive/memhive/server"
 	"github.com/memhive/memhive/tenancy"
 )
@@ -171,7 +172,7 @@ func (s *serving) openEtcd(policy control.Policy) error {
 		return err
 	}
 	marker := clusterMarker{Etcd: c.etcdEndpoints, Prefix: c.etcdPrefix, Node: c.node}
-	if err := writeJSONFile(filepath.Join(c.data, clusterFile), marker); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(c.data, clusterFile), marker); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
 	store, err := control.OpenEtcd(control.EtcdConfig{

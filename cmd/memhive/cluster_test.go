@@ -14,6 +14,7 @@ import (
 
 	"github.com/memhive/memhive/analytics"
 	"github.com/memhive/memhive/control"
+	"github.com/memhive/memhive/internal/atomicfile"
 	"github.com/memhive/memhive/server"
 	"github.com/memhive/memhive/tenancy"
 )
@@ -115,7 +116,7 @@ func TestServerList(t *testing.T) {
 // (--http), the list that node answers.
 func TestCLIOnAClusterNode(t *testing.T) {
 	dir := t.TempDir()
-	if err := writeJSONFile(filepath.Join(dir, clusterFile), clusterMarker{Etcd: []string{"http://127.0.0.1:2379"}, Prefix: "/memhive", Node: "n1"}); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, clusterFile), clusterMarker{Etcd: []string{"http://127.0.0.1:2379"}, Prefix: "/memhive", Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, adminTokenFile), []byte("tok\n"), 0o600)
@@ -140,7 +141,7 @@ func TestCLIOnAClusterNode(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	three := "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211"
-	if err := writeJSONFile(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: three, Node: "n1"}); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, serveStateFile), serveState{HTTP: srv.Addr(), Servers: three, Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runCmd(t, cacheCmd, "create", "app", "--data", dir)

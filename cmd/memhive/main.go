@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"github.com/memhive/memhive/analytics"
 	"github.com/memhive/memhive/control"
 	"github.com/memhive/memhive/engine"
+	"github.com/memhive/memhive/internal/atomicfile"
 	"github.com/memhive/memhive/server"
 	"github.com/memhive/memhive/tenancy"
 )
@@ -669,7 +669,7 @@ func (s *serving) writeStateLocked() {
 	if s.httpSrv != nil {
 		state.HTTP = s.httpSrv.Addr()
 	}
-	if err := writeJSONFile(filepath.Join(s.cfg.data, serveStateFile), state); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(s.cfg.data, serveStateFile), state); err != nil {
 		s.log.Warn("writing the server's address for the CLI", "err", err)
 	}
 }
@@ -850,17 +850,4 @@ func adminToken(c serveConfig) (string, error) {
 		return "", fmt.Errorf("writing the admin token: %w", err)
 	}
 	return token, nil
-}
-
-// writeJSONFile replaces path with v as JSON, atomically.
-func writeJSONFile(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
