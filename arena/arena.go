@@ -31,6 +31,8 @@ type Arena struct {
 	// of group pages; nil when nothing is bound.
 	nodes []int
 	group int
+
+	huge huge // CollapseWritten's record of huge pages; empty in the heap build
 }
 
 // Mem is the whole region, Pages()*PageSize() bytes, zero where never
