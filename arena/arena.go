@@ -34,6 +34,8 @@ type Arena struct {
 	group int
 	// file backs a NewFile arena; nil for an anonymous one.
 	file *os.File
+
+	huge huge // CollapseWritten's record of huge pages; empty in the heap build
 }
 
 // Mem is the whole region, Pages()*PageSize() bytes, zero where never

@@ -39,3 +39,10 @@ func (a *Arena) Close() error {
 	a.mem = nil
 	return err
 }
+
+// huge is empty in the heap build.
+type huge struct{}
+
+// CollapseWritten does nothing in the heap build: its memory is the Go
+// heap's, whose pages the runtime manages.
+func (a *Arena) CollapseWritten() (collapsed int, again bool) { return 0, false }

@@ -51,10 +51,10 @@ func newArena(size, pageSize int, nodes []int) (*Arena, error) {
 		osPage:   os.Getpagesize(),
 	}
 	a.group = groupPages(pageSize, a.osPage)
-	// Items are reached at random all over the arena: transparent huge
-	// pages cut the TLB misses of every hash-chain step. Advisory: a
-	// kernel without THP, or with it off, keeps 4 KiB pages.
-	_ = unix.Madvise(mapped, unix.MADV_HUGEPAGE)
+	// No MADV_HUGEPAGE: it would fault each written prefix in as whole
+	// 2 MiB pages (see CollapseWritten, which gives huge pages to what is
+	// written instead).
+	a.initHuge()
 	if spans := planBinding(pages, pageSize, a.osPage, nodes); spans != nil {
 		if bindSpans(mapped, spans) == nil {
 			a.nodes = nodes
@@ -91,6 +91,9 @@ func (a *Arena) Release(page int) {
 		clear(a.mem[inLo:inHi])
 	}
 	clearDirty(a.mem[inHi:hi], a.osPage)
+	// MADV_DONTNEED split any huge page under the page: its spans may
+	// be collapsed again once written again.
+	a.unmarkHuge(lo, hi)
 }
 
 // clearDirty zeroes b in chunks of at most chunk bytes, skipping chunks that

@@ -31,6 +31,15 @@
 // capacity of every node are used evenly; Node reports where a page went.
 // On one node (the common case) nothing is bound.
 //
+// # Huge pages
+//
+// Items are read at random all over the region, so transparent huge pages
+// save TLB misses. The region is not madvised MADV_HUGEPAGE, which would
+// fault in 2 MiB at the first byte written there and charge every
+// partly written segment up to 2 MiB of RSS. Instead CollapseWritten,
+// called periodically (package engine does, every second), collapses the
+// 2 MiB spans that are already wholly written (MADV_COLLAPSE, Linux 6.1+).
+//
 // # Race builds
 //
 // Under the race detector (build tag race) the region is an ordinary heap

@@ -59,7 +59,10 @@ func NewFile(path string, size, pageSize int) (*Arena, error) {
 	if err != nil {
 		return fail(fmt.Errorf("mmap %d bytes: %w", n, err))
 	}
-	_ = unix.Madvise(mapped, unix.MADV_HUGEPAGE)
+	// No MADV_HUGEPAGE, as for an anonymous arena, and CollapseWritten
+	// leaves a file's arena alone: its pages are the page cache's, and
+	// whether they may be huge is the file system's choice (tmpfs's
+	// huge= option), not the process's.
 	a := &Arena{
 		mem:      mapped[:n:n],
 		pageSize: pageSize,

@@ -68,7 +68,15 @@ type Memory struct {
 	restoring    map[uint32]*cacheMeta
 	restoredNote Restored
 	restoreStart time.Time
+	// The goroutine giving written memory huge pages (collapseHuge).
+	stopHuge  chan struct{}
+	hugeDone  sync.WaitGroup
+	closeOnce sync.Once
 }
+
+// hugeInterval is how often written item memory is looked over for spans
+// to give transparent huge pages (arena.Arena.CollapseWritten).
+const hugeInterval = time.Second
 
 // Engine is one cache: its own key space, segments, counters and limit,
 // on pages of a Memory. Safe for concurrent use.
@@ -166,15 +174,44 @@ func NewMemory(cfg Config) (*Memory, error) {
 		m.clock = newClockFrom(started, time.Second)
 		m.ownClock = true
 	}
+	m.stopHuge = make(chan struct{})
+	m.hugeDone.Add(1)
+	go m.collapseHuge(hugeInterval)
 	return m, nil
+}
+
+// collapseHuge gives transparent huge pages to the item memory as it is
+// written, every interval, until Close or until the kernel cannot: items
+// are read at random all over the arena, and huge pages cut the TLB misses
+// of every hash-chain step (about 10% of a random get's time with 1M
+// items in BENCHMARKS.md's measurement). Only wholly written 2 MiB spans
+// are collapsed, so they cost no RSS (see arena.Arena.CollapseWritten).
+func (m *Memory) collapseHuge(interval time.Duration) {
+	defer m.hugeDone.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stopHuge:
+			return
+		case <-t.C:
+			if _, again := m.arena.CollapseWritten(); !again {
+				return
+			}
+		}
+	}
 }
 
 // Close unmaps the item memory. Every engine made from m must be closed
 // first.
 func (m *Memory) Close() error {
-	if m.ownClock {
-		m.clock.Stop()
-	}
+	m.closeOnce.Do(func() {
+		close(m.stopHuge)
+		m.hugeDone.Wait()
+		if m.ownClock {
+			m.clock.Stop()
+		}
+	})
 	return m.arena.Close()
 }
 
