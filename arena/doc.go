@@ -37,8 +37,9 @@
 // save TLB misses. The region is not madvised MADV_HUGEPAGE, which would
 // fault in 2 MiB at the first byte written there and charge every
 // partly written segment up to 2 MiB of RSS. Instead CollapseWritten,
-// called periodically (package engine does, every second), collapses the
-// 2 MiB spans that are already wholly written (MADV_COLLAPSE, Linux 6.1+).
+// called periodically (package engine does, five times a second),
+// collapses the 2 MiB spans that are at least three quarters written, over
+// pages all in use (MADV_COLLAPSE, Linux 6.1+).
 //
 // # Race builds
 //
