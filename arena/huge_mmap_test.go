@@ -71,3 +71,55 @@ func TestCollapseWrittenSpans(t *testing.T) {
 		t.Fatalf("collapsed %d spans once the released page was written again, want at least 1", n)
 	}
 }
+
+// TestCollapseSkipsReleasedPage releases a page that takes at most a
+// quarter of a span whose other three quarters are written: the span is
+// resident enough to collapse, but collapsing it would fault the released
+// page's share back in, so CollapseWritten must leave it alone.
+func TestCollapseSkipsReleasedPage(t *testing.T) {
+	ps := 7 << 18 // 1.75 MiB: page edges fall all over the 2 MiB grid
+	a, err := New(16*ps, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	mem := a.Mem()
+	h := &a.huge
+	written := 12 * ps
+	writeAll(mem[:written], 7)
+	if n, again := a.CollapseWritten(); n == 0 && !again {
+		t.Skip("no MADV_COLLAPSE here (Linux < 6.1, or THP off)")
+	}
+	// A span wholly written, and an interior page overlapping it by at
+	// least an OS page and at most a quarter of the span.
+	span, page := -1, -1
+	for i := 0; i < h.n && span < 0; i++ {
+		lo, hi := h.off+i*hugeSize, h.off+(i+1)*hugeSize
+		if hi > written {
+			break
+		}
+		for p := 1; p < 11; p++ {
+			over := min(hi, (p+1)*ps) - max(lo, p*ps)
+			if over >= a.osPage && over <= hugeSize/4 {
+				span, page = i, p
+				break
+			}
+		}
+	}
+	if span < 0 {
+		t.Fatalf("no span with a page overlapping it by at most a quarter (span offset %d)", h.off)
+	}
+	a.Release(page)
+	lo := h.off + span*hugeSize
+	if got := countTrue(resident(t, mem[lo:lo+hugeSize])); got < hugeSize/a.osPage*collapseAt/4 {
+		t.Fatalf("span %d has %d OS pages resident after the release: not enough to test anything", span, got)
+	}
+	a.CollapseWritten()
+	if h.marked(span) {
+		t.Fatalf("span %d was collapsed over released page %d", span, page)
+	}
+	inLo, inHi := roundUp(page*ps, a.osPage), (page+1)*ps/a.osPage*a.osPage
+	if got := countTrue(resident(t, mem[inLo:inHi])); got != 0 {
+		t.Fatalf("%d OS pages of released page %d are resident again", got, page)
+	}
+}
