@@ -74,12 +74,12 @@ func thpNever(path string) bool {
 // so never over a released or unused page. Release splits a span's huge
 // page again and unmarks it.
 //
-// A pass over an arena with nothing to collapse takes about 130 µs per
-// GiB (BenchmarkCollapseWrittenIdle); a collapse copies the span's 2 MiB
-// into a fresh huge page, 0.7-5.6 ms measured, stalling a write to the
-// span meanwhile: at T2's 9 MB/s of new items, 2.5% of the server's CPU
-// (BENCHMARKS.md). Call it from one goroutine at a time,
-// periodically; it may run concurrently with Release and with reads and
+// A pass over an arena with nothing to collapse takes 0.13-0.33 ms per
+// GiB (BenchmarkCollapseWrittenIdle). A collapse copies the span's 2 MiB
+// into a fresh huge page, about 0.7 ms (BenchmarkCollapseWrittenFresh),
+// stalling a write to the span meanwhile: at T2's 9 MB/s of new items,
+// 2.5% of the server's CPU (BENCHMARKS.md). Call it from one goroutine at
+// a time, periodically; it may run concurrently with Release and with reads and
 // writes of any page. A Release that lands between the residency check
 // and the collapse gets its OS pages back in the huge page, zeroed:
 // correct, and costing that RSS until the page is released again.

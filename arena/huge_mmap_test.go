@@ -4,6 +4,29 @@ package arena
 
 import "testing"
 
+// testArena maps an arena of pages pages of ps bytes, unmapped when the
+// test ends.
+func testArena(tb testing.TB, ps, pages int) *Arena {
+	tb.Helper()
+	a, err := New(pages*ps, ps)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { a.Close() })
+	return a
+}
+
+// collapseOrSkip runs a.CollapseWritten and returns how many spans it
+// collapsed, skipping the test when its answer says this kernel cannot.
+func collapseOrSkip(tb testing.TB, a *Arena) int {
+	tb.Helper()
+	collapsed, again := a.CollapseWritten()
+	if collapsed == 0 && !again {
+		tb.Skip("no MADV_COLLAPSE here (Linux < 6.1, or THP off)")
+	}
+	return collapsed
+}
+
 // writeAll writes every byte of b, so every OS page of it is resident.
 func writeAll(b []byte, v byte) {
 	for i := range b {
@@ -19,11 +42,7 @@ func writeAll(b []byte, v byte) {
 // is written again.
 func TestCollapseWrittenSpans(t *testing.T) {
 	ps := 1<<20 + 64
-	a, err := New(16*ps, ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := testArena(t, ps, 16)
 	mem := a.Mem()
 	h := &a.huge
 	spanOf := func(i int) (lo, hi int) { return h.off + i*hugeSize, h.off + (i+1)*hugeSize }
@@ -33,10 +52,7 @@ func TestCollapseWrittenSpans(t *testing.T) {
 	writeAll(mem[4*ps:4*ps+ps*9/10], 7)
 	mem[6*ps+100] = 1
 	before := countTrue(resident(t, mem))
-	n, again := a.CollapseWritten()
-	if n == 0 && !again {
-		t.Skip("no MADV_COLLAPSE here (Linux < 6.1, or THP off)")
-	}
+	collapseOrSkip(t, a)
 	for i := range h.n {
 		lo, hi := spanOf(i)
 		switch {
@@ -78,18 +94,12 @@ func TestCollapseWrittenSpans(t *testing.T) {
 // page's share back in, so CollapseWritten must leave it alone.
 func TestCollapseSkipsReleasedPage(t *testing.T) {
 	ps := 7 << 18 // 1.75 MiB: page edges fall all over the 2 MiB grid
-	a, err := New(16*ps, ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := testArena(t, ps, 16)
 	mem := a.Mem()
 	h := &a.huge
 	written := 12 * ps
 	writeAll(mem[:written], 7)
-	if n, again := a.CollapseWritten(); n == 0 && !again {
-		t.Skip("no MADV_COLLAPSE here (Linux < 6.1, or THP off)")
-	}
+	collapseOrSkip(t, a)
 	// A span wholly written, and an interior page overlapping it by at
 	// least an OS page and at most a quarter of the span.
 	span, page := -1, -1
